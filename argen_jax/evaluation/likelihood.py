@@ -1,0 +1,31 @@
+"""Likelihood bookkeeping: nats per example and bits per dimension from summed metrics."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def summarize(sums: dict) -> dict:
+    """Metric sums (see models.base) -> means. nll: nats per example; bpd: bits per dim."""
+    out = {}
+    n = float(sums.get("num_examples", 0.0))
+    d = float(sums.get("num_dims", 0.0))
+    for k, v in sums.items():
+        if k in ("num_examples", "num_dims"):
+            continue
+        v = float(np.asarray(v))
+        if k == "nll_sum":
+            if n > 0:
+                out["nll"] = v / n
+            if d > 0:
+                out["bpd"] = v / (d * math.log(2.0))
+        elif k.endswith("_sum") and n > 0:
+            out[k[: -len("_sum")]] = v / n
+        else:
+            out[k] = v
+    return out
+
+
+def bits_per_dim(nll_nats_total: float, num_dims: float) -> float:
+    return nll_nats_total / (num_dims * math.log(2.0))

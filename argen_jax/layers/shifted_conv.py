@@ -1,0 +1,177 @@
+"""One causal 2-D convolution for every pixel model: a sum over explicit kernel taps.
+
+    y[b, i, j] = sum_t  x[b, i + dy_t, j + dx_t] @ W_t        (zero outside the image)
+
+A PixelCNN mask (type A / B), the Gated PixelCNN vertical and horizontal stacks and
+PixelCNN++'s down-shifted / down-right-shifted convolutions are all just different tap sets,
+so they share this module instead of each writing a masked conv. Only the taps that may be
+seen are parameters; a masked-out weight does not exist, so it cannot leak.
+
+For colour images the tap at (0, 0) may carry a channel mask: channel c belongs to group
+`c % groups` (interleaved, so splitting a tensor in halves for gates keeps every channel's
+group), and output group g sees input groups < g (mask 'A') or <= g (mask 'B').
+
+Two implementations of the same function (same parameters):
+  * 'taps': concatenate the shifted slices and do one matmul. XLA's CPU matmul is far faster
+    than its convolution (see docs/design.md), so this is the default on CPU.
+  * 'conv': scatter the taps into a dense kernel and call `lax.conv_general_dilated`
+    (cuDNN / TPU convolutions are fast there).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from argen_jax.parallel import axes
+
+Offsets = tuple[tuple[int, int], ...]
+
+
+# --------------------------------------------------------------------------- tap sets
+def masked_offsets(kh: int, kw: int, mask: str, groups: int = 1) -> Offsets:
+    """PixelCNN mask: rows above in full, the current row left of centre, centre per mask.
+
+    Mask 'A' (first layer) excludes the centre pixel; for colour (`groups > 1`) the centre tap
+    stays and its channel mask keeps only earlier colour channels.
+    """
+    if mask not in ("A", "B"):
+        raise ValueError(f"mask must be 'A' or 'B', got {mask!r}")
+    offs = [(dy, dx) for dy in range(-(kh // 2), 0) for dx in range(-(kw // 2), kw // 2 + 1)]
+    offs += [(0, dx) for dx in range(-(kw // 2), 0)]
+    if mask == "B" or groups > 1:
+        offs.append((0, 0))
+    return tuple(offs)
+
+
+def vertical_offsets(kh: int, kw: int) -> Offsets:
+    """Gated PixelCNN vertical stack: rows [i - kh//2, i], full width. Includes row i, so its
+    output must be shifted down one row before it feeds the horizontal stack."""
+    return tuple((dy, dx) for dy in range(-(kh // 2), 1) for dx in range(-(kw // 2), kw // 2 + 1))
+
+
+def horizontal_offsets(kw: int, mask: str, groups: int = 1) -> Offsets:
+    """Gated PixelCNN horizontal stack: pixels [j - kw//2, j) of the current row, + centre."""
+    offs = [(0, dx) for dx in range(-(kw // 2), 0)]
+    if mask == "B" or groups > 1:
+        offs.append((0, 0))
+    return tuple(offs)
+
+
+def down_shifted_offsets(kh: int, kw: int) -> Offsets:
+    """PixelCNN++ down-shifted conv: rows [i-kh+1, i], columns centred."""
+    return tuple((dy, dx) for dy in range(-(kh - 1), 1) for dx in range(-(kw // 2), kw // 2 + 1))
+
+
+def down_right_shifted_offsets(kh: int, kw: int) -> Offsets:
+    """PixelCNN++ down-right-shifted conv: rows [i-kh+1, i], columns [j-kw+1, j]."""
+    return tuple((dy, dx) for dy in range(-(kh - 1), 1) for dx in range(-(kw - 1), 1))
+
+
+def channel_mask(cin: int, cout: int, groups: int, mask: str) -> np.ndarray:
+    """[cin, cout] 0/1 mask: out group g sees in groups < g ('A') or <= g ('B')."""
+    gi = np.arange(cin)[:, None] % groups
+    go = np.arange(cout)[None, :] % groups
+    return (gi < go if mask == "A" else gi <= go).astype(np.float32)
+
+
+def shift(x: jax.Array, dy: int = 0, dx: int = 0) -> jax.Array:
+    """out[:, i, j] = x[:, i - dy, j - dx] (zero-filled): dy=1 moves content down one row."""
+    _, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (max(dy, 0), max(-dy, 0)), (max(dx, 0), max(-dx, 0)), (0, 0)))
+    y0, x0 = max(-dy, 0), max(-dx, 0)
+    return xp[:, y0 : y0 + h, x0 : x0 + w, :]
+
+
+# --------------------------------------------------------------------------- the module
+class ShiftedConv2D(nn.Module):
+    """Convolution over an explicit set of taps `offsets` ((dy, dx) pairs; dy < 0 is above).
+
+    Input [B, H, W, Cin] -> output [B, ceil(H/s), ceil(W/s), features].
+    """
+
+    features: int
+    offsets: Sequence[tuple[int, int]]
+    center_mask: str | None = None  # None, 'A' or 'B': channel mask on the (0, 0) tap
+    groups: int = 1  # colour groups for the channel mask (3 for RGB)
+    strides: int = 1
+    use_bias: bool = True
+    impl: str = "taps"  # 'taps' (concat + matmul) or 'conv' (lax.conv on a dense kernel)
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        offsets = tuple((int(dy), int(dx)) for dy, dx in self.offsets)
+        if len(set(offsets)) != len(offsets) or not offsets:
+            raise ValueError(f"ShiftedConv2D: offsets must be distinct and non-empty: {offsets}")
+        cin, t = x.shape[-1], len(offsets)
+
+        def init(key, shape, dtype):  # fan-in of the real taps only
+            return self.kernel_init(key, (t * cin, self.features), dtype).reshape(shape)
+
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(init, (axes.TAPS, axes.CONV_IN, axes.CONV_OUT)),
+            (t, cin, self.features),
+            self.param_dtype,
+        )
+        if self.center_mask is not None and self.groups > 1:
+            if (0, 0) not in offsets:
+                raise ValueError("center_mask given but (0, 0) is not among the offsets")
+            m = np.ones((t, cin, self.features), np.float32)
+            m[offsets.index((0, 0))] = channel_mask(cin, self.features, self.groups,
+                                                    self.center_mask)
+            kernel = kernel * jnp.asarray(m, kernel.dtype)
+        x = x.astype(self.dtype)
+        kernel = kernel.astype(self.dtype)
+        if self.impl == "taps":
+            y = self._taps(x, kernel, offsets)
+        elif self.impl == "conv":
+            y = self._conv(x, kernel, offsets)
+        else:
+            raise ValueError(f"ShiftedConv2D.impl must be 'taps' or 'conv', got {self.impl!r}")
+        if self.use_bias:
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(nn.initializers.zeros, (axes.CONV_OUT,)),
+                (self.features,),
+                self.param_dtype,
+            )
+            y = y + bias.astype(self.dtype)
+        return y
+
+    def _pads(self, offsets):
+        dys, dxs = [o[0] for o in offsets], [o[1] for o in offsets]
+        return max(0, -min(dys)), max(0, max(dys)), max(0, -min(dxs)), max(0, max(dxs))
+
+    def _taps(self, x, kernel, offsets):
+        _, h, w, cin = x.shape
+        s = self.strides
+        top, bottom, left, right = self._pads(offsets)
+        xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+        cols = [
+            xp[:, top + dy : top + dy + h : s, left + dx : left + dx + w : s, :]
+            for dy, dx in offsets
+        ]
+        patches = jnp.concatenate(cols, axis=-1)  # [B, H', W', T*Cin]
+        return patches @ kernel.reshape(-1, kernel.shape[-1])
+
+    def _conv(self, x, kernel, offsets):
+        top, bottom, left, right = self._pads(offsets)
+        kh, kw = top + bottom + 1, left + right + 1
+        dense = jnp.zeros((kh, kw) + kernel.shape[1:], kernel.dtype)
+        for i, (dy, dx) in enumerate(offsets):
+            dense = dense.at[top + dy, left + dx].set(kernel[i])
+        return jax.lax.conv_general_dilated(
+            x,
+            dense,
+            window_strides=(self.strides, self.strides),
+            padding=((top, bottom), (left, right)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )

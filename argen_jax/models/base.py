@@ -1,0 +1,54 @@
+"""The contract between a model family and the shared training loop / launcher.
+
+A family owns its linen module(s), its likelihood and its sampler; the loop owns optimisation,
+sharding, checkpoints, evaluation bookkeeping and writing outputs. A family never names a mesh
+axis and the loop never looks inside a model.
+
+Metrics convention: `loss` returns a scalar to minimise and a dict of *sums* over the batch
+(weighted by `batch['mask']`), always including
+    nll_sum      total negative log-likelihood in nats
+    num_dims     number of modelled dimensions (pixels x channels, samples, tokens)
+    num_examples number of (unpadded) examples
+so the loop can report exact nats per example and bits per dimension over a whole test set.
+"""
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from argen_jax.data.pipeline import DataSpec
+
+
+class Family(abc.ABC):
+    def __init__(self, config, spec: DataSpec):
+        self.config = config
+        self.spec = spec
+
+    @abc.abstractmethod
+    def init(self, rng: jax.Array, batch: dict) -> dict:
+        """Variables of the model ({'params': ...}), with logical-axis boxes."""
+
+    @abc.abstractmethod
+    def loss(self, params, batch: dict, rng: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+        """(scalar loss, metric sums). Pure and jittable."""
+
+    def sample(self, params, keys: jax.Array, labels: jax.Array | None) -> jax.Array:
+        """keys [B, 2]: one key per sample (see sampling.loop.sample_keys); labels [B] or
+        None. Returns the samples [B, ...] in the data's integer format. Jittable."""
+        raise NotImplementedError(f"{type(self).__name__} has no sampler")
+
+    def save_samples(self, samples: np.ndarray, path_stem: str) -> list[str]:
+        """Writes samples (a grid PNG for images); returns the paths written."""
+        from argen_jax.evaluation.images import save_image_grid
+
+        path = path_stem + ".png"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_image_grid(samples, path, levels=self.spec.levels)
+        return [path]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}

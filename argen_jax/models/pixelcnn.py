@@ -1,0 +1,191 @@
+"""PixelCNN (van den Oord et al. 2016a) and Gated PixelCNN (van den Oord et al. 2016b).
+
+Both are built from `layers.shifted_conv.ShiftedConv2D`: a masked convolution is a tap set.
+Colour images use the R -> G -> B channel masks (interleaved channel groups, see that module).
+Outputs are logits [B, H, W, C, levels] of a categorical per sub-pixel.
+
+PixelCNN keeps its blind spot (the stack of masked 3x3 convs never sees the pixels up and to
+the right beyond a cone); Gated PixelCNN's vertical + horizontal stacks remove it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from argen_jax.errors import ConfigError
+from argen_jax.heads.categorical import categorical_nll, to_unit_range
+from argen_jax.layers.shifted_conv import (
+    ShiftedConv2D,
+    horizontal_offsets,
+    masked_offsets,
+    shift,
+    vertical_offsets,
+)
+from argen_jax.models.base import Family
+from argen_jax.parallel import axes
+from argen_jax.sampling.loop import LoopState, autoregressive_scan
+from argen_jax.sampling.processors import categorical_draw
+
+CENTER = ((0, 0),)
+
+
+class ClassBias(nn.Module):
+    """Class embedding projected to a per-channel bias (the conditioning vector h)."""
+
+    num_classes: int
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, labels):  # [B] -> [B, 1, 1, F]
+        emb = nn.Embed(
+            self.num_classes, self.features, dtype=self.dtype,
+            embedding_init=nn.with_logical_partitioning(
+                nn.initializers.normal(0.02), (axes.CLASSES, axes.CONV_OUT)),
+        )(labels)
+        return emb[:, None, None, :]
+
+
+class _Base(nn.Module):
+    levels: int = 256
+    channels: int = 1  # colour channels of the data (groups for the channel masks)
+    features: int = 64
+    num_layers: int = 8
+    in_kernel: int = 7
+    kernel: int = 3
+    out_hidden: int = 64
+    num_classes: int = 0  # 0: unconditional
+    impl: str = "taps"
+    dtype: Any = jnp.float32
+
+    def conv(self, features, offsets, mask=None, name=None):
+        return ShiftedConv2D(features, offsets, center_mask=mask, groups=self.channels,
+                             impl=self.impl, dtype=self.dtype, name=name)
+
+    def cond(self, labels, features, name):
+        if not self.num_classes or labels is None:
+            return 0.0
+        return ClassBias(self.num_classes, features, self.dtype, name=name)(labels)
+
+    def head(self, h):
+        """ReLU -> 1x1 -> ReLU -> 1x1 to logits [B, H, W, C, levels] (float32)."""
+        c = self.channels
+        h = self.conv(self.out_hidden, CENTER, "B", name="out_1")(nn.relu(h))
+        h = self.conv(self.levels * c, CENTER, "B", name="out_2")(nn.relu(h))
+        b, hh, ww, _ = h.shape
+        # channel o = v * C + c belongs to colour group c (interleaved groups)
+        return h.reshape(b, hh, ww, self.levels, c).swapaxes(-1, -2).astype(jnp.float32)
+
+
+class PixelCNN(_Base):
+    """Mask-A 7x7 conv, residual mask-B 3x3 convs, 1x1 output head."""
+
+    @nn.compact
+    def __call__(self, x, labels=None, train: bool = False):
+        """x: ints [B, H, W, C] in [0, levels) -> logits [B, H, W, C, levels]."""
+        h = to_unit_range(x, self.levels).astype(self.dtype)
+        k, f = self.in_kernel, self.features
+        h = self.conv(f, masked_offsets(k, k, "A", self.channels), "A", name="in")(h)
+        h = h + self.cond(labels, f, "cond_in")
+        for i in range(self.num_layers):
+            r = self.conv(f, masked_offsets(self.kernel, self.kernel, "B", self.channels), "B",
+                          name=f"layer_{i}")(nn.relu(h))
+            h = h + r + self.cond(labels, f, f"cond_{i}")
+        return self.head(h)
+
+
+def gate(x):
+    a, b = jnp.split(x, 2, axis=-1)
+    return jnp.tanh(a) * jax.nn.sigmoid(b)
+
+
+class GatedPixelCNN(_Base):
+    """Vertical stack (rows above) + horizontal stack (pixels to the left), gated units,
+    v -> h 1x1 link from the down-shifted vertical stack, residual + skip connections,
+    class conditioning added to every gate."""
+
+    @nn.compact
+    def __call__(self, x, labels=None, train: bool = False):
+        f, c = self.features, self.channels
+        if f % c:
+            raise ConfigError(f"model.features={f} must be divisible by the {c} colour channels")
+        x = to_unit_range(x, self.levels).astype(self.dtype)
+        v_in, h_in, skip = x, x, 0.0
+        for i in range(self.num_layers + 1):
+            first = i == 0
+            k = self.in_kernel if first else self.kernel
+            mask = "A" if first else "B"
+            v = self.conv(2 * f, vertical_offsets(k, k), name=f"v_{i}")(v_in)
+            link = self.conv(2 * f, CENTER, name=f"v2h_{i}")(shift(v, dy=1))
+            h = self.conv(2 * f, horizontal_offsets(k, mask, c), mask, name=f"h_{i}")(h_in)
+            cond = self.cond(labels, 2 * f, f"cond_{i}")
+            v_in = gate(v + cond)
+            g = gate(h + link + cond)
+            skip = skip + self.conv(f, CENTER, "B", name=f"skip_{i}")(g)
+            h_out = self.conv(f, CENTER, "B", name=f"res_{i}")(g)
+            h_in = h_out if first else h_in + h_out
+        return self.head(skip)
+
+
+MODELS = {"pixelcnn": PixelCNN, "gated_pixelcnn": GatedPixelCNN}
+
+
+class PixelCNNFamily(Family):
+    """Categorical pixel models on image data; raster sampling with the shared loop."""
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        m = config.model
+        if spec.kind != "image" or len(spec.shape) != 3:
+            raise ConfigError(f"{m.name} needs image data [H, W, C], got {spec.kind} {spec.shape}")
+        num_classes = spec.num_classes if m.get("conditional", False) else 0
+        self.model = MODELS[m.name](
+            levels=spec.levels, channels=spec.shape[-1], features=m.features,
+            num_layers=m.num_layers, in_kernel=m.get("in_kernel", 7),
+            kernel=m.get("kernel", 3), out_hidden=m.get("out_hidden", m.features),
+            num_classes=num_classes, impl=m.get("impl", "taps"),
+            dtype=jnp.dtype(m.get("dtype", "float32")),
+        )
+        self.conditional = bool(num_classes)
+
+    def _labels(self, batch):
+        return batch["label"] if self.conditional else None
+
+    def init(self, rng, batch):
+        return self.model.init(rng, batch["image"], self._labels(batch))
+
+    def loss(self, params, batch, rng, train):
+        x = batch["image"]
+        logits = self.model.apply({"params": params}, x, self._labels(batch), train=train,
+                                  rngs={"dropout": rng})
+        nll = categorical_nll(logits, x).reshape(x.shape[0], -1).sum(-1)  # [B] nats
+        mask = batch["mask"]
+        dims = float(np.prod(x.shape[1:]))
+        nll_sum = jnp.sum(nll * mask)
+        n = jnp.sum(mask)
+        loss = nll_sum / jnp.maximum(n, 1.0) / dims  # nats per dim
+        return loss, {"nll_sum": nll_sum, "num_dims": n * dims, "num_examples": n}
+
+    def sample(self, params, keys, labels=None, temperature: float = 1.0):
+        """Raster order, one sub-pixel per scan step (R, G, B inside a pixel)."""
+        h, w, c = self.spec.shape
+        labels = labels if self.conditional else None
+
+        def step_fn(canvas, cache, t):
+            logits = self.model.apply({"params": params}, canvas, labels)
+            i, j, ch = t // (w * c), (t // c) % w, t % c
+            return logits[:, i, j, ch], cache
+
+        def write_fn(canvas, x, t):
+            i, j, ch = t // (w * c), (t // c) % w, t % c
+            return canvas.at[:, i, j, ch].set(x.astype(canvas.dtype))
+
+        canvas = jnp.zeros((keys.shape[0], h, w, c), jnp.int32)
+        state = LoopState(seq=canvas, cache=None, keys=keys)
+        state, _ = autoregressive_scan(step_fn, categorical_draw(temperature), write_fn,
+                                       state, h * w * c)
+        return state.seq

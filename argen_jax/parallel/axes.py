@@ -1,0 +1,39 @@
+"""Logical axis names: the only vocabulary modules use to describe how tensors shard.
+
+Every parameter and large activation is annotated with these names
+(`nn.with_logical_partitioning(init, (EMBED, MLP))`); the config's `sharding.rules` maps
+them to mesh axes. Nothing outside `argen_jax/parallel/` names a mesh axis.
+"""
+
+# Activations.
+BATCH = "batch"
+LENGTH = "length"  # sequence / time axis
+HEIGHT = "height"
+WIDTH = "width"
+# Parameters / features.
+EMBED = "embed"  # model width
+MLP = "mlp"  # hidden width of feed-forward blocks
+HEADS = "heads"  # attention heads (query)
+KV_HEADS = "kv_heads"  # attention heads (keys / values)
+HEAD_DIM = "head_dim"
+VOCAB = "vocab"  # output classes / codebook entries
+CLASSES = "classes"  # class-embedding table rows
+TAPS = "taps"  # conv taps (kernel positions)
+CONV_IN = "conv_in"  # conv input channels
+CONV_OUT = "conv_out"  # conv output channels
+CODE_DIM = "code_dim"
+
+# Mesh axes.
+DATA_AXIS = "data"
+MODEL_AXIS = "model"
+FSDP_AXIS = "fsdp"
+
+# Default rules: data parallelism for the batch, tensor parallelism over heads and the MLP
+# hidden width, everything else replicated. Override per experiment in `config.sharding.rules`.
+DEFAULT_RULES = (
+    (BATCH, (DATA_AXIS, FSDP_AXIS)),
+    (HEADS, MODEL_AXIS),
+    (KV_HEADS, MODEL_AXIS),
+    (MLP, MODEL_AXIS),
+    (VOCAB, MODEL_AXIS),
+)

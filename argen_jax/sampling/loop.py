@@ -1,0 +1,67 @@
+"""The one autoregressive sampling loop of the codebase.
+
+Raster sampling (PixelCNN), sample-by-sample generation with queues (WaveNet), token-by-token
+decoding with a KV cache (Transformer / LlamaGen) and scale-by-scale decoding (VAR) are all
+this `lax.scan`; they differ only in three callbacks and in what the explicit `cache` holds:
+
+    step_fn(seq, cache, t) -> (out, cache)   # the model's prediction for step t
+    draw_fn(keys_t, out, t) -> x             # sample step t; keys_t: [B, 2], one key per sample
+    write_fn(seq, x, t) -> seq               # put the draw where step t+1 will see it
+
+Randomness is per sample: sample b at step t uses `fold_in(keys[b], t)`, where `keys[b]`
+derives from the sample's global index (`sample_keys`). A sample therefore does not depend on
+the batch size, on its position in the batch or on the number of devices.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+StepFn = Callable[[Any, Any, jax.Array], tuple[Any, Any]]
+DrawFn = Callable[[jax.Array, Any, jax.Array], jax.Array]
+WriteFn = Callable[[Any, jax.Array, jax.Array], Any]
+
+
+@struct.dataclass
+class LoopState:
+    """The scan carry: what is generated so far, the model's step state, per-sample keys."""
+
+    seq: Any  # [B, ...] canvas / token buffer being filled in
+    cache: Any  # model step state (KV cache, WaveNet queues, ...); None if the model has none
+    keys: jax.Array  # [B, 2] uint32: one base key per sample
+
+
+def sample_keys(rng: jax.Array, start: int | jax.Array, batch: int) -> jax.Array:
+    """Per-sample base keys for samples with global indices start, ..., start + batch - 1."""
+    idx = jnp.arange(batch) + start
+    return jax.vmap(lambda i: jax.random.fold_in(rng, i))(idx)
+
+
+def step_keys(keys: jax.Array, t: jax.Array) -> jax.Array:
+    """[B, 2] -> [B, 2]: the keys of every sample for step t."""
+    return jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
+
+
+def autoregressive_scan(
+    step_fn: StepFn,
+    draw_fn: DrawFn,
+    write_fn: WriteFn,
+    state: LoopState,
+    num_steps: int,
+    start: int = 0,
+) -> tuple[LoopState, jax.Array]:
+    """Runs steps start, ..., start + num_steps - 1. Returns the final state and the draws
+    stacked over steps ([num_steps, B, ...]). Call it inside `jax.jit`."""
+
+    def body(carry: LoopState, t):
+        out, cache = step_fn(carry.seq, carry.cache, t)
+        x = draw_fn(step_keys(carry.keys, t), out, t)
+        seq = write_fn(carry.seq, x, t)
+        return carry.replace(seq=seq, cache=cache), x
+
+    steps = jnp.arange(start, start + num_steps, dtype=jnp.int32)
+    return jax.lax.scan(body, state, steps)

@@ -1,0 +1,77 @@
+"""Logit processors and draws: temperature, top-k, top-p (nucleus), classifier-free guidance.
+
+Processors map logits [..., V] -> logits [..., V] (excluded entries set to -inf) and know
+nothing of the model. `categorical_draw` turns them into a `draw_fn` for the sampling loop.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+NEG_INF = -1e30  # finite: keeps softmax NaN-free even if a whole row were masked
+
+
+def apply_temperature(logits: jax.Array, temperature: float | jax.Array) -> jax.Array:
+    return logits / jnp.maximum(jnp.asarray(temperature, logits.dtype), 1e-6)
+
+
+def top_k_filter(logits: jax.Array, k: int) -> jax.Array:
+    """Keep the k largest logits per row (ties at the k-th value are kept too)."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = jax.lax.top_k(logits, k)[0][..., -1:]
+    return jnp.where(logits < kth, NEG_INF, logits)
+
+
+def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
+    """Nucleus: keep the smallest set of most likely entries whose probability reaches p."""
+    if p >= 1.0:
+        return logits
+    order = jnp.argsort(-logits, axis=-1)
+    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+    probs = jax.nn.softmax(sorted_logits.astype(jnp.float32), axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly before each entry
+    keep_sorted = before < p  # the first entry is always kept
+    keep = jnp.zeros_like(keep_sorted).at[
+        tuple(jnp.indices(order.shape)[:-1]) + (order,)
+    ].set(keep_sorted)
+    return jnp.where(keep, logits, NEG_INF)
+
+
+def process_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
+    logits = apply_temperature(logits.astype(jnp.float32), temperature)
+    logits = top_k_filter(logits, top_k)
+    return top_p_filter(logits, top_p)
+
+
+def categorical_draw(temperature=1.0, top_k: int = 0, top_p: float = 1.0) -> Callable:
+    """A draw_fn: out = logits [B, ..., V] -> ints [B, ...], one key per sample."""
+
+    def draw(keys, logits, t):
+        del t
+        logits = process_logits(logits, temperature, top_k, top_p)
+        return jax.vmap(lambda k, lg: jax.random.categorical(k, lg, axis=-1))(keys, logits)
+
+    return draw
+
+
+def cfg_combine(cond: jax.Array, uncond: jax.Array, scale) -> jax.Array:
+    """Classifier-free guidance: uncond + scale * (cond - uncond)."""
+    return uncond + scale * (cond - uncond)
+
+
+def guided_step_fn(step_fn: Callable, scale: float | Callable) -> Callable:
+    """Wraps a step_fn that runs on a doubled batch (conditional rows first, then
+    unconditional) into one on the real batch. `scale` is a constant or a function of t.
+    The model's cache must be built for the doubled batch; the sequence is not doubled."""
+
+    def guided(seq, cache, t):
+        both = jax.tree.map(lambda a: jnp.concatenate([a, a], axis=0), seq)
+        out, cache = step_fn(both, cache, t)
+        cond, uncond = jnp.split(out.astype(jnp.float32), 2, axis=0)
+        s = scale(t) if callable(scale) else scale
+        return cfg_combine(cond, uncond, s), cache
+
+    return guided

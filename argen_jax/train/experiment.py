@@ -1,0 +1,159 @@
+"""An experiment built from a config: mesh, data, family, optimizer and the jitted steps.
+
+`train_step(state, batch) -> (state, metrics)` is pure; the model, loss and optimizer are
+bound by closure, the step's rng is `fold_in(state.rng, state.step)`, and it is jitted with
+explicit in/out shardings over the mesh (the modern `pjit`) and donates the old state.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+
+from argen_jax import registry
+from argen_jax.errors import ConfigError
+from argen_jax.parallel import mesh as meshlib
+from argen_jax.sampling.loop import sample_keys
+from argen_jax.train.optim import make_optimizer
+from argen_jax.train.state import TrainState
+
+REQUIRED_SECTIONS = ("model", "data", "train")
+
+
+def validate_config(config) -> None:
+    for key in REQUIRED_SECTIONS:
+        if key not in config:
+            raise ConfigError(f"config has no '{key}' section")
+    if "name" not in config.model:
+        raise ConfigError("config.model.name is required (which model family to build)")
+    if config.train.num_steps <= 0:
+        raise ConfigError(f"train.num_steps must be positive, got {config.train.num_steps}")
+
+
+class Experiment:
+    def __init__(self, config):
+        validate_config(config)
+        self.config = config
+        mcfg = config.get("mesh", {})
+        self.mesh = meshlib.create_mesh(
+            data=mcfg.get("data", -1), model=mcfg.get("model", 1), fsdp=mcfg.get("fsdp", 1))
+        self.rules = meshlib.rules_from_config(config.get("sharding", {}).get("rules"))
+        self.data = registry.build_data(config)
+        self.family = registry.build_family(config, self.data.spec)
+        self.tx, self.schedule = make_optimizer(config.train)
+        self.ema_decay = float(config.train.get("ema_decay", 0.0))
+        self.batch_sharding = meshlib.batch_sharding(self.mesh)
+        self.replicated = meshlib.replicated(self.mesh)
+        dp = meshlib.data_parallel_size(self.mesh)
+        bs = config.data.batch_size
+        if bs % dp:
+            raise ConfigError(f"data.batch_size={bs} is not divisible by the {dp}-way data "
+                              f"parallel mesh (mesh={dict(self.mesh.shape)})")
+        example = self.data.train_batch(0)
+        abstract = jax.eval_shape(self._create_boxed, jax.random.PRNGKey(0), example)
+        self.state_sharding = meshlib.logical_shardings(abstract, self.mesh, self.rules)
+        unboxed = nn.unbox(abstract)
+        self.abstract_state = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            unboxed, self.state_sharding)
+        self._example = example
+        self.train_step = jax.jit(
+            self._train_step,
+            in_shardings=(self.state_sharding, self.batch_sharding),
+            out_shardings=(self.state_sharding, self.replicated),
+            donate_argnums=0,
+        )
+        self.eval_step = jax.jit(
+            self._eval_step,
+            in_shardings=(self.state_sharding.params, self.batch_sharding),
+            out_shardings=self.replicated,
+        )
+        self._sample = jax.jit(
+            self.family.sample,
+            in_shardings=(self.state_sharding.params, self.batch_sharding, self.batch_sharding),
+            out_shardings=self.batch_sharding,
+        )
+
+    # ------------------------------------------------------------------ state
+    def _create_boxed(self, rng, batch):
+        init_rng, state_rng = jax.random.split(rng)
+        variables = self.family.init(init_rng, batch)
+        params = variables["params"]
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          opt_state=self.tx.init(params), ema_params=params, rng=state_rng)
+
+    def init_state(self) -> TrainState:
+        rng = jax.random.PRNGKey(self.config.seed)
+        batch = self.device_batch(self._example)
+        create = jax.jit(lambda r, b: nn.unbox(self._create_boxed(r, b)),
+                         out_shardings=self.state_sharding)
+        return create(rng, batch)
+
+    def num_params(self) -> int:
+        return int(sum(math.prod(x.shape) for x in jax.tree.leaves(self.abstract_state.params)))
+
+    # ------------------------------------------------------------------ data
+    def device_batch(self, batch: dict) -> dict:
+        """Global numpy batch -> global jax.Arrays sharded over data (this process's slice)."""
+        n, i = jax.process_count(), jax.process_index()
+
+        def put(x):
+            x = np.asarray(x)
+            per = x.shape[0] // n
+            return jax.make_array_from_process_local_data(
+                self.batch_sharding, x[i * per : (i + 1) * per], x.shape)
+
+        return jax.tree.map(put, batch)
+
+    # ------------------------------------------------------------------ steps
+    def _train_step(self, state: TrainState, batch):
+        rng = jax.random.fold_in(state.rng, state.step)
+
+        def loss_fn(params):
+            return self.family.loss(params, batch, rng, True)
+
+        (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        d = self.ema_decay
+        ema = (jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, params)
+               if d > 0 else params)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+                   "lr": self.schedule(state.step), **sums}
+        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                            ema_params=ema)
+        return new, metrics
+
+    def _eval_step(self, params, batch):
+        _, sums = self.family.loss(params, batch, jax.random.PRNGKey(0), False)
+        return sums
+
+    def eval_params(self, state: TrainState):
+        return state.ema_params if self.ema_decay > 0 else state.params
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, params, num: int, seed: int, start_index: int = 0,
+               batch_size: int | None = None, labels=None) -> np.ndarray:
+        """`num` samples; sample k always uses the key fold_in(PRNGKey(seed), start_index + k)
+        whatever the batch size or device count. Labels default to k % num_classes."""
+        dp = meshlib.data_parallel_size(self.mesh)
+        bs = batch_size or num
+        bs = -(-bs // dp) * dp  # round up to the data-parallel size
+        if labels is None:
+            ncls = max(self.data.spec.num_classes, 1)
+            labels = (np.arange(num) + start_index) % ncls
+        labels = np.asarray(labels, np.int32)
+        rng = jax.random.PRNGKey(seed)
+        out = []
+        for s in range(0, num, bs):
+            idx = np.arange(s, s + bs)
+            keys = sample_keys(rng, start_index + s, bs)
+            lab = labels[np.minimum(idx, num - 1)]
+            keys = jax.device_put(keys, self.batch_sharding)
+            lab = jax.device_put(lab, self.batch_sharding)
+            out.append(np.asarray(jax.device_get(self._sample(params, keys, lab))))
+        return np.concatenate(out)[:num]
