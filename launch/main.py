@@ -25,6 +25,35 @@ _DISTRIBUTED = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def parse_flags(argv):
+    """absl parsing, but a bad --config (missing file, unknown key, wrong type) is one clear
+    line instead of a traceback from inside ml_collections."""
+    try:
+        argv = flags.FLAGS(argv)
+        _ = "model" in _CONFIG.value  # config_flags reports a missing file only on access
+        return argv
+    except flags.Error as e:
+        print(f"error: {_one_line(e)}\nPass --help for usage.", file=sys.stderr)
+    except (AttributeError, KeyError, ValueError, TypeError, OSError, ImportError) as e:
+        print(f"error: bad --config: {_one_line(e)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _one_line(e: Exception) -> str:
+    """The informative part of a config error (drop embedded tracebacks and quoting)."""
+    msg = str(e).replace("\\n", "\n").replace("\\'", "'")
+    if "Traceback" in msg:  # config_flags embeds the get_config traceback: keep its last line
+        head = msg.split("\n")[0].rstrip(": ")
+        tail = [ln for ln in msg.split("\n") if ln.strip()][-1].strip()
+        return f"{head}: {tail}"
+    if "Attempted" in msg:  # missing config file
+        return " ".join(ln.strip() for ln in msg.split("\n") if ln.strip())
+    msg = " ".join(msg.split())
+    if len(msg) > 1 and msg[0] == msg[-1] == "'":
+        msg = msg[1:-1]
+    return msg.replace("\\'", "'").replace("'\\n", " ")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -49,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -11,9 +11,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from argen_jax.parallel import axes
 
 
-def create_mesh(data: int = -1, model: int = 1, fsdp: int = 1, devices=None) -> Mesh:
-    """A ('data', 'fsdp', 'model') mesh; `-1` for `data` takes every device left over."""
+def create_mesh(data: int = -1, model: int = 1, fsdp: int = 1, devices=None,
+                num_devices: int = 0) -> Mesh:
+    """A ('data', 'fsdp', 'model') mesh; `-1` for `data` takes every device left over.
+    `num_devices` > 0 uses only the first that many devices."""
     devices = list(devices if devices is not None else jax.devices())
+    if num_devices:
+        if num_devices > len(devices):
+            raise ValueError(f"mesh: num_devices={num_devices} but only {len(devices)} exist")
+        devices = devices[:num_devices]
     n = len(devices)
     if data == -1:
         if n % (model * fsdp):

@@ -39,8 +39,12 @@ class Experiment:
         validate_config(config)
         self.config = config
         mcfg = config.get("mesh", {})
-        self.mesh = meshlib.create_mesh(
-            data=mcfg.get("data", -1), model=mcfg.get("model", 1), fsdp=mcfg.get("fsdp", 1))
+        try:
+            self.mesh = meshlib.create_mesh(
+                data=mcfg.get("data", -1), model=mcfg.get("model", 1),
+                fsdp=mcfg.get("fsdp", 1), num_devices=mcfg.get("num_devices", 0))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
         self.rules = meshlib.rules_from_config(config.get("sharding", {}).get("rules"))
         self.data = registry.build_data(config)
         self.family = registry.build_family(config, self.data.spec)

@@ -55,6 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.log_every = 25 if tiny else 100
     c.train.eval_every = 0 if tiny else 1000  # 0: only at the end
     c.train.sample_every = 0  # 0: only at the end
+    c.train.sample_at_end = True  # write a sample grid when training finishes
     c.train.save_every = 50 if tiny else 500
     c.train.max_to_keep = 3
     c.train.tensorboard = True
@@ -69,6 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mesh.data = -1  # -1: all devices not used by the other axes
     c.mesh.model = 1
     c.mesh.fsdp = 1
+    c.mesh.num_devices = 0  # 0: every device; N: only the first N
 
     c.sharding = ml_collections.ConfigDict()
     c.sharding.rules = None  # None: argen_jax.parallel.axes.DEFAULT_RULES
