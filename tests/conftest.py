@@ -11,10 +11,18 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+# Tests build the same tiny programs many times (every train() call re-jits its steps):
+# a persistent compilation cache turns the repeats into cache hits.
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ.get("ARGEN_TEST_JAX_CACHE",
+                                 os.path.join(tempfile.gettempdir(), "argen_jax_test_cache")))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 @pytest.fixture

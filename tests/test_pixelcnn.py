@@ -98,3 +98,14 @@ def test_sampler_is_deterministic_and_batch_independent():
     assert full.shape == (4, 4, 4, 1) and set(np.unique(full)) <= {0, 1}
     other = sample(params, sample_keys(jax.random.PRNGKey(7), 0, 4), labels)
     assert not np.array_equal(full, other)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits():
+    x = jnp.asarray(np.random.RandomState(1).randint(0, 2, (2, 6, 6, 1)))
+    f32 = GatedPixelCNN(levels=2, features=6, num_layers=1, in_kernel=3, out_hidden=6)
+    bf16 = f32.clone(dtype=jnp.bfloat16)
+    params = f32.init(jax.random.PRNGKey(0), x)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    a, b = f32.apply(params, x), bf16.apply(params, x)
+    assert b.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, atol=0.1)

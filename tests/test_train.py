@@ -70,7 +70,17 @@ def test_resume_after_interruption_is_exact(tmp_path):
     assert resumed["eval/bpd"] == straight["eval/bpd"]
     assert resumed["train/loss"] == straight["train/loss"]
     steps = [r["step"] for r in read_metrics(cut) if "train/loss" in r]
-    assert steps == [2, 4, 6, 8]
+    assert steps == [2, 4, 6, 8]  # nothing lost, nothing logged twice
+
+
+def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
+    from argen_jax.train.metrics import MetricWriter
+
+    w = MetricWriter(str(tmp_path), tensorboard=False)
+    for s in (2, 4, 6):
+        w.write(s, {"train/loss": float(s)})
+    w.truncate_after(4)
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4]
 
 
 def test_eight_device_step_equals_one_device_step():

@@ -96,6 +96,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     writer = MetricWriter(workdir, tcfg.get("tensorboard", True))
     state, _ = restore_or_init(exp, ckpt)
     start = int(jax.device_get(state.step))
+    writer.truncate_after(start)
     logging.info("Model %s: %.3fM parameters; mesh %s; steps %d -> %d", config.model.name,
                  exp.num_params() / 1e6, dict(exp.mesh.shape), start, num_steps)
     every = lambda n, s: bool(n) and s % n == 0  # noqa: E731

@@ -24,6 +24,19 @@ class MetricWriter:
 
                 self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
+    def truncate_after(self, step: int) -> None:
+        """On resume from `step`: drop rows logged after it by the interrupted run (the
+        resumed run recomputes them identically), so every step appears once."""
+        if not self.active or not os.path.exists(self.path):
+            return
+        rows = read_metrics(os.path.dirname(self.path))
+        keep = [r for r in rows if r.get("step", 0) <= step]
+        if len(keep) != len(rows):
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in keep)
+            os.replace(tmp, self.path)
+
     def write(self, step: int, metrics: dict) -> None:
         if not self.active or not metrics:
             return
