@@ -99,6 +99,15 @@ def test_eight_device_step_equals_one_device_step():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_ema_warms_up_then_uses_the_configured_decay():
+    e = Experiment(tiny_config(**{"train.ema_decay": 0.999}))
+    zero, one = {"w": jax.numpy.zeros(())}, {"w": jax.numpy.ones(())}
+    first = e.update_ema(zero, one, jax.numpy.asarray(0))["w"]
+    late = e.update_ema(zero, one, jax.numpy.asarray(100000))["w"]
+    np.testing.assert_allclose(first, 0.9, rtol=1e-6)  # decay_0 = 1/10
+    np.testing.assert_allclose(late, 0.001, rtol=1e-3)  # decay = 0.999
+
+
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="model.name"):
         run(tiny_config(**{"model.name": "pixelrnn"}), str(tmp_path), "train")

@@ -123,14 +123,21 @@ class Experiment:
         (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        d = self.ema_decay
-        ema = (jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, params)
-               if d > 0 else params)
+        ema = self.update_ema(state.ema_params, params, state.step)
         metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
                    "lr": self.schedule(state.step), **sums}
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema)
         return new, metrics
+
+    def update_ema(self, ema, params, step):
+        """Polyak average with warm-up: decay_t = min(decay, (1 + t) / (10 + t)), so the
+        average forgets the initialisation quickly instead of keeping decay^t of it."""
+        if self.ema_decay <= 0:
+            return params
+        t = step.astype(jnp.float32)
+        d = jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
 
     def _eval_step(self, params, batch):
         _, sums = self.family.loss(params, batch, jax.random.PRNGKey(0), False)
