@@ -6,6 +6,7 @@ import pytest
 
 from argen_jax.errors import DataError
 from argen_jax.evaluation import feature_net
+from argen_jax.evaluation.extract import extract_features
 from argen_jax.train import loop
 from argen_jax.train.checkpoint import Checkpointer
 from argen_jax.train.experiment import Experiment
@@ -60,3 +61,14 @@ def test_feature_net_refuses_other_data(tmp_path):
         ext.check((28, 28, 1), 256)
     with pytest.raises(DataError):
         ext.check((32, 32, 3), 2)
+
+
+def test_sharded_extraction_pads_and_matches_direct_apply(tmp_path):
+    net = str(tmp_path / "net.npz")
+    _feature_net_file(net)
+    ext = feature_net.SmallNetExtractor(net)
+    images = np.random.default_rng(0).integers(0, 2, (13, 28, 28, 1))
+    out = extract_features(ext, images, 2, batch_size=8, quiet=True)  # 8 devices, 2 batches
+    direct = ext.apply(ext.params, images, 2)
+    assert out["pool"].shape == (13, 128)
+    np.testing.assert_allclose(out["pool"], np.asarray(direct["pool"]), rtol=1e-5, atol=1e-5)

@@ -19,6 +19,7 @@ next to feature extraction, and float64 is what makes the Frechet distance repro
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -207,10 +208,15 @@ def ssim(a, b, data_range: float = 255.0, sigma: float = 1.5, k1: float = 0.01,
     if a.shape != b.shape or a.ndim != 4:
         raise DataError(f"ssim expects two [B, H, W, C] arrays of one shape, got {a.shape} "
                         f"and {b.shape}")
+    taps = len(_gaussian_window(sigma))
+    if a.shape[1] < taps or a.shape[2] < taps:
+        raise DataError(f"ssim: images {a.shape[1:3]} are smaller than the {taps}-tap window")
+    return _ssim(a, b, float(data_range), float(sigma), float(k1), float(k2))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _ssim(a, b, data_range, sigma, k1, k2):
     w = jnp.asarray(_gaussian_window(sigma))
-    if a.shape[1] < w.shape[0] or a.shape[2] < w.shape[0]:
-        raise DataError(f"ssim: images {a.shape[1:3]} are smaller than the {w.shape[0]}-tap "
-                        "window")
     mu_a, mu_b = _filter_valid(a, w), _filter_valid(b, w)
     var_a = _filter_valid(a * a, w) - mu_a**2
     var_b = _filter_valid(b * b, w) - mu_b**2
