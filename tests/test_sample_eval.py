@@ -14,18 +14,19 @@ from argen_jax.train.metrics import read_metrics
 from experiments.pixelcnn.mnist import get_config
 
 
-def _feature_net_file(path, levels=2):
+def _feature_net_file(path, levels=2, size=28):
     model = feature_net.SmallFeatureNet()
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))["params"]
-    feature_net.save(path, params, {"levels": levels, "image_shape": [28, 28, 1],
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 1)))["params"]
+    feature_net.save(path, params, {"levels": levels, "image_shape": [size, size, 1],
                                     "num_classes": 10})
 
 
 def test_eval_mode_scores_samples_independent_of_batch_size(tmp_path):
     workdir = str(tmp_path / "w")
     net = str(tmp_path / "net.npz")
-    _feature_net_file(net)
-    cfg = get_config("tiny")  # binarized MNIST (levels 2), Gated PixelCNN
+    _feature_net_file(net, size=8)
+    cfg = get_config("tiny")  # tiny binarized (levels 2) Gated PixelCNN
+    cfg.data.name = "digits"  # scikit-learn's 8x8 digits: 64 sampling steps instead of 784
     cfg.data.test_limit = 40  # one eval batch: reference set of 40 real images
     cfg.data.eval_batch_size = 40  # divisible by the 8-device data axis
     cfg.eval.sample_metrics = True
@@ -49,6 +50,7 @@ def test_eval_mode_scores_samples_independent_of_batch_size(tmp_path):
     # The scored samples are the ones drawn in one batch of 16: sample k's seed is its index.
     saved = np.load(f"{workdir}/samples/eval_0000000.npz")["arr_0"]
     again = exp.sample(exp.eval_params(state), 16, seed=cfg.eval.sample_seed, batch_size=16)
+    assert saved.shape == (16, 8, 8, 1)
     np.testing.assert_array_equal(saved, again.astype(np.uint8) * 255)
     assert len(np.unique(saved.reshape(16, -1), axis=0)) == 16  # no seed repeats
 
