@@ -9,9 +9,13 @@ binarized with the data pipeline's fixed seed):
     noise      a trivially bad generator: independent Bernoulli pixels with the training
                set's per-pixel means: the ceiling
 
-    python experiments/benchmarks/eval_quality_mnist.py --data=/work/shared/data/mnist \
-        --feature_net=/tmp/featnet/mnist_binarized.npz \
-        --samples=/tmp/eval_gpcnn/samples/eval_0001500.npz
+    python experiments/evaluation/train_feature_net.py --data=DATA --steps=300 \
+        --out=/tmp/featnet/mnist_binarized.npz
+    python launch/main.py --config=experiments/pixelcnn/mnist.py:idx --config.data.path=DATA \
+        --workdir=W --mode=eval --config.eval.sample_metrics=True \
+        --config.eval.feature_net=/tmp/featnet/mnist_binarized.npz --config.eval.num_samples=100
+    python experiments/benchmarks/eval_quality_mnist.py --data=DATA \
+        --feature_net=/tmp/featnet/mnist_binarized.npz --samples=W/samples/eval_<step>.npz
 
 Metrics are FD / precision / recall in the small feature net's space (`*_smallnet`), not FID.
 """
