@@ -152,6 +152,10 @@ def eval_only(config, workdir: str) -> dict:
     exp, state = _restored(config, workdir)
     step = int(jax.device_get(state.step))
     m = evaluate(exp, exp.eval_params(state))
+    if exp.config.get("eval", {}).get("sample_metrics", False):
+        from argen_jax.evaluation.sample_eval import evaluate_samples
+
+        m.update(evaluate_samples(exp, exp.eval_params(state), workdir, step))
     writer = MetricWriter(workdir, tensorboard=False)
     writer.write(step, m)
     writer.close()
