@@ -53,10 +53,11 @@ class Experiment:
         self.batch_sharding = meshlib.batch_sharding(self.mesh)
         self.replicated = meshlib.replicated(self.mesh)
         dp = meshlib.data_parallel_size(self.mesh)
-        bs = config.data.batch_size
-        if bs % dp:
-            raise ConfigError(f"data.batch_size={bs} is not divisible by the {dp}-way data "
-                              f"parallel mesh (mesh={dict(self.mesh.shape)})")
+        for key in ("batch_size", "eval_batch_size"):
+            bs = config.data.get(key, 0)
+            if bs % dp:
+                raise ConfigError(f"data.{key}={bs} is not divisible by the {dp}-way data "
+                                  f"parallel mesh (mesh={dict(self.mesh.shape)})")
         example = self.data.train_batch(0)
         abstract = jax.eval_shape(self._create_boxed, jax.random.PRNGKey(0), example)
         self.state_sharding = meshlib.logical_shardings(abstract, self.mesh, self.rules)

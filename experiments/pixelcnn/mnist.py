@@ -39,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.binarize = "none" if "8bit" in args else "dynamic"  # none|dynamic|fixed|threshold
     c.data.binarize_seed = 1234  # seed of the fixed binarized test set
     c.data.batch_size = 16 if tiny else 64  # global batch (split over the data mesh axis)
-    c.data.eval_batch_size = 100 if tiny else 256
+    c.data.eval_batch_size = 64 if tiny else 256  # divisible by 8 devices
     c.data.train_limit = 0  # use only the first N train examples (0 = all)
     c.data.test_limit = 200 if tiny else 0  # use only the first N test examples (0 = all)
 
