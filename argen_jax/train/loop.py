@@ -39,7 +39,11 @@ class Preemption:
         return self
 
     def _handle(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        if self.requested:  # a second SIGTERM: stop now, without saving
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        logging.warning("SIGTERM received: saving a checkpoint and stopping "
+                        "(send it again to stop at once without saving).")
         self.requested = True
 
     def __exit__(self, *exc):
@@ -105,9 +109,13 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                disable=jax.process_index() != 0 or tcfg.get("quiet", False), mininterval=2.0)
     with Preemption() as preempt:
         step = start
+        in_flight = None
         while step < num_steps:
             batch = exp.device_batch(exp.data.train_batch(step))
+            if in_flight is not None:  # bound async dispatch to ~2 steps, so a SIGTERM
+                in_flight.block_until_ready()  # save never waits on a long queue
             state, metrics = exp.train_step(state, batch)
+            in_flight = metrics["loss"]
             step += 1
             bar.update(1)
             final = step == num_steps
