@@ -36,6 +36,7 @@ from experiments.wavenet import cpu  # noqa: E402
 
 def restore(arg: str, workdir: str):
     config = cpu.get_config(arg)
+    config.data.train_limit = config.data.batch_size  # only the test set is used here
     exp = Experiment(config)
     ckpt = Checkpointer(workdir)
     state, _ = ckpt.restore(exp.abstract_state)
