@@ -13,12 +13,14 @@ from argen_jax.errors import ConfigError
 FAMILIES = {
     "pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
     "gated_pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
+    "wavenet": "argen_jax.models.wavenet:WaveNetFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with
 # `.spec` (DataSpec), `.train_batch(step) -> dict` and `.eval_batches() -> iterator of dicts`.
 DATA = {
     "image": "argen_jax.data.pipeline:build_image_data",
+    "audio": "argen_jax.data.audio:build_audio_data",
 }
 
 
