@@ -125,7 +125,7 @@ class Experiment:
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = self.update_ema(state.ema_params, params, state.step)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                    "lr": self.schedule(state.step), **sums}
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema)
