@@ -13,6 +13,7 @@ from argen_jax.errors import ConfigError
 FAMILIES = {
     "pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
     "gated_pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
+    "igpt": "argen_jax.models.transformer:IGPTFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with

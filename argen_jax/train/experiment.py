@@ -61,22 +61,44 @@ class Experiment:
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             unboxed, self.state_sharding)
         self._example = example
-        self.train_step = jax.jit(
-            self._train_step,
+        self.train_step = self._in_mesh(jax.jit(
+            self._in_rules(self._train_step),
             in_shardings=(self.state_sharding, self.batch_sharding),
             out_shardings=(self.state_sharding, self.replicated),
             donate_argnums=0,
-        )
-        self.eval_step = jax.jit(
-            self._eval_step,
+        ))
+        self.eval_step = self._in_mesh(jax.jit(
+            self._in_rules(self._eval_step),
             in_shardings=(self.state_sharding.params, self.batch_sharding),
             out_shardings=self.replicated,
-        )
-        self._sample = jax.jit(
-            self.family.sample,
+        ))
+        self._sample = self._in_mesh(jax.jit(
+            self._in_rules(self.family.sample),
             in_shardings=(self.state_sharding.params, self.batch_sharding, self.batch_sharding),
             out_shardings=self.batch_sharding,
-        )
+        ))
+
+    # ------------------------------------------------------------------ sharding context
+    def _in_rules(self, fn):
+        """Traces `fn` under the config's logical-axis rules, so the activation annotations
+        of the modules (`nn.with_logical_constraint`) become sharding constraints."""
+
+        def wrapped(*args):
+            with nn.logical_axis_rules(self.rules):
+                return fn(*args)
+
+        return wrapped
+
+    def _in_mesh(self, jitted):
+        """Calls a jitted function with this experiment's mesh set (needed by the activation
+        constraints; `jax.set_mesh` cannot be entered inside `jit`)."""
+
+        def call(*args):
+            with jax.set_mesh(self.mesh):
+                return jitted(*args)
+
+        call.jitted = jitted
+        return call
 
     # ------------------------------------------------------------------ state
     def _create_boxed(self, rng, batch):
