@@ -17,7 +17,7 @@ fi
 NPROC=$1; NDEV=$2; LOGDIR=$3; shift 4
 PLATFORM=${PLATFORM:-cpu}
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python}  # the interpreter of your environment, e.g. PYTHON=.venv/bin/python
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$LOGDIR"
 pids=()

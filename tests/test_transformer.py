@@ -41,7 +41,7 @@ def _init(model, ids):
 
 
 def test_decoder_is_causal_through_grad():
-    model = _decoder()
+    model = _decoder(perturb_embeddings=True)
     ids = _ids()
     variables = _init(model, ids)
     params, perturb = variables["params"], variables["perturbations"]

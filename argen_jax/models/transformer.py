@@ -52,6 +52,7 @@ class Decoder(nn.Module):
     block_sizes: tuple[int, ...] | None = None  # None: causal; else block-causal
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
+    perturb_embeddings: bool = False  # tests: a 'perturbations' entry to differentiate by
 
     # ------------------------------------------------------------------ static tables
     @property
@@ -130,7 +131,8 @@ class Decoder(nn.Module):
         x = jnp.where(is_tok, tok(jnp.clip(ids, 0, self.vocab_size - 1)),
                       cls(jnp.clip(ids - self.vocab_size, 0, self.num_classes)))  # [B, T, E]
         x = nn.with_logical_constraint(x, ACT)
-        x = self.perturb("embed", x)  # identity; lets tests take d logits / d embeddings
+        if self.perturb_embeddings:  # identity; lets tests take d logits / d embeddings
+            x = self.perturb("embed", x)
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
 
         new_cache = []
