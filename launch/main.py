@@ -29,8 +29,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import jax
-
     if _DISTRIBUTED.value:
         from argen_jax.parallel.distributed import initialize
 

@@ -47,3 +47,23 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
                  jax.process_index(), jax.process_count(), jax.local_device_count(),
                  jax.device_count())
+
+
+_barrier_count = 0
+
+
+def barrier(name: str, timeout_s: float = 1800.0) -> None:
+    """Waits until every process reaches this point (coordination service, not a device
+    collective, so its timeout is long). No-op in a single process.
+
+    Used before the first run of each newly compiled step: CPU (gloo) collectives give up
+    after 30 s, and processes that finish compiling at different times would otherwise
+    time out waiting for each other inside the step."""
+    global _barrier_count
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed as jax_distributed  # the client has no public handle
+
+    _barrier_count += 1
+    jax_distributed.global_state.client.wait_at_barrier(
+        f"argen_jax:{name}:{_barrier_count}", int(timeout_s * 1000))

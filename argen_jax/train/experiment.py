@@ -16,6 +16,7 @@ from flax import linen as nn
 
 from argen_jax import registry
 from argen_jax.errors import ConfigError
+from argen_jax.parallel import distributed
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.loop import sample_keys
 from argen_jax.train.optim import make_optimizer
@@ -93,8 +94,16 @@ class Experiment:
         """Calls a jitted function with this experiment's mesh set (needed by the activation
         constraints; `jax.set_mesh` cannot be entered inside `jit`)."""
 
+        compiled = []
+
         def call(*args):
             with jax.set_mesh(self.mesh):
+                if jax.process_count() > 1 and not compiled:
+                    # compile everywhere first: processes that finish compiling at different
+                    # times would time out in the step's first cross-process collective
+                    jitted.lower(*args).compile()
+                    distributed.barrier("compiled")
+                    compiled.append(True)
                 return jitted(*args)
 
         call.jitted = jitted

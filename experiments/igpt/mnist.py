@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.batch_size = 16 if tiny or cpu else 32  # global batch (split over the data mesh axis)
     c.data.eval_batch_size = 80 if tiny else 200
     c.data.train_limit = 0  # use only the first N train examples (0 = all)
-    c.data.test_limit = 80 if tiny else 1000 if cpu else 0  # use only the first N test examples (0 = all)
+    c.data.test_limit = 80 if tiny else 1000 if cpu else 0  # first N test examples (0 = all)
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 60 if tiny else 250 if cpu else 3000
