@@ -14,6 +14,7 @@ FAMILIES = {
     "pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
     "gated_pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
     "wavenet": "argen_jax.models.wavenet:WaveNetFamily",
+    "igpt": "argen_jax.models.transformer:IGPTFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with

@@ -21,7 +21,8 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and samples go.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to run.")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() (multi-host / multi-process).")
+    "distributed", False,
+    "Start jax.distributed (multi-host / multi-process); see argen_jax/parallel/distributed.py.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -57,10 +58,10 @@ def _one_line(e: Exception) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import jax
-
     if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+        from argen_jax.parallel.distributed import initialize
+
+        initialize()  # env vars from launch/*.sh, or SLURM / TPU auto-detection
     from argen_jax.errors import UserError
     from argen_jax.run import run
 

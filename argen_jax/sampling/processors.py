@@ -75,3 +75,21 @@ def guided_step_fn(step_fn: Callable, scale: float | Callable) -> Callable:
         return cfg_combine(cond, uncond, s), cache
 
     return guided
+
+
+def cfg_scale_schedule(scale: float, num_steps: int, kind: str = "constant") -> Callable:
+    """Guidance scale as a function of the step t in [0, num_steps):
+    'constant' scale; 'linear' ramps 1 -> scale (VAR's schedule: no guidance on the first
+    step, full guidance on the last); 'cosine' the same ramp along a half cosine."""
+    if kind not in ("constant", "linear", "cosine"):
+        raise ValueError(f"cfg schedule must be constant, linear or cosine, got {kind!r}")
+
+    def at(t):
+        if kind == "constant":
+            return jnp.asarray(scale, jnp.float32)
+        r = jnp.asarray(t, jnp.float32) / max(num_steps - 1, 1)
+        if kind == "cosine":
+            r = 0.5 * (1.0 - jnp.cos(jnp.pi * r))
+        return 1.0 + (scale - 1.0) * r
+
+    return at

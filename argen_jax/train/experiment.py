@@ -16,6 +16,7 @@ from flax import linen as nn
 
 from argen_jax import registry
 from argen_jax.errors import ConfigError
+from argen_jax.parallel import distributed
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.loop import sample_keys
 from argen_jax.train.optim import make_optimizer
@@ -66,22 +67,52 @@ class Experiment:
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             unboxed, self.state_sharding)
         self._example = example
-        self.train_step = jax.jit(
-            self._train_step,
+        self.train_step = self._in_mesh(jax.jit(
+            self._in_rules(self._train_step),
             in_shardings=(self.state_sharding, self.batch_sharding),
             out_shardings=(self.state_sharding, self.replicated),
             donate_argnums=0,
-        )
-        self.eval_step = jax.jit(
-            self._eval_step,
+        ))
+        self.eval_step = self._in_mesh(jax.jit(
+            self._in_rules(self._eval_step),
             in_shardings=(self.state_sharding.params, self.batch_sharding),
             out_shardings=self.replicated,
-        )
-        self._sample = jax.jit(
-            self.family.sample,
+        ))
+        self._sample = self._in_mesh(jax.jit(
+            self._in_rules(self.family.sample),
             in_shardings=(self.state_sharding.params, self.batch_sharding, self.batch_sharding),
             out_shardings=self.batch_sharding,
-        )
+        ))
+
+    # ------------------------------------------------------------------ sharding context
+    def _in_rules(self, fn):
+        """Traces `fn` under the config's logical-axis rules, so the activation annotations
+        of the modules (`nn.with_logical_constraint`) become sharding constraints."""
+
+        def wrapped(*args):
+            with nn.logical_axis_rules(self.rules):
+                return fn(*args)
+
+        return wrapped
+
+    def _in_mesh(self, jitted):
+        """Calls a jitted function with this experiment's mesh set (needed by the activation
+        constraints; `jax.set_mesh` cannot be entered inside `jit`)."""
+
+        compiled = []
+
+        def call(*args):
+            with jax.set_mesh(self.mesh):
+                if jax.process_count() > 1 and not compiled:
+                    # compile everywhere first: processes that finish compiling at different
+                    # times would time out in the step's first cross-process collective
+                    jitted.lower(*args).compile()
+                    distributed.barrier("compiled")
+                    compiled.append(True)
+                return jitted(*args)
+
+        call.jitted = jitted
+        return call
 
     # ------------------------------------------------------------------ state
     def _create_boxed(self, rng, batch):

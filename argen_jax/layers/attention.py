@@ -1,0 +1,120 @@
+"""Multi-head attention with optional grouped KV heads and an explicit, preallocated KV cache.
+
+The cache is a plain pytree (`KVCache`: keys, values, fill index) that callers carry through
+`lax.scan`; the layer writes the new keys / values in place with `lax.dynamic_update_slice`
+and attends over all `max_len` slots under a mask built by `layers.masks` (slots not written
+yet are always masked). The same call serves
+
+    full forward   cache=None: keys are the inputs themselves, mask [B, 1, T, T]
+    prefill        cache at index 0, a prompt of T tokens, mask [B, 1, T, max_len]
+    decode step    cache at index i, a block of n >= 1 tokens (n > 1: VAR scales)
+
+so prefill + decoding runs exactly the arithmetic of the full pass (tested to f32 tolerance).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax import struct
+
+from argen_jax.layers.rope import apply_rotary
+from argen_jax.parallel import axes
+
+CACHE_AXES = (axes.BATCH, axes.LENGTH, axes.KV_HEADS, axes.HEAD_DIM)
+
+
+@struct.dataclass
+class KVCache:
+    """One attention layer's decoding state."""
+
+    k: jax.Array  # [B, L, Hkv, D] keys of positions 0 .. L-1 (written up to `index`)
+    v: jax.Array  # [B, L, Hkv, D] values
+    index: jax.Array  # int32 scalar: number of filled slots = position of the next token
+
+    @classmethod
+    def zeros(cls, batch: int, max_len: int, num_kv_heads: int, head_dim: int,
+              dtype: Any = jnp.float32) -> KVCache:
+        shape = (batch, max_len, num_kv_heads, head_dim)
+        k = nn.with_logical_constraint(jnp.zeros(shape, dtype), CACHE_AXES)
+        v = nn.with_logical_constraint(jnp.zeros(shape, dtype), CACHE_AXES)
+        return cls(k=k, v=v, index=jnp.zeros((), jnp.int32))
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[1]
+
+
+def dot_product_attention(q, k, v, mask, dtype=jnp.float32):
+    """q [B, T, H, D], k / v [B, S, Hkv, D] with H = G * Hkv, mask bool [B, 1, T, S].
+    Softmax in float32. Returns [B, T, H, D] in `dtype`."""
+    b, t, h, d = q.shape
+    hkv = k.shape[2]
+    q = q.reshape(b, t, hkv, h // hkv, d)  # [B, T, Hkv, G, D]
+    logits = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
+    logits = logits * (d ** -0.5)
+    logits = jnp.where(mask[:, :, None], logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(dtype)  # [B, Hkv, G, T, S]
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(dtype))
+    return out.reshape(b, t, h, d)
+
+
+class Attention(nn.Module):
+    """Multi-head (grouped-query when num_kv_heads < num_heads) self-attention with RoPE."""
+
+    num_heads: int
+    num_kv_heads: int | None = None  # None: = num_heads (plain MHA); 1: multi-query
+    head_dim: int | None = None  # None: width // num_heads
+    dropout: float = 0.0  # on the attention output (before the residual add)
+    dtype: Any = jnp.float32  # compute
+    param_dtype: Any = jnp.float32  # storage
+
+    def dims(self, width: int) -> tuple[int, int]:
+        hkv = self.num_kv_heads or self.num_heads
+        if self.num_heads % hkv:
+            raise ValueError(f"num_heads={self.num_heads} not divisible by num_kv_heads={hkv}")
+        return hkv, self.head_dim or width // self.num_heads
+
+    @nn.compact
+    def __call__(self, x, mask, angles=None, cache: KVCache | None = None,
+                 train: bool = False):
+        """x [B, T, E]; mask bool [B, 1, T, S] with S = T (no cache) or cache.max_len;
+        angles [B, T, D/2] rotary angles or None. Returns (y [B, T, E], cache)."""
+        width = x.shape[-1]
+        hkv, hd = self.dims(width)
+        init = nn.initializers.normal(width ** -0.5)
+
+        def proj(heads, name, names):
+            w = self.param(name, nn.with_logical_partitioning(init, (axes.EMBED, names,
+                                                                     axes.HEAD_DIM)),
+                           (width, heads, hd), self.param_dtype)
+            return jnp.einsum("bte,ehd->bthd", x.astype(self.dtype), w.astype(self.dtype))
+
+        q = proj(self.num_heads, "query", axes.HEADS)  # [B, T, H, D]
+        k = proj(hkv, "key", axes.KV_HEADS)  # [B, T, Hkv, D]
+        v = proj(hkv, "value", axes.KV_HEADS)
+        if angles is not None:
+            q, k = apply_rotary(q, angles), apply_rotary(k, angles)
+        q = nn.with_logical_constraint(q, (axes.BATCH, axes.LENGTH, axes.HEADS, axes.HEAD_DIM))
+        k = nn.with_logical_constraint(k, CACHE_AXES)
+        v = nn.with_logical_constraint(v, CACHE_AXES)
+        if cache is not None:
+            start = (0, cache.index, 0, 0)
+            ck = jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), start)
+            cv = jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), start)
+            ck = nn.with_logical_constraint(ck, CACHE_AXES)
+            cv = nn.with_logical_constraint(cv, CACHE_AXES)
+            cache = cache.replace(k=ck, v=cv, index=cache.index + x.shape[1])
+            k, v = ck, cv
+        out = dot_product_attention(q, k.astype(self.dtype), v, mask, self.dtype)
+        out = nn.with_logical_constraint(
+            out, (axes.BATCH, axes.LENGTH, axes.HEADS, axes.HEAD_DIM))
+        wo = self.param("out", nn.with_logical_partitioning(
+            nn.initializers.normal((self.num_heads * hd) ** -0.5),
+            (axes.HEADS, axes.HEAD_DIM, axes.EMBED)), (self.num_heads, hd, width),
+            self.param_dtype)
+        y = jnp.einsum("bthd,hde->bte", out, wo.astype(self.dtype))
+        y = nn.Dropout(self.dropout)(y, deterministic=not train)
+        return y, cache

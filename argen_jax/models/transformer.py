@@ -1,0 +1,245 @@
+"""Llama-style decoder-only transformer, and the Image-GPT pixel family ('igpt').
+
+`Decoder` maps input ids [B, T] to next-token logits [B, T, V] (float32). Input ids below
+`vocab_size` are tokens; ids `vocab_size + c` are class tokens (c = num_classes is the null
+class: the start token of unconditional models and the unconditional branch of CFG). Token
+and class tables are separate parameters; the output head is untied.
+
+Positions come from the call: a full forward pass uses 0 .. T-1; with a cache (a tuple of
+per-layer `KVCache`), tokens go at the cache's fill index, so `prefill(prompt, cache)` and
+`decode_step(block, cache)` are the same call on different lengths. The attention mask is
+block-causal over `block_sizes` (VAR's scales) or causal (None); RoPE is '1d' over the
+position, '2d' over (row, col) of a `grid` of tokens after `num_prefix` class tokens, or off.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from argen_jax.errors import ConfigError
+from argen_jax.heads.categorical import categorical_nll
+from argen_jax.layers.attention import KVCache
+from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_ids
+from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
+from argen_jax.layers.transformer import ACT, LlamaBlock, RMSNorm
+from argen_jax.models.base import Family
+from argen_jax.parallel import axes
+from argen_jax.sampling.processors import cfg_scale_schedule
+from argen_jax.sampling.tokens import sample_tokens
+
+Cache = tuple  # tuple[KVCache, ...], one per layer
+
+
+class Decoder(nn.Module):
+    vocab_size: int
+    num_classes: int = 0  # class-token rows = num_classes + 1 (the last: null / start)
+    max_len: int = 1024  # positions (and KV-cache slots)
+    width: int = 256
+    depth: int = 4
+    num_heads: int = 4
+    num_kv_heads: int | None = None  # grouped-query attention when < num_heads
+    head_dim: int | None = None  # None: width // num_heads
+    mlp_dim: int = 1024  # SwiGLU hidden width
+    dropout: float = 0.0  # embeddings and residual branches
+    rope: str = "1d"  # '1d' | '2d' | 'none'
+    rope_theta: float = 10000.0
+    grid: tuple[int, int] | None = None  # (H, W) token grid for rope='2d'
+    num_prefix: int = 1  # class tokens before the grid (rope='2d')
+    block_sizes: tuple[int, ...] | None = None  # None: causal; else block-causal
+    dtype: Any = jnp.float32  # compute
+    param_dtype: Any = jnp.float32  # storage
+    perturb_embeddings: bool = False  # tests: a 'perturbations' entry to differentiate by
+
+    # ------------------------------------------------------------------ static tables
+    @property
+    def null_id(self) -> int:
+        return self.vocab_size + self.num_classes
+
+    def class_ids(self, labels: jax.Array) -> jax.Array:
+        """labels [B] in [0, num_classes] (num_classes = null) -> input ids [B]."""
+        return self.vocab_size + labels.astype(jnp.int32)
+
+    def _head_dim(self) -> int:
+        return self.head_dim or self.width // self.num_heads
+
+    def _block_ids(self) -> np.ndarray:
+        if self.block_sizes is None:
+            return causal_ids(self.max_len)
+        ids = block_ids_from_sizes(self.block_sizes)
+        if len(ids) != self.max_len:
+            raise ConfigError(f"block_sizes sum to {len(ids)} but max_len is {self.max_len}")
+        return ids
+
+    def _coords(self) -> np.ndarray | None:
+        if self.rope == "none":
+            return None
+        if self.rope == "1d":
+            return coords_1d(self.max_len)
+        if self.rope == "2d":
+            if self.grid is None:
+                raise ConfigError("rope='2d' needs grid=(H, W)")
+            c = coords_2d(*self.grid, self.num_prefix)
+            if len(c) < self.max_len:
+                raise ConfigError(f"grid {self.grid} + {self.num_prefix} prefix tokens has "
+                                  f"fewer positions than max_len={self.max_len}")
+            return c[: self.max_len]
+        raise ConfigError(f"rope must be '1d', '2d' or 'none', got {self.rope!r}")
+
+    def init_cache(self, batch: int, dtype: Any = None) -> Cache:
+        """An empty cache: `depth` KVCaches of [batch, max_len, kv_heads, head_dim]."""
+        hkv = self.num_kv_heads or self.num_heads
+        return tuple(KVCache.zeros(batch, self.max_len, hkv, self._head_dim(),
+                                   dtype or self.dtype) for _ in range(self.depth))
+
+    # ------------------------------------------------------------------ forward
+    @nn.compact
+    def __call__(self, ids, cache: Cache | None = None, valid=None, train: bool = False):
+        """ids [B, T] -> (logits [B, T, V] float32, cache). valid [B, T]: key padding
+        (full pass only)."""
+        b, t = ids.shape
+        if t > self.max_len:
+            raise ConfigError(f"sequence of {t} tokens exceeds the model's max_len "
+                              f"{self.max_len}")
+        blk = jnp.asarray(self._block_ids())
+        if cache is None:
+            pos = jnp.arange(t, dtype=jnp.int32)  # [T]
+            mask = attention_mask(blk[pos], blk[pos], valid)  # [B|1, 1, T, T]
+        else:
+            start = cache[0].index
+            pos = start + jnp.arange(t, dtype=jnp.int32)
+            slots = jnp.arange(self.max_len, dtype=jnp.int32)
+            mask = attention_mask(blk[jnp.minimum(pos, self.max_len - 1)], blk,
+                                  slots < start + t)  # [1, 1, T, L]
+        coords = self._coords()
+        angles = None
+        if coords is not None:
+            c = jnp.asarray(coords)[jnp.minimum(pos, self.max_len - 1)]  # [T, P]
+            angles = rotary_angles(c, self._head_dim(), self.rope_theta)  # [T, D/2]
+
+        emb_init = nn.initializers.normal(0.02)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        tok = nn.Embed(self.vocab_size, self.width, embedding_init=nn.with_logical_partitioning(
+            emb_init, (axes.VOCAB, axes.EMBED)), name="token_embed", **kw)
+        cls = nn.Embed(self.num_classes + 1, self.width,
+                       embedding_init=nn.with_logical_partitioning(
+                           emb_init, (axes.CLASSES, axes.EMBED)), name="class_embed", **kw)
+        is_tok = (ids < self.vocab_size)[..., None]
+        x = jnp.where(is_tok, tok(jnp.clip(ids, 0, self.vocab_size - 1)),
+                      cls(jnp.clip(ids - self.vocab_size, 0, self.num_classes)))  # [B, T, E]
+        x = nn.with_logical_constraint(x, ACT)
+        if self.perturb_embeddings:  # identity; lets tests take d logits / d embeddings
+            x = self.perturb("embed", x)
+        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+
+        new_cache = []
+        for i in range(self.depth):
+            x, c = LlamaBlock(self.num_heads, self.mlp_dim, self.num_kv_heads, self.head_dim,
+                              self.dropout, name=f"block_{i}", **kw)(
+                x, mask, angles, None if cache is None else cache[i], train)
+            new_cache.append(c)
+        x = RMSNorm(name="final_norm", **kw)(x)
+        logits = nn.Dense(self.vocab_size, use_bias=False, name="head", **kw,
+                          kernel_init=nn.with_logical_partitioning(
+                              nn.initializers.normal(self.width ** -0.5),
+                              (axes.EMBED, axes.VOCAB)))(x)
+        logits = nn.with_logical_constraint(logits.astype(jnp.float32),
+                                            (axes.BATCH, axes.LENGTH, axes.VOCAB))
+        return logits, (None if cache is None else tuple(new_cache))
+
+    def extend(self, ids, cache: Cache, train: bool = False):
+        """Feeds ids [B, n] at the cache's position: (logits [B, n, V], advanced cache).
+        `prefill` (a prompt) and `decode_step` (one token, or one VAR block) are this call."""
+        return self(ids, cache=cache, train=train)
+
+    prefill = extend
+    decode_step = extend
+
+
+def decoder_from_config(m, vocab_size: int, num_classes: int, max_len: int,
+                        grid: tuple[int, int] | None = None) -> Decoder:
+    """A Decoder from a `config.model` section (see experiments/igpt/mnist.py)."""
+    return Decoder(
+        vocab_size=vocab_size, num_classes=num_classes, max_len=max_len, width=m.width,
+        depth=m.depth, num_heads=m.num_heads, num_kv_heads=m.get("num_kv_heads") or None,
+        head_dim=m.get("head_dim") or None, mlp_dim=m.mlp_dim, dropout=m.get("dropout", 0.0),
+        rope=m.get("rope", "1d"), rope_theta=m.get("rope_theta", 10000.0), grid=grid,
+        num_prefix=1, dtype=jnp.dtype(m.get("dtype", "float32")),
+        param_dtype=jnp.dtype(m.get("param_dtype", "float32")))
+
+
+class IGPTFamily(Family):
+    """Image GPT: a decoder over the raster of an image's sub-pixels (784 tokens for MNIST),
+    after one class token (the null class when unconditional). Sampled with the KV cache."""
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        m = config.model
+        if spec.kind != "image" or len(spec.shape) != 3:
+            raise ConfigError(f"igpt needs image data [H, W, C], got {spec.kind} {spec.shape}")
+        h, w, c = spec.shape
+        self.num_tokens = h * w * c
+        self.conditional = bool(m.get("conditional", False)) and spec.num_classes > 0
+        self.num_classes = spec.num_classes if self.conditional else 0
+        grid = (h, w * c)
+        self.model = decoder_from_config(m, spec.levels, self.num_classes, self.num_tokens, grid)
+        self.label_dropout = float(m.get("label_dropout", 0.0))
+        s = config.get("sample", {})
+        self.temperature = s.get("temperature", 1.0)
+        self.top_k, self.top_p = s.get("top_k", 0), s.get("top_p", 1.0)
+        self.cfg_scale = s.get("cfg_scale", 1.0)
+        self.cfg_schedule = s.get("cfg_schedule", "constant")
+
+    def _inputs(self, batch, labels):
+        """[B, T]: the class token, then the tokens shifted right by one."""
+        x = batch["image"].reshape(batch["image"].shape[0], -1).astype(jnp.int32)  # [B, T]
+        return jnp.concatenate([self.model.class_ids(labels)[:, None], x[:, :-1]], axis=1), x
+
+    def _labels(self, batch):
+        n = batch["image"].shape[0]
+        if not self.conditional:
+            return jnp.full((n,), self.num_classes, jnp.int32)
+        return batch["label"].astype(jnp.int32)
+
+    def init(self, rng, batch):
+        ids, _ = self._inputs(batch, self._labels(batch))
+        return self.model.init(rng, ids)
+
+    def loss(self, params, batch, rng, train):
+        labels = self._labels(batch)
+        drop_rng, label_rng = jax.random.split(rng)
+        if train and self.conditional and self.label_dropout > 0:
+            drop = jax.random.bernoulli(label_rng, self.label_dropout, labels.shape)
+            labels = jnp.where(drop, self.num_classes, labels)
+        ids, targets = self._inputs(batch, labels)
+        logits, _ = self.model.apply({"params": params}, ids, train=train,
+                                     rngs={"dropout": drop_rng})
+        nll = categorical_nll(logits, targets).sum(-1)  # [B] nats
+        mask = batch["mask"]
+        dims = float(self.num_tokens)
+        nll_sum = jnp.sum(nll * mask)
+        n = jnp.sum(mask)
+        return nll_sum / jnp.maximum(n, 1.0) / dims, {
+            "nll_sum": nll_sum, "num_dims": n * dims, "num_examples": n}
+
+    def sample(self, params, keys, labels=None):
+        b = keys.shape[0]
+        guided = self.conditional and self.cfg_scale != 1.0
+        labels = (jnp.full((b,), self.num_classes, jnp.int32) if not self.conditional
+                  else labels.astype(jnp.int32))
+        prompt = self.model.class_ids(labels)[:, None]  # [B, 1]
+        uncond = (jnp.full_like(prompt, self.model.null_id) if guided else None)
+        cache = self.model.init_cache(2 * b if guided else b)
+
+        def logits_fn(ids, cache):
+            return self.model.apply({"params": params}, ids, cache, method=Decoder.extend)
+
+        scale = cfg_scale_schedule(self.cfg_scale, self.num_tokens, self.cfg_schedule)
+        tokens, _ = sample_tokens(logits_fn, cache, prompt, self.num_tokens, keys,
+                                  uncond_prompt=uncond, cfg_scale=scale,
+                                  temperature=self.temperature, top_k=self.top_k,
+                                  top_p=self.top_p)
+        return tokens.reshape(b, *self.spec.shape)

@@ -1,0 +1,68 @@
+"""Next-token decoding with a model's explicit cache: the shared scan with token callbacks.
+
+The model is seen only through `logits_fn(ids [B', n], cache) -> (logits [B', n, V], cache)`,
+which feeds n tokens at the positions the cache is at and advances it (a KV cache, or any
+other state). Everything runs in `sampling.loop.autoregressive_scan`; this module only builds
+its callbacks:
+
+    prefill   prompt[:, :-1] goes through logits_fn once (outside the scan)
+    step t    feeds the previous token (step 0: the last prompt token) and returns the
+              logits of the token to draw, guided by CFG if an unconditional prompt is given
+    draw      the processors' categorical draw (temperature / top-k / top-p), per-sample keys
+    write     puts the draw into the token buffer
+
+Classifier-free guidance runs the conditional and the unconditional prompt as one doubled
+batch (conditional rows first) whose cache the caller allocates for 2B rows; the drawn token
+is fed to both halves. `cfg_scale` is a constant or a schedule t -> scale (`processors`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from argen_jax.sampling.loop import LoopState, autoregressive_scan
+from argen_jax.sampling.processors import categorical_draw, cfg_combine
+
+LogitsFn = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
+
+
+def sample_tokens(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: int,
+                  keys: jax.Array, *, uncond_prompt: jax.Array | None = None,
+                  cfg_scale: float | Callable = 1.0, temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 1.0,
+                  draw_fn: Callable | None = None) -> tuple[jax.Array, Any]:
+    """prompt [B, P] ids (P >= 1); keys [B, 2] per-sample keys (`loop.sample_keys`).
+    Returns (new tokens [B, num_new], final cache). Call inside `jax.jit`.
+
+    With `uncond_prompt` [B, P], `cache` must hold 2B rows; logits are combined as
+    uncond + scale * (cond - uncond) with scale = cfg_scale or cfg_scale(t)."""
+    b, p = prompt.shape
+    guided = uncond_prompt is not None
+    both = jnp.concatenate([prompt, uncond_prompt], axis=0) if guided else prompt  # [B', P]
+    if p > 1:
+        _, cache = logits_fn(both[:, :-1], cache)
+    last = both[:, -1]  # [B']: what step 0 feeds
+
+    def step_fn(seq, cache, t):
+        prev = jax.lax.dynamic_index_in_dim(seq, jnp.maximum(t - 1, 0), axis=1,
+                                            keepdims=False)  # [B]
+        prev = jnp.concatenate([prev, prev]) if guided else prev
+        ids = jnp.where(t == 0, last, prev.astype(last.dtype))[:, None]  # [B', 1]
+        logits, cache = logits_fn(ids, cache)
+        logits = logits[:, 0].astype(jnp.float32)  # [B', V]
+        if guided:
+            cond, uncond = jnp.split(logits, 2, axis=0)
+            scale = cfg_scale(t) if callable(cfg_scale) else cfg_scale
+            logits = cfg_combine(cond, uncond, scale)
+        return logits, cache
+
+    def write_fn(seq, x, t):
+        return jax.lax.dynamic_update_slice_in_dim(seq, x[:, None].astype(seq.dtype), t, axis=1)
+
+    draw = draw_fn or categorical_draw(temperature, top_k, top_p)
+    state = LoopState(seq=jnp.zeros((b, num_new), prompt.dtype), cache=cache, keys=keys)
+    state, _ = autoregressive_scan(step_fn, draw, write_fn, state, num_new)
+    return state.seq, state.cache
