@@ -13,12 +13,14 @@ from argen_jax.errors import ConfigError
 FAMILIES = {
     "pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
     "gated_pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
+    "pixelcnnpp": "argen_jax.models.pixelcnnpp:PixelCNNPPFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with
 # `.spec` (DataSpec), `.train_batch(step) -> dict` and `.eval_batches() -> iterator of dicts`.
 DATA = {
     "image": "argen_jax.data.pipeline:build_image_data",
+    "photo_patches": "argen_jax.data.patches:build_patch_data",
 }
 
 
