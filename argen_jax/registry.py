@@ -15,6 +15,7 @@ FAMILIES = {
     "gated_pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
     "wavenet": "argen_jax.models.wavenet:WaveNetFamily",
     "igpt": "argen_jax.models.transformer:IGPTFamily",
+    "pixelcnnpp": "argen_jax.models.pixelcnnpp:PixelCNNPPFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with
@@ -22,6 +23,7 @@ FAMILIES = {
 DATA = {
     "image": "argen_jax.data.pipeline:build_image_data",
     "audio": "argen_jax.data.audio:build_audio_data",
+    "photo_patches": "argen_jax.data.patches:build_patch_data",
 }
 
 

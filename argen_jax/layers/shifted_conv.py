@@ -72,6 +72,34 @@ def down_right_shifted_offsets(kh: int, kw: int) -> Offsets:
     return tuple((dy, dx) for dy in range(-(kh - 1), 1) for dx in range(-(kw - 1), 1))
 
 
+def _transpose_phase_offsets(kh: int, kw: int, stride: int, col_crop: int) -> tuple[Offsets, ...]:
+    """Per-phase taps of a stride-`stride` transposed conv with a kh x kw kernel whose output
+    is cropped to the first rows and to columns [col_crop, col_crop + stride * w).
+
+    Output pixel (stride*i + a, stride*j + b) (phase a*stride + b) sums low-resolution pixels
+    (i + dy, j + dx) for its (dy, dx); every kernel tap lands in exactly one phase."""
+    phases = []
+    for a in range(stride):
+        for b in range(stride):
+            offs = [((a - ky) // stride, (b + col_crop - kx) // stride)
+                    for ky in range(kh) for kx in range(kw)
+                    if (a - ky) % stride == 0 and (b + col_crop - kx) % stride == 0]
+            phases.append(tuple(offs))
+    return tuple(phases)
+
+
+def down_shifted_up_offsets(kh: int, kw: int, stride: int = 2) -> tuple[Offsets, ...]:
+    """PixelCNN++ down-shifted transposed conv (kh x kw, columns centred): output rows
+    stride*i + a only see low-resolution row i, so the u stream stays strictly above."""
+    return _transpose_phase_offsets(kh, kw, stride, (kw - 1) // 2)
+
+
+def down_right_shifted_up_offsets(kh: int, kw: int, stride: int = 2) -> tuple[Offsets, ...]:
+    """PixelCNN++ down-right-shifted transposed conv: output (stride*i + a, stride*j + b)
+    only sees low-resolution pixels at or above-left of (i, j)."""
+    return _transpose_phase_offsets(kh, kw, stride, 0)
+
+
 def channel_mask(cin: int, cout: int, groups: int, mask: str) -> np.ndarray:
     """[cin, cout] 0/1 mask: out group g sees in groups < g ('A') or <= g ('B')."""
     gi = np.arange(cin)[:, None] % groups
@@ -175,3 +203,52 @@ class ShiftedConv2D(nn.Module):
             padding=((top, bottom), (left, right)),
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
+
+
+class ShiftedConvTranspose2D(nn.Module):
+    """Up-sampling by `stride` as `stride**2` phase convolutions, each a `ShiftedConv2D` over
+    its own taps (from `down_shifted_up_offsets` / `down_right_shifted_up_offsets`), then
+    interleaved (depth to space). The same function and parameter count as a transposed
+    convolution with that kernel, without writing another convolution. Phases with the same
+    taps share one ShiftedConv2D call; one bias is shared by all phases.
+
+    Input [B, h, w, Cin] -> output [B, stride*h, stride*w, features].
+    """
+
+    features: int
+    phase_offsets: Sequence[Offsets]  # stride**2 tap sets; phase a*stride + b
+    stride: int = 2
+    use_bias: bool = True
+    impl: str = "taps"
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s, f = self.stride, self.features
+        if len(self.phase_offsets) != s * s:
+            raise ValueError(f"ShiftedConvTranspose2D: need {s * s} phase tap sets, got "
+                             f"{len(self.phase_offsets)}")
+        groups: dict[Offsets, list[int]] = {}
+        for ph, offs in enumerate(self.phase_offsets):
+            groups.setdefault(tuple((int(dy), int(dx)) for dy, dx in offs), []).append(ph)
+        outs: list[Any] = [None] * (s * s)
+        for gi, (offs, phases) in enumerate(groups.items()):
+            y = ShiftedConv2D(f * len(phases), offs, use_bias=False, impl=self.impl,
+                              dtype=self.dtype, param_dtype=self.param_dtype,
+                              kernel_init=self.kernel_init, name=f"phase_{gi}")(x)
+            for n, ph in enumerate(phases):
+                outs[ph] = y[..., n * f : (n + 1) * f]
+        b, h, w, _ = outs[0].shape
+        y = jnp.stack(outs, axis=3).reshape(b, h, w, s, s, f)  # [B, h, w, a, b, F]
+        y = y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, f)
+        if self.use_bias:
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(nn.initializers.zeros, (axes.CONV_OUT,)),
+                (f,),
+                self.param_dtype,
+            )
+            y = y + bias.astype(self.dtype)
+        return y

@@ -1,0 +1,59 @@
+"""Shared PixelCNN++ config sections (model / train / sample / mesh); the dataset files
+(cifar10.py, fashion_mnist.py, patches.py) fill in `data` and their sizes."""
+import ml_collections
+
+
+def parse_args(arg: str | None, known: set[str]) -> set[str]:
+    args = set(filter(None, (arg or "").split(",")))
+    if args - known:
+        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
+    return args
+
+
+def base_config(tiny: bool) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # seeds init, the per-step rngs (dropout) and data shuffling
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "pixelcnnpp"  # registry name
+    c.model.features = 8 if tiny else 160  # filters of every conv (paper: 160)
+    c.model.num_resnet = 1 if tiny else 5  # gated ResNet blocks per resolution (paper: 5)
+    c.model.num_resolutions = 3  # 3: full, 1/2, 1/4 resolution (sides divisible by 4)
+    c.model.num_mixtures = 2 if tiny else 10  # logistic mixture components (paper: 10)
+    c.model.dropout = 0.0 if tiny else 0.5  # dropout inside every gated ResNet (paper: 0.5)
+    c.model.conditional = False  # class-conditional (label embedding added before each gate)
+    c.model.impl = "taps"  # 'taps' (fast on CPU) or 'conv' (cuDNN / TPU convolutions)
+    c.model.dtype = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 30 if tiny else 500_000
+    c.train.lr = 2e-3 if tiny else 1e-3  # peak learning rate (Adam, as in the paper)
+    c.train.schedule = "cosine"  # cosine | constant | linear, after linear warm-up
+    c.train.warmup_steps = 5 if tiny else 1000
+    c.train.end_lr_fraction = 0.05  # final lr = lr * this
+    c.train.weight_decay = 0.0  # AdamW decoupled weight decay
+    c.train.grad_clip = 1.0 if tiny else 0.0  # global-norm clipping (0 = off)
+    c.train.ema_decay = 0.0 if tiny else 0.9995  # Polyak averaging for eval / sampling
+    c.train.log_every = 10 if tiny else 100
+    c.train.eval_every = 0 if tiny else 10_000  # 0: only at the end
+    c.train.sample_every = 0  # 0: only at the end
+    c.train.sample_at_end = True  # write a sample grid after the last step
+    c.train.save_every = 30 if tiny else 2000
+    c.train.max_to_keep = 3
+    c.train.tensorboard = True
+    c.train.quiet = False  # no progress bar
+
+    c.sample = ml_collections.ConfigDict()
+    c.sample.num = 4 if tiny else 64
+    c.sample.batch_size = 4 if tiny else 64
+    c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
+    c.sample.temperature = 1.0  # scales component logits and logistic scales (1 = exact)
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # -1: all devices not used by the other axes
+    c.mesh.model = 1
+    c.mesh.fsdp = 1
+
+    c.sharding = ml_collections.ConfigDict()
+    c.sharding.rules = None  # None: argen_jax.parallel.axes.DEFAULT_RULES
+    return c
