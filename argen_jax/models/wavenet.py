@@ -39,7 +39,7 @@ import numpy as np
 from flax import linen as nn
 
 from argen_jax.errors import ConfigError
-from argen_jax.heads import mulaw
+from argen_jax.heads import logistic_mixture, mulaw
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.layers.causal_conv import CausalConv1D, receptive_field, zero_queue
 from argen_jax.models.base import Family
@@ -81,9 +81,23 @@ class CategoricalHead:
         return categorical_draw(temperature)
 
 
-# name -> head class; the discretised logistic mixture (heads/logistic_mixture.py) plugs in
-# here with the same interface (num_outputs, nll(out, codes), draw_fn(temperature)).
-HEADS = {"softmax": CategoricalHead}
+class LogisticMixtureHead:
+    """Discretised logistic mixture (heads/logistic_mixture.py, PixelCNN++'s head) over the
+    `levels` mu-law bins in [-1, 1]: outputs are K mixture parameters [..., 3K]."""
+
+    def __init__(self, levels: int = 256, num_mixtures: int = 10):
+        self.levels, self.num_mixtures = levels, num_mixtures
+        self.num_outputs = logistic_mixture.num_params(num_mixtures, 1)
+
+    def nll(self, out: jax.Array, codes: jax.Array) -> jax.Array:
+        return logistic_mixture.nll(out, codes, self.levels, 1)
+
+    def draw_fn(self, temperature: float = 1.0):
+        return logistic_mixture.mixture_draw(self.levels, 1, temperature)
+
+
+# name -> head class, one interface: num_outputs, nll(out, codes), draw_fn(temperature).
+HEADS = {"softmax": CategoricalHead, "logistic_mixture": LogisticMixtureHead}
 
 
 # --------------------------------------------------------------------------- the network
@@ -248,7 +262,8 @@ class WaveNetFamily(Family):
         head = m.get("head", "softmax")
         if head not in HEADS:
             raise ConfigError(f"model.head={head!r} unknown; known: {sorted(HEADS)}")
-        self.head = HEADS[head](spec.levels)
+        kw = {"num_mixtures": m.get("num_mixtures", 10)} if head == "logistic_mixture" else {}
+        self.head = HEADS[head](spec.levels, **kw)
         self.global_cond = bool(m.get("global_conditioning", False)) and spec.num_classes > 0
         self.local_cond = bool(m.get("local_conditioning", False))
         self.sample_rate, self.hop = int(d.sample_rate), int(d.hop)

@@ -30,7 +30,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "wavenet"  # registry name
-    c.model.head = "softmax"  # output head: 'softmax' (256 mu-law codes)
+    c.model.head = "softmax"  # output head: 'softmax' (256 mu-law codes) | 'logistic_mixture'
+    c.model.num_mixtures = 10  # components of the 'logistic_mixture' head (PixelCNN++'s)
     c.model.residual_channels = 8 if tiny else 64  # width of the residual stream
     c.model.dilation_channels = 8 if tiny else 64  # width of each half of the gate
     c.model.skip_channels = 16 if tiny else 256  # width of the skip sum
