@@ -13,6 +13,7 @@ from argen_jax.errors import ConfigError
 FAMILIES = {
     "pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
     "gated_pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
+    "vqgan": "argen_jax.models.vqgan:VQGANFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with
