@@ -39,8 +39,10 @@ STATE = "vq_state"  # flax collection of assignment-updated quantizer state
 RESTART_RNG = "restart"  # rng stream for dead-code restart
 
 
-def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-6) -> jax.Array:
-    return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True) + eps)
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+    """x / max(||x||, eps) (as torch.nn.functional.normalize; codes start at ~1/K)."""
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=axis, keepdims=True),
+                                         eps * eps))
 
 
 def usage_from_counts(counts: jax.Array) -> jax.Array:

@@ -667,6 +667,7 @@ class Tokenizer:
         ckpt.close()
         params = exp.eval_params(state) if use_ema else state.params
         tok = cls(exp.family, params)
+        tok.experiment = exp  # its data builder (the splits the tokenizer was trained on)
         tok.step = int(jax.device_get(state.step))
         tok.config = config
         return tok

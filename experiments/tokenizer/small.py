@@ -40,7 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.ema = "ema" in args  # EMA codebook updates
     c.model.ema_decay = 0.99  # EMA decay of the codebook statistics
     c.model.restart_threshold = 0.0 if tiny else 0.03  # restart codes with usage < thr / K
-    c.model.usage_decay = 0.99  # decay of the usage EMA that finds dead codes
+    c.model.usage_decay = 0.9  # decay of the usage EMA that finds dead codes (short runs)
     c.model.scales = (1, 2, 4, 8) if tiny else (1, 2, 3, 4, 6, 8)  # multiscale token-map sizes
     c.model.num_phi = 2 if tiny else 4  # phi refinement convs shared over scales (0 = none)
     c.model.phi_ratio = 0.5  # x * (1 - r) + phi(x) * r
