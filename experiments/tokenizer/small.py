@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.path = "../shared/data/mnist" if "mnist" in args else "../shared/data/fashion_mnist"
     c.data.binarize = "none"  # tokenizers see 8-bit pixels
     c.data.batch_size = 16 if tiny else 32
-    c.data.eval_batch_size = 100 if tiny else 250
+    c.data.eval_batch_size = 64 if tiny else 250  # divisible by the test's 8 devices
     c.data.train_limit = 0  # first N train examples (0 = all)
     c.data.test_limit = 100 if tiny else 2000  # first N test examples (0 = all)
 

@@ -62,14 +62,16 @@ def split_stats(tok: Tokenizer, tokens: np.ndarray) -> dict:
 
 
 def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int = 500,
-             png: str | None = None, data_path: str | None = None) -> dict:
-    config = None
-    if data_path:
-        import ml_collections
+             png: str | None = None, data_path: str | None = None, full: bool = True) -> dict:
+    """full: tokenize whole splits even if the run limited them (data.*_limit)."""
+    import ml_collections
 
-        with open(os.path.join(workdir, "config.json")) as f:
-            config = ml_collections.ConfigDict(json.load(f))
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    if data_path:
         config.data.path = data_path
+    if full:
+        config.data.train_limit = config.data.test_limit = 0
     tok = Tokenizer.from_workdir(workdir, config)
     data = tok.experiment.data
     sets = {"train": data.train_set, "test": data.test_set}
@@ -111,9 +113,11 @@ def main():
     ap.add_argument("--batch_size", type=int, default=500)
     ap.add_argument("--png", default="", help="also write originals vs reconstructions here")
     ap.add_argument("--data_path", default="", help="override config.data.path")
+    ap.add_argument("--keep_limits", action="store_true",
+                    help="keep the run's data.train_limit / test_limit (default: whole splits)")
     a = ap.parse_args()
     stats = tokenize(a.workdir, a.out, tuple(a.splits.split(",")), a.batch_size,
-                     a.png or None, a.data_path or None)
+                     a.png or None, a.data_path or None, not a.keep_limits)
     print(json.dumps({"out": a.out, **stats}))
 
 
