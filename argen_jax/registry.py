@@ -16,6 +16,7 @@ FAMILIES = {
     "wavenet": "argen_jax.models.wavenet:WaveNetFamily",
     "igpt": "argen_jax.models.transformer:IGPTFamily",
     "pixelcnnpp": "argen_jax.models.pixelcnnpp:PixelCNNPPFamily",
+    "vqgan": "argen_jax.models.vqgan:VQGANFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with

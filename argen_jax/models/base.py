@@ -36,6 +36,21 @@ class Family(abc.ABC):
     def loss(self, params, batch: dict, rng: jax.Array, train: bool) -> tuple[jax.Array, dict]:
         """(scalar loss, metric sums). Pure and jittable."""
 
+    def loss_at_step(self, params, batch: dict, rng: jax.Array,
+                     step: jax.Array) -> tuple[jax.Array, dict]:
+        """The training loss at optimizer step `step` (traced int32 scalar). Override when the
+        objective depends on training progress (e.g. a GAN term that starts at a given step);
+        the default is `loss(..., train=True)`."""
+        return self.loss(params, batch, rng, True)
+
+    def make_optimizer(self, train_cfg):
+        """(optax transformation over `params`, lr schedule). Default: AdamW + clipping from
+        `config.train` (train/optim.py). Override for parameter groups (a GAN's two players,
+        frozen feature nets, state updated by assignment)."""
+        from argen_jax.train.optim import make_optimizer
+
+        return make_optimizer(train_cfg)
+
     def sample(self, params, keys: jax.Array, labels: jax.Array | None) -> jax.Array:
         """keys [B, 2]: one key per sample (see sampling.loop.sample_keys); labels [B] or
         None. Returns the samples [B, ...] in the data's integer format. Jittable."""

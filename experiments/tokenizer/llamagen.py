@@ -1,0 +1,106 @@
+"""LlamaGen's VQ tokenizer setting (Sun et al. 2024, VQ-16) for GPU users, and VAR's VQVAE.
+
+Arguments (comma-separated, `llamagen.py:var`):
+  f8          downsampling factor 8 (32x32 tokens at 256px) instead of 16 (16x16 tokens)
+  var         VAR's multi-scale residual quantizer: 4,096 codes of 32 dims, scales
+              1,2,3,4,5,6,8,10,13,16, 4 shared phi convs, no l2 normalisation
+  tiny        shrinks everything to seconds on CPU (same code paths), for smoke tests
+
+ImageNet 256 through TFDS (`tfds build imagenet2012` once; nothing is downloaded at run time).
+LlamaGen trains 40 epochs at batch 128, lr 1e-4, betas (0.9, 0.95), disc from step 20k.
+The perceptual loss needs VGG16 LPIPS weights converted to the .npz layout documented in
+`argen_jax.models.vqgan.load_perceptual_weights` at `loss.perceptual_path`.
+"""
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    args = set(filter(None, (arg or "").split(",")))
+    known = {"f8", "var", "tiny"}
+    if args - known:
+        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
+    tiny, var = "tiny" in args, "var" in args
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "vqgan"
+    c.model.ch = 8 if tiny else 128  # base channels
+    # factor 16: (1, 1, 2, 2, 4); factor 8: (1, 2, 2, 4)
+    c.model.ch_mult = (1, 2, 2, 4) if "f8" in args else (1, 1, 2, 2, 4)
+    c.model.num_res_blocks = 1 if tiny else 2
+    c.model.z_channels = 8 if tiny else (32 if var else 256)
+    c.model.mid_attention = True
+    c.model.norm_groups = 8 if tiny else 32
+    c.model.pad_to = 0  # 256x256 crops need no padding
+    c.model.quantizer = "multiscale" if var else "single"
+    c.model.codebook_size = 64 if tiny else (4096 if var else 16384)
+    c.model.code_dim = 32 if var and not tiny else 8  # LlamaGen: 8-dim codes; VAR: 32
+    c.model.beta = 0.25
+    c.model.l2_normalize = not var  # LlamaGen l2-normalises codes; VAR does not
+    c.model.entropy_weight = 0.0  # LlamaGen's default (its entropy loss is optional)
+    c.model.entropy_temperature = 0.01
+    c.model.ema = False
+    c.model.ema_decay = 0.99
+    c.model.restart_threshold = 0.0  # dead-code restart (0 = off, as in LlamaGen / VAR)
+    c.model.usage_decay = 0.99
+    c.model.scales = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's token-map sizes (factor 16)
+    c.model.num_phi = 4  # VAR shares 4 phi convs over the 10 scales
+    c.model.phi_ratio = 0.5
+    c.model.upsample = "cubic"
+    c.model.impl = "taps" if tiny else "conv"  # cuDNN convolutions on GPU
+    c.model.dtype = "float32" if tiny else "bfloat16"
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.rec_loss = "l2"  # LlamaGen: L2 reconstruction
+    c.loss.rec_weight = 1.0
+    c.loss.codebook_weight = 1.0
+    c.loss.perceptual_weight = 0.0 if tiny else 1.0
+    c.loss.perceptual_path = "" if tiny else "~/weights/lpips_vgg16.npz"
+    c.loss.disc_weight = 0.5  # LlamaGen: hinge GAN with weight 0.5
+    c.loss.disc_start = 5 if tiny else 20000
+    c.loss.disc_channels = 8 if tiny else 64
+    c.loss.disc_layers = 2 if tiny else 3
+
+    c.data = ml_collections.ConfigDict()
+    c.data.kind = "image"
+    c.data.name = "mnist_offline" if tiny else "tfds"
+    c.data.tfds_name = "imagenet2012"  # prepared beforehand; images must be 256x256
+    c.data.data_dir = ""
+    c.data.path = ""
+    c.data.binarize = "none"
+    c.data.batch_size = 8 if tiny else 128
+    c.data.eval_batch_size = 48 if tiny else 128
+    c.data.train_limit = 0
+    c.data.test_limit = 50 if tiny else 0
+    if tiny:  # MNIST 28x28 -> 32x32 so the factor-16 net still fits; VAR's last scale = 2
+        c.model.pad_to = 32
+        c.model.scales = (1, 2) if "f8" not in args else (1, 2, 4)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 10 if tiny else 400_000  # ~40 epochs of ImageNet at batch 128
+    c.train.lr = 1e-4
+    c.train.schedule = "constant"
+    c.train.warmup_steps = 0
+    c.train.end_lr_fraction = 1.0
+    c.train.b1 = 0.9
+    c.train.b2 = 0.95
+    c.train.weight_decay = 0.05
+    c.train.grad_clip = 1.0
+    c.train.ema_decay = 0.0
+    c.train.log_every = 5 if tiny else 100
+    c.train.eval_every = 0 if tiny else 20000
+    c.train.sample_every = 0
+    c.train.sample_at_end = False
+    c.train.save_every = 0 if tiny else 5000
+    c.train.max_to_keep = 3
+    c.train.tensorboard = not tiny
+    c.train.quiet = tiny
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.model = 1
+    c.mesh.fsdp = 1
+    c.sharding = ml_collections.ConfigDict()
+    c.sharding.rules = None
+    return c

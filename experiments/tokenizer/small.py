@@ -1,0 +1,99 @@
+"""VQ tokenizer for 28x28 / 32x32 data on CPU (Fashion-MNIST, MNIST, CIFAR-sized images).
+
+Arguments (comma-separated, `small.py:multiscale,tiny`):
+  multiscale  VAR's multi-scale residual quantizer (scales 1,2,3,4,6,8) instead of one map
+  gan         switch the PatchGAN hinge loss on at train.num_steps // 2
+  ema         EMA codebook updates instead of the codebook loss
+  mnist       real MNIST (idx folder ../shared/data/mnist) instead of Fashion-MNIST
+  tiny        a seconds-long run on the offline MNIST subset, for tests and smoke runs
+
+28x28 images are padded to 32x32 (pixel value 0), downsampled by 4 to an 8x8 token map.
+"""
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    args = set(filter(None, (arg or "").split(",")))
+    known = {"tiny", "multiscale", "gan", "ema", "mnist"}
+    if args - known:
+        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
+    tiny, ms = "tiny" in args, "multiscale" in args
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # seeds init, the per-step rngs and data shuffling
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "vqgan"  # registry name
+    c.model.ch = 8 if tiny else 16  # base channels of the conv ResNet
+    c.model.ch_mult = (1, 2, 2)  # channel multipliers; factor 2^(len-1)
+    c.model.num_res_blocks = 1  # ResNet blocks per resolution (decoder: +1)
+    c.model.z_channels = 16 if tiny else 32  # encoder output channels before the 1x1 to codes
+    c.model.mid_attention = not tiny  # self-attention in the middle block
+    c.model.norm_groups = 8  # GroupNorm groups (capped by the channels)
+    c.model.pad_to = 32  # pad 28x28 images to 32x32 (0 = no padding)
+    c.model.quantizer = "multiscale" if ms else "single"  # single | multiscale
+    c.model.codebook_size = 64 if tiny else 512  # number of codes K
+    c.model.code_dim = 8  # dims of each code (low-dim codes, LlamaGen)
+    c.model.beta = 0.25  # commitment weight
+    c.model.l2_normalize = not ms  # cosine codes (LlamaGen); VAR uses plain Euclidean codes
+    c.model.entropy_weight = 0.0  # entropy-loss weight (0 = off)
+    c.model.entropy_temperature = 0.01  # softmax temperature of the entropy loss
+    c.model.ema = "ema" in args  # EMA codebook updates
+    c.model.ema_decay = 0.99  # EMA decay of the codebook statistics
+    c.model.restart_threshold = 0.0 if tiny else 0.03  # restart codes with usage < thr / K
+    c.model.usage_decay = 0.9  # decay of the usage EMA that finds dead codes (short runs)
+    c.model.scales = (1, 2, 4, 8) if tiny else (1, 2, 3, 4, 6, 8)  # multiscale token-map sizes
+    c.model.num_phi = 2 if tiny else 4  # phi refinement convs shared over scales (0 = none)
+    c.model.phi_ratio = 0.5  # x * (1 - r) + phi(x) * r
+    c.model.upsample = "cubic"  # upsampling of coarse code maps: cubic | linear | nearest
+    c.model.impl = "taps"  # conv implementation: 'taps' (CPU) or 'conv' (GPU/TPU)
+    c.model.dtype = "float32"  # compute dtype
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.rec_loss = "l1"  # l1 | l2 pixel reconstruction loss (images in [-1, 1])
+    c.loss.rec_weight = 1.0
+    c.loss.codebook_weight = 1.0  # weight of codebook + commitment loss
+    c.loss.perceptual_weight = 0.0  # LPIPS-style loss weight (needs perceptual_path)
+    c.loss.perceptual_path = ""  # local .npz of feature weights (models/vqgan.py)
+    c.loss.disc_weight = 0.1 if "gan" in args else 0.0  # PatchGAN hinge weight (0 = no GAN)
+    c.loss.disc_start = 0  # set below: step at which the GAN loss switches on
+    c.loss.disc_channels = 16 if tiny else 32  # first discriminator layer width
+    c.loss.disc_layers = 2  # stride-2 layers of the PatchGAN
+
+    c.data = ml_collections.ConfigDict()
+    c.data.kind = "image"
+    c.data.name = "mnist_offline" if tiny else "idx"  # mnist_offline | digits | idx | tfds
+    c.data.path = "../shared/data/mnist" if "mnist" in args else "../shared/data/fashion_mnist"
+    c.data.binarize = "none"  # tokenizers see 8-bit pixels
+    c.data.batch_size = 16 if tiny else 32
+    c.data.eval_batch_size = 64 if tiny else 250  # divisible by the test's 8 devices
+    c.data.train_limit = 0  # first N train examples (0 = all)
+    c.data.test_limit = 100 if tiny else 2000  # first N test examples (0 = all)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 20 if tiny else 1500
+    c.train.lr = 2e-3 if tiny else 1e-3  # peak learning rate (both players)
+    c.train.schedule = "cosine"
+    c.train.warmup_steps = 2 if tiny else 100
+    c.train.end_lr_fraction = 0.1
+    c.train.b1 = 0.9
+    c.train.b2 = 0.95  # LlamaGen's betas
+    c.train.weight_decay = 0.0
+    c.train.grad_clip = 1.0  # per player
+    c.train.ema_decay = 0.0  # no Polyak averaging (it would also average quantizer state)
+    c.train.log_every = 10 if tiny else 50
+    c.train.eval_every = 0 if tiny else 500
+    c.train.sample_every = 0  # a tokenizer has no sampler
+    c.train.sample_at_end = False
+    c.train.save_every = 0 if tiny else 250
+    c.train.max_to_keep = 2
+    c.train.tensorboard = not tiny
+    c.train.quiet = tiny
+    c.loss.disc_start = c.train.num_steps // 2
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.model = 1
+    c.mesh.fsdp = 1
+    c.sharding = ml_collections.ConfigDict()
+    c.sharding.rules = None
+    return c

@@ -1,0 +1,125 @@
+"""Turn an image dataset into token maps for the AR models (LlamaGen: one map; VAR: per scale).
+
+    python experiments/tokenizer/tokenize_dataset.py --workdir=/tmp/tok/fm_single \
+        --out=/tmp/tok/fashion_mnist_tokens.npz [--png=/tmp/tok/recon.png]
+
+Reads the tokenizer's config (workdir/config.json) and newest checkpoint, tokenizes the train
+and test splits of the data the tokenizer was trained on, and writes one .npz:
+    {split}_tokens  int16/int32 [N, L]: single scale: the h x w map in raster order (L = h*w);
+                    multi-scale: the maps of every scale flattened coarse to fine
+                    (L = sum p_s^2; `layers.quantizer.split_scales` undoes it)
+    {split}_labels  int32 [N]
+    token_shape     [h, w] of the (finest) token map;  scales  [S] (multi-scale, else [h])
+    codebook_size, multiscale, step (of the tokenizer checkpoint)
+and prints (and stores under `stats_json`) the codebook usage and perplexity over each whole
+split, per scale for the multi-scale quantizer. `--png` writes originals (top rows) above their
+reconstructions (bottom rows).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from argen_jax.data.pipeline import sequential_batches  # noqa: E402
+from argen_jax.layers import quantizer as qlib  # noqa: E402
+from argen_jax.models.vqgan import Tokenizer  # noqa: E402
+
+
+def _usage(tokens: np.ndarray, k: int) -> tuple[float, float]:
+    counts = np.bincount(tokens.reshape(-1), minlength=k).astype(np.float64)
+    p = counts / counts.sum()
+    nz = p[p > 0]
+    return float((counts > 0).mean()), float(np.exp(-(nz * np.log(nz)).sum()))
+
+
+def tokenize_split(tok: Tokenizer, images: np.ndarray, batch_size: int) -> np.ndarray:
+    out = []
+    for batch in sequential_batches(len(images), batch_size, lambda i: {"image": images[i]}):
+        idx = tok.encode(batch["image"])
+        flat = qlib.flatten_scales(idx) if tok.multiscale else idx.reshape(idx.shape[0], -1)
+        out.append(np.asarray(flat)[batch["mask"] > 0])
+    tokens = np.concatenate(out)
+    return tokens.astype(np.int16 if tok.codebook_size <= 32767 else np.int32)
+
+
+def split_stats(tok: Tokenizer, tokens: np.ndarray) -> dict:
+    k = tok.codebook_size
+    usage, ppl = _usage(tokens, k)
+    st = {"usage": usage, "perplexity": ppl, "num_examples": int(len(tokens))}
+    if tok.multiscale:
+        per = qlib.split_scales(tokens, tok.scales)
+        st["usage_per_scale"] = [_usage(np.asarray(t), k)[0] for t in per]
+        st["perplexity_per_scale"] = [_usage(np.asarray(t), k)[1] for t in per]
+    return st
+
+
+def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int = 500,
+             png: str | None = None, data_path: str | None = None, full: bool = True) -> dict:
+    """full: tokenize whole splits even if the run limited them (data.*_limit)."""
+    import ml_collections
+
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    if data_path:
+        config.data.path = data_path
+    if full:
+        config.data.train_limit = config.data.test_limit = 0
+    tok = Tokenizer.from_workdir(workdir, config)
+    data = tok.experiment.data
+    sets = {"train": data.train_set, "test": data.test_set}
+    arrays, stats = {}, {}
+    for split in splits:
+        t0 = time.time()
+        tokens = tokenize_split(tok, sets[split].images, batch_size)
+        arrays[f"{split}_tokens"] = tokens
+        arrays[f"{split}_labels"] = sets[split].labels.astype(np.int32)
+        stats[split] = split_stats(tok, tokens)
+        stats[split]["seconds"] = round(time.time() - t0, 1)
+    shape = tok.token_shapes[-1]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    np.savez(out, token_shape=np.asarray(shape, np.int32),
+             scales=np.asarray(tok.scales if tok.multiscale else [shape[0]], np.int32),
+             codebook_size=np.int32(tok.codebook_size), multiscale=np.bool_(tok.multiscale),
+             step=np.int32(tok.step), stats_json=np.asarray(json.dumps(stats)), **arrays)
+    if png:
+        write_reconstruction_png(tok, sets["test"].images[:16], png)
+    return stats
+
+
+def write_reconstruction_png(tok: Tokenizer, images: np.ndarray, path: str) -> str:
+    """Originals (top two rows of 8) above their reconstructions (bottom two rows)."""
+    from argen_jax.evaluation.images import save_image_grid
+
+    rec = np.asarray(jax.device_get(tok.reconstruct(images)))
+    grid = np.concatenate([images.astype(np.int32), rec], axis=0)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_image_grid(grid, path, levels=tok.family.spec.levels, ncol=8)
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", required=True, help="tokenizer training workdir")
+    ap.add_argument("--out", required=True, help="output .npz")
+    ap.add_argument("--splits", default="train,test")
+    ap.add_argument("--batch_size", type=int, default=500)
+    ap.add_argument("--png", default="", help="also write originals vs reconstructions here")
+    ap.add_argument("--data_path", default="", help="override config.data.path")
+    ap.add_argument("--keep_limits", action="store_true",
+                    help="keep the run's data.train_limit / test_limit (default: whole splits)")
+    a = ap.parse_args()
+    stats = tokenize(a.workdir, a.out, tuple(a.splits.split(",")), a.batch_size,
+                     a.png or None, a.data_path or None, not a.keep_limits)
+    print(json.dumps({"out": a.out, **stats}))
+
+
+if __name__ == "__main__":
+    main()
