@@ -98,7 +98,12 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     _save_config(config, workdir)
     ckpt = Checkpointer(workdir, tcfg.get("max_to_keep", 3))
     writer = MetricWriter(workdir, tcfg.get("tensorboard", True))
-    state, _ = restore_or_init(exp, ckpt)
+    try:
+        state, _ = restore_or_init(exp, ckpt)
+    except CheckpointError:
+        ckpt.close()  # leave nothing running; the error names the checkpoint
+        writer.close()
+        raise
     start = int(jax.device_get(state.step))
     writer.truncate_after(start)
     logging.info("Model %s: %.3fM parameters; mesh %s; steps %d -> %d", config.model.name,
@@ -149,10 +154,12 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
 def _restored(config, workdir):
     exp = Experiment(config)
     ckpt = Checkpointer(workdir)
-    if ckpt.latest_step() is None:
-        raise CheckpointError(f"no checkpoint in {ckpt.directory}: train first (mode=train)")
-    state, _ = ckpt.restore(exp.abstract_state)
-    ckpt.close()
+    try:
+        if ckpt.latest_step() is None:
+            raise CheckpointError(f"no checkpoint in {ckpt.directory}: train first (mode=train)")
+        state, _ = ckpt.restore(exp.abstract_state)
+    finally:
+        ckpt.close()
     return exp, state
 
 
