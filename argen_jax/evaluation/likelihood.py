@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -29,3 +31,12 @@ def summarize(sums: dict) -> dict:
 
 def bits_per_dim(nll_nats_total: float, num_dims: float) -> float:
     return nll_nats_total / (num_dims * math.log(2.0))
+
+
+def nll_loss_and_sums(nll: jax.Array, mask: jax.Array, dims: float) -> tuple[jax.Array, dict]:
+    """Per-example NLL [B] (nats over `dims` dimensions each), batch mask [B] ->
+    (loss = masked mean nats per dimension, the metric sums of the Family contract)."""
+    nll_sum = jnp.sum(nll * mask)
+    n = jnp.sum(mask)
+    loss = nll_sum / jnp.maximum(n, 1.0) / dims
+    return loss, {"nll_sum": nll_sum, "num_dims": n * dims, "num_examples": n}

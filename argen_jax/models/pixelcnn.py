@@ -17,6 +17,7 @@ import numpy as np
 from flax import linen as nn
 
 from argen_jax.errors import ConfigError
+from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll, to_unit_range
 from argen_jax.layers.shifted_conv import (
     ShiftedConv2D,
@@ -163,12 +164,7 @@ class PixelCNNFamily(Family):
         logits = self.model.apply({"params": params}, x, self._labels(batch), train=train,
                                   rngs={"dropout": rng})
         nll = categorical_nll(logits, x).reshape(x.shape[0], -1).sum(-1)  # [B] nats
-        mask = batch["mask"]
-        dims = float(np.prod(x.shape[1:]))
-        nll_sum = jnp.sum(nll * mask)
-        n = jnp.sum(mask)
-        loss = nll_sum / jnp.maximum(n, 1.0) / dims  # nats per dim
-        return loss, {"nll_sum": nll_sum, "num_dims": n * dims, "num_examples": n}
+        return nll_loss_and_sums(nll, batch["mask"], float(np.prod(x.shape[1:])))
 
     def sample(self, params, keys, labels=None, temperature: float = 1.0):
         """Raster order, one sub-pixel per scan step (R, G, B inside a pixel)."""

@@ -24,6 +24,7 @@ import numpy as np
 from flax import linen as nn
 
 from argen_jax.errors import ConfigError
+from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads import logistic_mixture as lm
 from argen_jax.layers.shifted_conv import (
     ShiftedConv2D,
@@ -188,12 +189,7 @@ class PixelCNNPPFamily(Family):
         c = self.spec.shape[-1]
         nll = lm.nll(out, x if c > 1 else x[..., 0], self.spec.levels, c)  # [B, H, W]
         nll = nll.reshape(x.shape[0], -1).sum(-1)  # [B] nats per image
-        mask = batch["mask"]
-        dims = float(np.prod(x.shape[1:]))
-        nll_sum = jnp.sum(nll * mask)
-        n = jnp.sum(mask)
-        loss = nll_sum / jnp.maximum(n, 1.0) / dims  # nats per dim
-        return loss, {"nll_sum": nll_sum, "num_dims": n * dims, "num_examples": n}
+        return nll_loss_and_sums(nll, batch["mask"], float(np.prod(x.shape[1:])))
 
     def sample(self, params, keys, labels=None):
         """Raster order, one pixel per scan step: the mixture draws its C channels jointly."""

@@ -21,6 +21,7 @@ import numpy as np
 from flax import linen as nn
 
 from argen_jax.errors import ConfigError
+from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_ids
@@ -218,12 +219,7 @@ class IGPTFamily(Family):
         logits, _ = self.model.apply({"params": params}, ids, train=train,
                                      rngs={"dropout": drop_rng})
         nll = categorical_nll(logits, targets).sum(-1)  # [B] nats
-        mask = batch["mask"]
-        dims = float(self.num_tokens)
-        nll_sum = jnp.sum(nll * mask)
-        n = jnp.sum(mask)
-        return nll_sum / jnp.maximum(n, 1.0) / dims, {
-            "nll_sum": nll_sum, "num_dims": n * dims, "num_examples": n}
+        return nll_loss_and_sums(nll, batch["mask"], float(self.num_tokens))
 
     def sample(self, params, keys, labels=None):
         b = keys.shape[0]
