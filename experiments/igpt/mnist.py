@@ -12,6 +12,8 @@ Arguments (comma-separated, `mnist.py:tiny,idx`):
 """
 import ml_collections
 
+from experiments.common import parallel_config
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = set(filter(None, (arg or "").split(",")))
@@ -79,17 +81,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.cfg_scale = 1.0  # classifier-free guidance (conditional models; 1.0 = off)
     c.sample.cfg_schedule = "constant"  # constant | linear | cosine ramp from 1 to cfg_scale
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1  # -1: all devices not used by the other axes
-    c.mesh.model = 2 if "tp" in args else 1  # tensor parallelism (heads, kv_heads, mlp)
-    c.mesh.fsdp = 1
-
-    c.sharding = ml_collections.ConfigDict()
-    # logical axis -> mesh axis; vocab (2 levels) stays replicated, it cannot split.
-    c.sharding.rules = [
-        ["batch", ["data", "fsdp"]],
-        ["heads", "model"],
-        ["kv_heads", "model"],
-        ["mlp", "model"],
-    ]
+    # vocab (2 levels) stays replicated: it cannot split over the model axis.
+    rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],
+             ["mlp", "model"]]
+    c.mesh, c.sharding = parallel_config(model=2 if "tp" in args else 1, rules=rules)
     return c

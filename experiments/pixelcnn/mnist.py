@@ -9,6 +9,8 @@ Arguments (comma-separated, `mnist.py:tiny,8bit`):
 """
 import ml_collections
 
+from experiments.common import parallel_config
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = set(filter(None, (arg or "").split(",")))
@@ -78,12 +80,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.pr_k = 3  # k of the k-NN manifolds of precision / recall
     c.eval.cache_dir = ""  # test-set features cache ('' = WORKDIR/eval_cache)
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1  # -1: all devices not used by the other axes
-    c.mesh.model = 1
-    c.mesh.fsdp = 1
-    c.mesh.num_devices = 0  # 0: every device; N: only the first N
-
-    c.sharding = ml_collections.ConfigDict()
-    c.sharding.rules = None  # None: argen_jax.parallel.axes.DEFAULT_RULES
+    c.mesh, c.sharding = parallel_config()
     return c

@@ -2,6 +2,8 @@
 (cifar10.py, fashion_mnist.py, patches.py) fill in `data` and their sizes."""
 import ml_collections
 
+from experiments.common import parallel_config
+
 
 def parse_args(arg: str | None, known: set[str]) -> set[str]:
     args = set(filter(None, (arg or "").split(",")))
@@ -49,11 +51,5 @@ def base_config(tiny: bool) -> ml_collections.ConfigDict:
     c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
     c.sample.temperature = 1.0  # scales component logits and logistic scales (1 = exact)
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1  # -1: all devices not used by the other axes
-    c.mesh.model = 1
-    c.mesh.fsdp = 1
-
-    c.sharding = ml_collections.ConfigDict()
-    c.sharding.rules = None  # None: argen_jax.parallel.axes.DEFAULT_RULES
+    c.mesh, c.sharding = parallel_config()
     return c

@@ -13,6 +13,8 @@ The perceptual loss needs VGG16 LPIPS weights converted to the .npz layout docum
 """
 import ml_collections
 
+from experiments.common import parallel_config
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = set(filter(None, (arg or "").split(",")))
@@ -97,10 +99,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.tensorboard = not tiny
     c.train.quiet = tiny
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1
-    c.mesh.model = 1
-    c.mesh.fsdp = 1
-    c.sharding = ml_collections.ConfigDict()
-    c.sharding.rules = None
+    c.mesh, c.sharding = parallel_config()
     return c

@@ -11,6 +11,8 @@ Arguments (comma-separated, `small.py:multiscale,tiny`):
 """
 import ml_collections
 
+from experiments.common import parallel_config
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = set(filter(None, (arg or "").split(",")))
@@ -90,10 +92,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.quiet = tiny
     c.loss.disc_start = c.train.num_steps // 2
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1
-    c.mesh.model = 1
-    c.mesh.fsdp = 1
-    c.sharding = ml_collections.ConfigDict()
-    c.sharding.rules = None
+    c.mesh, c.sharding = parallel_config()
     return c

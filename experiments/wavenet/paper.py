@@ -11,6 +11,7 @@ Data: a folder of WAVs, PATH/{train,test}/<speaker>/*.wav; make one offline with
 import ml_collections
 
 from argen_jax.layers.causal_conv import receptive_field
+from experiments.common import parallel_config
 
 KNOWN = {"tiny", "nolocal", "noglobal"}
 
@@ -90,11 +91,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.length = 200 if tiny else 32000  # samples generated (fast generation)
     c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1  # -1: all devices not used by the other axes
-    c.mesh.model = 1
-    c.mesh.fsdp = 1
-
-    c.sharding = ml_collections.ConfigDict()
-    c.sharding.rules = None  # None: argen_jax.parallel.axes.DEFAULT_RULES
+    c.mesh, c.sharding = parallel_config()
     return c
