@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -29,16 +28,7 @@ from argen_jax.models.transformer import Decoder  # noqa: E402
 from argen_jax.sampling.loop import LoopState, autoregressive_scan, sample_keys  # noqa: E402
 from argen_jax.sampling.processors import categorical_draw  # noqa: E402
 from argen_jax.sampling.tokens import sample_tokens  # noqa: E402
-
-
-def timed(fn, *args, repeats=1):
-    jax.block_until_ready(fn(*args))  # compile + warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
+from experiments.benchmarks.timing import best_time  # noqa: E402
 
 
 def bench(length, args):
@@ -73,8 +63,8 @@ def bench(length, args):
 
     same = bool(np.array_equal(np.asarray(cached(variables, keys))[:, :k],
                                np.asarray(naive(variables, keys))))
-    t_cached = timed(cached, variables, keys)
-    t_naive_k = timed(naive, variables, keys)
+    t_cached = best_time(cached, variables, keys)
+    t_naive_k = best_time(naive, variables, keys)
     per_cached = t_cached / n_new
     per_naive = t_naive_k / k
     return {"length": length, "cached_total_s": round(t_cached, 3),

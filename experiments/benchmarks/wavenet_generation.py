@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -24,19 +23,10 @@ import numpy as np  # noqa: E402
 
 from argen_jax.data.pipeline import DataSpec  # noqa: E402
 from argen_jax.models.wavenet import WaveNetFamily  # noqa: E402
+from experiments.benchmarks.timing import best_time  # noqa: E402
 from experiments.wavenet import cpu  # noqa: E402
 
 STACKS = {"~256": (128, 1), "~1024": (512, 1), "~4096": (512, 4)}  # (max dilation, repeats)
-
-
-def timed(fn, *args, repeats: int = 3) -> float:
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def measure(max_d: int, repeats: int, args) -> dict:
@@ -48,8 +38,8 @@ def measure(max_d: int, repeats: int, args) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(1), args.batch)
     fast = jax.jit(lambda p, k: fam.generate(p, k, args.fast_steps, method="fast"))
     naive = jax.jit(lambda p, k: fam.generate(p, k, args.naive_steps, method="naive"))
-    t_fast = timed(fast, params, keys)
-    t_naive = timed(naive, params, keys, repeats=1)
+    t_fast = best_time(fast, params, keys, repeats=3)
+    t_naive = best_time(naive, params, keys, repeats=1)
     same = bool(np.array_equal(np.asarray(fast(params, keys))[:, : args.naive_steps],
                                np.asarray(naive(params, keys))))
     per_fast, per_naive = t_fast / args.fast_steps, t_naive / args.naive_steps
