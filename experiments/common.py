@@ -14,3 +14,12 @@ def parallel_config(model: int = 1, rules=None) -> tuple[ml_collections.ConfigDi
     # logical axis -> mesh axis (argen_jax/parallel/axes.py); None: DEFAULT_RULES
     sharding.rules = rules
     return mesh, sharding
+
+
+def parse_args(arg: str | None, known: set[str]) -> set[str]:
+    """`get_config`'s comma-separated argument ("tiny,8bit") -> the set of flags; an unknown
+    flag is an error that lists the known ones."""
+    args = set(filter(None, (arg or "").split(",")))
+    if args - known:
+        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
+    return args

@@ -9,14 +9,11 @@ Arguments (comma-separated, `mnist.py:tiny,8bit`):
 """
 import ml_collections
 
-from experiments.common import parallel_config
+from experiments.common import parallel_config, parse_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = set(filter(None, (arg or "").split(",")))
-    known = {"tiny", "8bit", "pixelcnn", "idx"}
-    if args - known:
-        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
+    args = parse_args(arg, {"tiny", "8bit", "pixelcnn", "idx"})
     tiny = "tiny" in args
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling

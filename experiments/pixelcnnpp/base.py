@@ -5,13 +5,6 @@ import ml_collections
 from experiments.common import parallel_config
 
 
-def parse_args(arg: str | None, known: set[str]) -> set[str]:
-    args = set(filter(None, (arg or "").split(",")))
-    if args - known:
-        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
-    return args
-
-
 def base_config(tiny: bool) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs (dropout) and data shuffling

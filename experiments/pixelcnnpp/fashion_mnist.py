@@ -10,7 +10,8 @@ Data: `data.path` is a folder of idx files (default ../shared/data/fashion_mnist
 """
 import ml_collections
 
-from experiments.pixelcnnpp.base import base_config, parse_args
+from experiments.common import parse_args
+from experiments.pixelcnnpp.base import base_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -8,7 +8,8 @@ Arguments (comma-separated, `patches.py:cpu`):
 """
 import ml_collections
 
-from experiments.pixelcnnpp.base import base_config, parse_args
+from experiments.common import parse_args
+from experiments.pixelcnnpp.base import base_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -13,14 +13,11 @@ The perceptual loss needs VGG16 LPIPS weights converted to the .npz layout docum
 """
 import ml_collections
 
-from experiments.common import parallel_config
+from experiments.common import parallel_config, parse_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = set(filter(None, (arg or "").split(",")))
-    known = {"f8", "var", "tiny"}
-    if args - known:
-        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
+    args = parse_args(arg, {"f8", "var", "tiny"})
     tiny, var = "tiny" in args, "var" in args
     c = ml_collections.ConfigDict()
     c.seed = 0

@@ -11,14 +11,11 @@ Arguments (comma-separated, `small.py:multiscale,tiny`):
 """
 import ml_collections
 
-from experiments.common import parallel_config
+from experiments.common import parallel_config, parse_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = set(filter(None, (arg or "").split(",")))
-    known = {"tiny", "multiscale", "gan", "ema", "mnist"}
-    if args - known:
-        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
+    args = parse_args(arg, {"tiny", "multiscale", "gan", "ema", "mnist"})
     tiny, ms = "tiny" in args, "multiscale" in args
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling

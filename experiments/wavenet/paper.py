@@ -11,16 +11,13 @@ Data: a folder of WAVs, PATH/{train,test}/<speaker>/*.wav; make one offline with
 import ml_collections
 
 from argen_jax.layers.causal_conv import receptive_field
-from experiments.common import parallel_config
+from experiments.common import parallel_config, parse_args
 
 KNOWN = {"tiny", "nolocal", "noglobal"}
 
 
 def parse(arg):
-    args = set(filter(None, (arg or "").split(",")))
-    if args - KNOWN:
-        raise ValueError(f"unknown config arguments {sorted(args - KNOWN)}; known: {sorted(KNOWN)}")
-    return args
+    return parse_args(arg, KNOWN)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
