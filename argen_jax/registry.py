@@ -25,6 +25,7 @@ DATA = {
     "image": "argen_jax.data.pipeline:build_image_data",
     "audio": "argen_jax.data.audio:build_audio_data",
     "photo_patches": "argen_jax.data.patches:build_patch_data",
+    "tokens": "argen_jax.data.tokens:build_token_data",
 }
 
 

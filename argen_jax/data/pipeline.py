@@ -28,6 +28,8 @@ class DataSpec:
     levels: int  # number of discrete values per dimension (256, 2, codebook size, ...)
     num_classes: int = 0  # 0: unconditional data
     kind: str = "image"  # 'image', 'audio', 'tokens', ...
+    grid: tuple[int, int] | None = None  # tokens: the (finest) h x w token map
+    scales: tuple[int, ...] | None = None  # tokens: VAR's side lengths p_s, coarse to fine
 
 
 class RandomAccessBatcher:

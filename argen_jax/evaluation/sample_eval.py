@@ -47,7 +47,10 @@ def build_extractor(ecfg):
 
 
 def test_images(data) -> np.ndarray:
-    """Every (unpadded) test image of a data builder, in order."""
+    """Every (unpadded) test image of a data builder, in order (token data: the images its
+    test tokens were made from)."""
+    if hasattr(data, "test_images"):
+        return data.test_images()
     xs = [b["image"][np.asarray(b["mask"]) > 0] for b in data.eval_batches()]
     return np.concatenate(xs)
 
@@ -64,13 +67,14 @@ def feature_metrics(ref: dict, fake: dict, suffix: str, k: int = 3) -> dict:
 
 def evaluate_samples(exp, params, workdir: str, step: int) -> dict:
     ecfg = exp.config.eval
-    spec = exp.data.spec
     extractor = build_extractor(ecfg)
     num = int(ecfg.get("num_samples", 1000))
     t0 = time.time()
     samples = exp.sample(params, num, seed=ecfg.get("sample_seed", 0),
                          batch_size=ecfg.get("sample_batch_size", 0) or None)
+    samples = np.asarray(exp.family.to_images(samples))  # token models: decoded
     t_sample = time.time() - t0
+    levels = exp.family.image_levels
     bs = ecfg.get("feature_batch_size", 200)
     data_key = hashlib.sha1(json.dumps(exp.config.data.to_dict(), sort_keys=True,
                                        default=str).encode()).hexdigest()[:12]
@@ -78,13 +82,13 @@ def evaluate_samples(exp, params, workdir: str, step: int) -> dict:
                                                                              "eval_cache"))
     ref = reference_stats.cached_features(
         cache_dir, f"test-{data_key}-{extractor.key}",
-        lambda: extract_features(extractor, test_images(exp.data), spec.levels, bs,
+        lambda: extract_features(extractor, test_images(exp.data), levels, bs,
                                  exp.mesh, desc="reference features"))
-    fake = extract_features(extractor, samples, spec.levels, bs, exp.mesh,
+    fake = extract_features(extractor, samples, levels, bs, exp.mesh,
                             desc="sample features")
     out = feature_metrics(ref, fake, extractor.suffix, int(ecfg.get("pr_k", 3)))
     if jax.process_index() == 0:
-        scale = 255.0 / max(spec.levels - 1, 1)
+        scale = 255.0 / max(levels - 1, 1)
         path = os.path.join(workdir, "samples", f"eval_{step:07d}.npz")
         reference_stats.write_sample_batch(
             path, np.round(samples * scale).astype(np.uint8))

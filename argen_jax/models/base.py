@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from argen_jax.data.pipeline import DataSpec
@@ -56,6 +57,16 @@ class Family(abc.ABC):
         None. Returns the samples [B, ...] in the data's integer format. Jittable."""
         raise NotImplementedError(f"{type(self).__name__} has no sampler")
 
+    @property
+    def image_levels(self) -> int:
+        """Levels of the images `to_images` returns (sample-quality metrics rescale by it)."""
+        return self.spec.levels
+
+    def to_images(self, samples: np.ndarray) -> np.ndarray:
+        """Samples -> ints [B, H, W, C] for sample-quality metrics. Identity for pixel models;
+        token models decode with their tokenizer."""
+        return samples
+
     def save_samples(self, samples: np.ndarray, path_stem: str) -> list[str]:
         """Writes samples (a grid PNG for images); returns the paths written."""
         from argen_jax.evaluation.images import save_image_grid
@@ -67,3 +78,11 @@ class Family(abc.ABC):
 
     def extra_state(self) -> dict[str, Any]:
         return {}
+
+
+def drop_labels(rng: jax.Array, labels: jax.Array, rate: float, null_class: int) -> jax.Array:
+    """Classifier-free guidance training: each label becomes `null_class` with prob. `rate`."""
+    if rate <= 0:
+        return labels
+    drop = jax.random.bernoulli(rng, rate, labels.shape)
+    return jnp.where(drop, null_class, labels)

@@ -27,7 +27,7 @@ from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_ids
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.layers.transformer import ACT, LlamaBlock, RMSNorm
-from argen_jax.models.base import Family
+from argen_jax.models.base import Family, drop_labels
 from argen_jax.parallel import axes
 from argen_jax.sampling.processors import cfg_scale_schedule
 from argen_jax.sampling.tokens import sample_tokens
@@ -212,9 +212,8 @@ class IGPTFamily(Family):
     def loss(self, params, batch, rng, train):
         labels = self._labels(batch)
         drop_rng, label_rng = jax.random.split(rng)
-        if train and self.conditional and self.label_dropout > 0:
-            drop = jax.random.bernoulli(label_rng, self.label_dropout, labels.shape)
-            labels = jnp.where(drop, self.num_classes, labels)
+        if train and self.conditional:
+            labels = drop_labels(label_rng, labels, self.label_dropout, self.num_classes)
         ids, targets = self._inputs(batch, labels)
         logits, _ = self.model.apply({"params": params}, ids, train=train,
                                      rngs={"dropout": drop_rng})

@@ -10,7 +10,7 @@ and test splits of the data the tokenizer was trained on, and writes one .npz:
                     (L = sum p_s^2; `layers.quantizer.split_scales` undoes it)
     {split}_labels  int32 [N]
     token_shape     [h, w] of the (finest) token map;  scales  [S] (multi-scale, else [h])
-    codebook_size, multiscale, step (of the tokenizer checkpoint)
+    codebook_size, multiscale, step (of the tokenizer checkpoint), tokenizer_workdir
 and prints (and stores under `stats_json`) the codebook usage and perplexity over each whole
 split, per scale for the multi-scale quantizer. `--png` writes originals (top rows) above their
 reconstructions (bottom rows).
@@ -88,7 +88,8 @@ def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int =
     np.savez(out, token_shape=np.asarray(shape, np.int32),
              scales=np.asarray(tok.scales if tok.multiscale else [shape[0]], np.int32),
              codebook_size=np.int32(tok.codebook_size), multiscale=np.bool_(tok.multiscale),
-             step=np.int32(tok.step), stats_json=np.asarray(json.dumps(stats)), **arrays)
+             step=np.int32(tok.step), tokenizer_workdir=np.asarray(os.path.abspath(workdir)),
+             stats_json=np.asarray(json.dumps(stats)), **arrays)
     if png:
         write_reconstruction_png(tok, sets["test"].images[:16], png)
     return stats

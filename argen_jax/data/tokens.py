@@ -1,0 +1,126 @@
+"""Token maps of a tokenized image dataset, for the token-level AR models (LlamaGen, VAR).
+
+Reads the .npz written by `experiments/tokenizer/tokenize_dataset.py`:
+    {train,test}_tokens  int [N, L]   one h x w map in raster order (L = h*w), or the maps of
+                                      every scale flattened coarse to fine (L = sum p_s^2)
+    {train,test}_labels  int32 [N]
+    token_shape [h, w], scales [S], codebook_size, multiscale, tokenizer_workdir (optional)
+
+Batches are {'tokens': int32 [B, L], 'label': int32 [B], 'mask': float32 [B]}; like every
+data builder the training batch is a pure function of (seed, step). The spec is
+DataSpec(shape=(L,), levels=codebook_size, kind='tokens', grid=(h, w), scales=...).
+
+The images the tokens came from (the reference set of sample-quality metrics) are read
+through the tokenizer run's own data config: `test_images()`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from argen_jax.data.pipeline import DataSpec, RandomAccessBatcher, sequential_batches
+from argen_jax.errors import ConfigError, DataError
+
+REQUIRED = ("train_tokens", "train_labels", "test_tokens", "test_labels", "token_shape",
+            "codebook_size")
+
+
+def load_token_file(path: str) -> dict:
+    """The arrays of a token .npz, checked; raises DataError naming what is wrong."""
+    path = os.path.expanduser(path)
+    if not path:
+        raise ConfigError("data.path must name a token .npz (experiments/tokenizer/"
+                          "tokenize_dataset.py writes one)")
+    if not os.path.exists(path):
+        raise DataError(f"token file {path!r} not found (write it with experiments/tokenizer/"
+                        "tokenize_dataset.py)")
+    try:
+        with np.load(path) as f:
+            d = {k: f[k] for k in f.files}
+    except Exception as e:  # zip / pickle errors from a corrupt or foreign file
+        raise DataError(f"token file {path!r} cannot be read: {e}") from None
+    missing = [k for k in REQUIRED if k not in d]
+    if missing:
+        raise DataError(f"token file {path!r} lacks {missing}; is it from tokenize_dataset.py?")
+    k = int(d["codebook_size"])
+    for split in ("train", "test"):
+        t = d[f"{split}_tokens"]
+        if t.ndim != 2 or len(t) != len(d[f"{split}_labels"]):
+            raise DataError(f"{path!r}: {split}_tokens {t.shape} does not match "
+                            f"{split}_labels {d[f'{split}_labels'].shape}")
+        if t.size and (t.min() < 0 or t.max() >= k):
+            raise DataError(f"{path!r}: {split}_tokens outside [0, codebook_size={k})")
+    return d
+
+
+def scales_and_grid(d: dict) -> tuple[tuple[int, ...] | None, tuple[int, int]]:
+    grid = tuple(int(v) for v in d["token_shape"])
+    multiscale = bool(d.get("multiscale", False))
+    scales = tuple(int(s) for s in d["scales"]) if multiscale else None
+    length = d["train_tokens"].shape[1]
+    expect = sum(s * s for s in scales) if scales else grid[0] * grid[1]
+    if length != expect:
+        raise DataError(f"token maps have {length} tokens but token_shape {grid} / scales "
+                        f"{scales} imply {expect}")
+    return scales, grid
+
+
+class TokenData:
+    def __init__(self, d: dict, batch_size: int, eval_batch_size: int, seed: int = 0,
+                 train_limit: int = 0, test_limit: int = 0, tokenizer_workdir: str = ""):
+        self.scales, self.grid = scales_and_grid(d)
+        self.train_tokens = d["train_tokens"][: train_limit or None].astype(np.int32)
+        self.train_labels = d["train_labels"][: train_limit or None].astype(np.int32)
+        self.test_tokens = d["test_tokens"][: test_limit or None].astype(np.int32)
+        self.test_labels = d["test_labels"][: test_limit or None].astype(np.int32)
+        self.test_limit = test_limit
+        ncls = int(max(self.train_labels.max(initial=-1), self.test_labels.max(initial=-1)) + 1)
+        self.spec = DataSpec((self.train_tokens.shape[1],), int(d["codebook_size"]), ncls,
+                             "tokens", grid=self.grid, scales=self.scales)
+        stored = str(d["tokenizer_workdir"]) if "tokenizer_workdir" in d else ""
+        self.tokenizer_workdir = os.path.expanduser(tokenizer_workdir or stored)
+        self.eval_batch_size = eval_batch_size
+        self.train_batch = RandomAccessBatcher(
+            len(self.train_tokens), batch_size, seed,
+            lambda idx, step: {"tokens": self.train_tokens[idx],
+                               "label": self.train_labels[idx]})
+
+    def eval_batches(self) -> Iterator[dict]:
+        return sequential_batches(
+            len(self.test_tokens), self.eval_batch_size,
+            lambda idx: {"tokens": self.test_tokens[idx], "label": self.test_labels[idx]})
+
+    def tokenizer_config(self):
+        """The tokenizer run's config (its config.json)."""
+        import ml_collections
+
+        path = os.path.join(self.tokenizer_workdir, "config.json")
+        if not self.tokenizer_workdir or not os.path.exists(path):
+            raise ConfigError(f"data.tokenizer must name the tokenizer's workdir (no {path!r})")
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+
+    def test_images(self) -> np.ndarray:
+        """uint8 [N, H, W, C]: the test images the test tokens were made from (same order,
+        same `test_limit`), loaded through the tokenizer run's data config."""
+        from argen_jax.data.images import load_image_set
+
+        cfg = self.tokenizer_config().data
+        cfg.test_limit = 0  # tokenize_dataset.py tokenizes whole splits
+        images = load_image_set(cfg, "test").images
+        if self.test_limit:
+            images = images[: self.test_limit]
+        if len(images) != len(self.test_tokens):
+            raise DataError(f"the tokenizer's test split has {len(images)} images but the token "
+                            f"file has {len(self.test_tokens)} maps (tokenized with a limit?)")
+        return np.asarray(images)
+
+
+def build_token_data(cfg, seed: int) -> TokenData:
+    return TokenData(load_token_file(cfg.path), cfg.batch_size,
+                     cfg.get("eval_batch_size", cfg.batch_size), seed,
+                     cfg.get("train_limit", 0), cfg.get("test_limit", 0),
+                     cfg.get("tokenizer", ""))
