@@ -238,3 +238,23 @@ def test_igpt_family_loss_and_guided_sampling():
     assert 0.3 * np.log(2) * 32 < float(sums["nll_sum"]) < 3 * np.log(2) * 32
     chex.assert_shape(samples, (2, 4, 4, 1))
     assert set(np.unique(np.asarray(samples))) <= {0, 1}
+
+
+def test_static_steps_mode_draws_the_same_samples():
+    """The unrolled mode (VAR's differently-sized scale blocks) is the same loop: same keys,
+    same draws as the scan."""
+    logits = jax.random.normal(jax.random.PRNGKey(1), (5, 7))
+
+    def step(seq, cache, t):
+        return logits[jnp.asarray(t) % 5][None].repeat(3, 0) + seq.sum(1, keepdims=True), cache
+
+    def write(seq, x, t):
+        return jax.lax.dynamic_update_slice_in_dim(seq, x[:, None], t, axis=1)
+
+    keys = sample_keys(jax.random.PRNGKey(0), 0, 3)
+    state = LoopState(seq=jnp.zeros((3, 6), jnp.int32), cache=None, keys=keys)
+    a, da = autoregressive_scan(step, categorical_draw(), write, state, 6)
+    b, db = autoregressive_scan(step, categorical_draw(), write, state, 6, static_steps=True)
+    np.testing.assert_array_equal(a.seq, b.seq)
+    np.testing.assert_array_equal(da, jnp.stack(db))
+    assert len(set(np.asarray(a.seq).ravel().tolist())) > 1

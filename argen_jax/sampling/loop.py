@@ -53,9 +53,14 @@ def autoregressive_scan(
     state: LoopState,
     num_steps: int,
     start: int = 0,
-) -> tuple[LoopState, jax.Array]:
+    static_steps: bool = False,
+) -> tuple[LoopState, Any]:
     """Runs steps start, ..., start + num_steps - 1. Returns the final state and the draws
-    stacked over steps ([num_steps, B, ...]). Call it inside `jax.jit`."""
+    stacked over steps ([num_steps, B, ...]). Call it inside `jax.jit`.
+
+    static_steps: unroll the steps in Python with `t` a Python int, for the few steps whose
+    shapes differ (VAR: scale t has p_t^2 tokens). The draws are then a list, one per step.
+    Same body, same keys: the two modes draw the same samples."""
 
     def body(carry: LoopState, t):
         out, cache = step_fn(carry.seq, carry.cache, t)
@@ -63,5 +68,11 @@ def autoregressive_scan(
         seq = write_fn(carry.seq, x, t)
         return carry.replace(seq=seq, cache=cache), x
 
+    if static_steps:
+        draws = []
+        for t in range(start, start + num_steps):
+            state, x = body(state, t)
+            draws.append(x)
+        return state, draws
     steps = jnp.arange(start, start + num_steps, dtype=jnp.int32)
     return jax.lax.scan(body, state, steps)
