@@ -56,7 +56,7 @@ def test_logits_are_causal_through_grad():
         logits, _ = model.apply({"params": variables["params"], "perturbations": p}, ids)
         return logits.sum(axis=(0, 2))  # [T]
 
-    jac = jax.jacrev(per_position)(variables["perturbations"])["embed"]  # [T, B, T, E]
+    jac = jax.jit(jax.jacrev(per_position))(variables["perturbations"])["embed"]  # [T, B, T, E]
     seen = np.asarray(jnp.abs(jac).sum(axis=(1, 3)) > 0)
     np.testing.assert_array_equal(seen, np.tril(np.ones((t, t), bool)))
 
@@ -67,12 +67,17 @@ def test_class_tokens_have_zero_queries_and_keys():
     fam = _family(cls_token_num=1)
     ids = fam.inputs(_tokens(2), jnp.array([0, 1]))
     params = _params(fam, 2)
-    zero, _ = fam.model.apply({"params": params}, ids)
-    ident, _ = fam.model.clone(prefix_rope="identity").apply({"params": params}, ids)
-    assert not np.allclose(zero[:, 1:], ident[:, 1:], atol=1e-4)
     p2 = jax.tree.map(lambda x: x, params)
     p2["block_0"]["attn"]["query"] = params["block_0"]["attn"]["query"] * 3.0
-    zero2, _ = fam.model.apply({"params": p2}, ids)
+
+    @jax.jit
+    def run(params, p2):
+        ident = fam.model.clone(prefix_rope="identity").apply({"params": params}, ids)[0]
+        return fam.model.apply({"params": params}, ids)[0], ident, \
+            fam.model.apply({"params": p2}, ids)[0]
+
+    zero, ident, zero2 = run(params, p2)
+    assert not np.allclose(zero[:, 1:], ident[:, 1:], atol=1e-4)
     np.testing.assert_allclose(zero2[:, 0], zero[:, 0], atol=1e-5)
 
 
@@ -87,8 +92,8 @@ def test_greedy_cached_sampling_matches_full_pass(cfg_scale, cfg_interval):
     labels = jnp.arange(b) % C
     tokens = jax.jit(fam.sample)(params, sample_keys(jax.random.PRNGKey(0), 0, b), labels)
     assert tokens.shape == (b, L) and tokens.dtype == jnp.int32
-    cond = fam.logits(params, tokens, labels)  # [B, L, V]
-    uncond = fam.logits(params, tokens, jnp.full((b,), C))
+    cond, uncond = jax.jit(lambda p: (fam.logits(p, tokens, labels),  # [B, L, V]
+                                      fam.logits(p, tokens, jnp.full((b,), C))))(params)
     scale = np.where(np.arange(L) < (cfg_interval if cfg_interval >= 0 else L), cfg_scale, 1.0)
     guided = uncond + scale[None, :, None] * (cond - uncond)
     np.testing.assert_array_equal(np.asarray(tokens), np.asarray(guided.argmax(-1)))
@@ -100,7 +105,7 @@ def test_kv_cache_logits_equal_full_pass():
     tokens, labels = _tokens(2), jnp.array([1, 2])
     params = _params(fam, 2)
     ids = fam.inputs(tokens, labels)
-    full, _ = fam.model.apply({"params": params}, ids)
+    full, _ = jax.jit(fam.model.apply)({"params": params}, ids)
     step = jax.jit(lambda ids, c: fam.model.apply({"params": params}, ids, c,
                                                   method=fam.model.extend))
     out, cache = step(ids[:, :2], fam.model.init_cache(2))
@@ -115,7 +120,7 @@ def test_token_noise_replaces_inputs_only():
     fam = _family()
     fam.token_noise = 0.5
     tokens = jnp.zeros((64, L), jnp.int32)
-    noisy = fam._noisy(jax.random.PRNGKey(0), tokens)
+    noisy = jax.jit(fam._noisy)(jax.random.PRNGKey(0), tokens)
     frac = float((noisy != 0).mean())
     assert 0.35 < frac < 0.55  # 0.5 * (V - 1) / V of the tokens change
 
@@ -160,9 +165,10 @@ def test_loss_reports_bits_per_token():
     params = _params(fam, 3)
     batch = {"tokens": _tokens(3), "label": jnp.array([0, 1, 2]),
              "mask": jnp.array([1.0, 1.0, 0.0])}
-    loss, m = fam.loss(params, batch, jax.random.PRNGKey(0), train=False)
+    (loss, m), logits = jax.jit(lambda p: (
+        fam.loss(p, batch, jax.random.PRNGKey(0), train=False),
+        fam.logits(p, batch["tokens"], batch["label"])))(params)
     assert float(m["num_dims"]) == 2 * L and float(m["num_examples"]) == 2
-    logits = fam.logits(params, batch["tokens"], batch["label"])
     nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), batch["tokens"][..., None], -1)
     np.testing.assert_allclose(float(m["nll_sum"]), float(nll[:2].sum()), rtol=1e-5)
     np.testing.assert_allclose(float(loss), float(nll[:2].mean()), rtol=1e-5)
@@ -260,7 +266,7 @@ def test_converted_checkpoint_reproduces_llamagen_logits():
     params = convert_gpt(wrapped, fam.model)
     tokens = rng.integers(0, V, (3, grid * grid))
     labels = np.array([0, 2, 3])  # 3 = the null class
-    ours = fam.logits(params, jnp.asarray(tokens), jnp.asarray(labels))
+    ours = jax.jit(fam.logits)(params, jnp.asarray(tokens), jnp.asarray(labels))
     ref = _reference_forward(sd, labels, tokens, depth, heads, grid)
     np.testing.assert_allclose(np.asarray(ours), ref, atol=2e-4, rtol=2e-4)
 
