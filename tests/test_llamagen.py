@@ -84,8 +84,8 @@ def test_class_tokens_have_zero_queries_and_keys():
 @pytest.mark.parametrize("cfg_scale,cfg_interval", [(1.0, -1), (3.0, 5)])
 def test_greedy_cached_sampling_matches_full_pass(cfg_scale, cfg_interval):
     """top_k=1 sampling through the KV cache (CFG on a doubled batch, guidance only for the
-    first `cfg_interval` tokens) picks the argmax of the full, uncached forward pass's
-    (guided) logits at every position."""
+    first cfg_interval + 2 tokens, as LlamaGen counts) picks the argmax of the full, uncached
+    forward pass's (guided) logits at every position."""
     fam = _family(cls_token_num=2, top_k=1, cfg_scale=cfg_scale, cfg_interval=cfg_interval)
     b = 4
     params = _params(fam, b)
@@ -94,7 +94,8 @@ def test_greedy_cached_sampling_matches_full_pass(cfg_scale, cfg_interval):
     assert tokens.shape == (b, L) and tokens.dtype == jnp.int32
     cond, uncond = jax.jit(lambda p: (fam.logits(p, tokens, labels),  # [B, L, V]
                                       fam.logits(p, tokens, jnp.full((b,), C))))(params)
-    scale = np.where(np.arange(L) < (cfg_interval if cfg_interval >= 0 else L), cfg_scale, 1.0)
+    scale = np.where(np.arange(L) < (cfg_interval + 2 if cfg_interval >= 0 else L),
+                     cfg_scale, 1.0)
     guided = uncond + scale[None, :, None] * (cond - uncond)
     np.testing.assert_array_equal(np.asarray(tokens), np.asarray(guided.argmax(-1)))
 

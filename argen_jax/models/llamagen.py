@@ -16,8 +16,8 @@ is replaced by a uniformly random code with that probability (the targets are un
 
 Sampling is the shared KV-cache token sampler (`sampling.tokens.sample_tokens`) with
 classifier-free guidance (a constant or scheduled scale, optionally only for the first
-`cfg_interval` tokens, as LlamaGen's `cfg_interval`), temperature, top-k and top-p. Samples are
-token maps [B, L]; `to_images` / `save_samples` decode them with the tokenizer.
+cfg_interval + 2 tokens, as LlamaGen's `cfg_interval`), temperature, top-k and top-p. Samples
+are token maps [B, L]; `to_images` / `save_samples` decode them with the tokenizer.
 
 `SIZES` are LlamaGen's published c2i shapes; `convert/llamagen_torch.py` imports its released
 PyTorch checkpoints into these parameters.
@@ -143,12 +143,13 @@ class LlamaGenFamily(TokenImageFamily):
         return nll_loss_and_sums(nll, batch["mask"], float(self.num_tokens))
 
     def guidance_scale(self):
-        """The CFG scale as a function of the step t (a schedule, cut to 1 after
-        `cfg_interval` tokens when that is >= 0)."""
+        """The CFG scale as a function of the step t: the schedule, cut to 1 (the conditional
+        logits) after token t = cfg_interval + 1 when cfg_interval >= 0. That is LlamaGen's
+        `cfg_interval`: its prefill token and decode steps i <= cfg_interval are guided."""
         base = cfg_scale_schedule(self.cfg_scale, self.num_tokens, self.cfg_schedule)
         if self.cfg_interval < 0:
             return base
-        return lambda t: jnp.where(t < self.cfg_interval, base(t), 1.0)
+        return lambda t: jnp.where(t <= self.cfg_interval + 1, base(t), 1.0)
 
     def sample(self, params, keys, labels=None):
         """keys [B, 2] -> token maps int32 [B, L]."""

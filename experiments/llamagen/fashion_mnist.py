@@ -91,7 +91,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.top_p = 1.0  # 1.0: off
     c.sample.cfg_scale = 1.0  # classifier-free guidance (1.0 = off; LlamaGen B: 2.0)
     c.sample.cfg_schedule = "constant"  # constant | linear | cosine ramp from 1 to cfg_scale
-    c.sample.cfg_interval = -1  # guide only the first N tokens (-1: all; LlamaGen's option)
+    c.sample.cfg_interval = -1  # LlamaGen's: guide tokens t <= N + 1 only (-1: all)
 
     c.eval = ml_collections.ConfigDict()  # sample quality in --mode=eval (sample_eval.py)
     c.eval.sample_metrics = False  # also sample, decode and score (FD, precision, recall)
