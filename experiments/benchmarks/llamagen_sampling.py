@@ -11,7 +11,7 @@ the tokenizer costs the same for both and is left out). Timings are after compil
 `--repeats`, with block_until_ready. Prints one JSON line.
 
     python experiments/benchmarks/llamagen_sampling.py [--config experiments/llamagen/
-        fashion_mnist.py:cpu] [--batch 100] [--cfg_scale 2.0] [--top_k 0]
+        fashion_mnist.py:cpu] [--batch 20] [--cfg_scale 2.0] [--top_k 0]
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def naive_sampler(fam: LlamaGenFamily, b: int):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="experiments/llamagen/fashion_mnist.py:cpu")
-    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--batch", type=int, default=20)
     p.add_argument("--cfg_scale", type=float, default=2.0)
     p.add_argument("--top_k", type=int, default=0)
     p.add_argument("--grid", type=int, default=8, help="token grid side (L = grid^2)")
