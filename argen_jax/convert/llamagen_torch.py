@@ -20,6 +20,11 @@ Buffers that are not parameters (`freqs_cis`, KV caches, `causal_mask`) are skip
 
     python -m argen_jax.convert.llamagen_torch --ckpt c2i_B_256.pt --size B \
         --out /tmp/llamagen_B.msgpack      # flax.serialization bytes of {'params': ...}
+
+and sample in JAX: params = flax.serialization.msgpack_restore(open(out, 'rb').read())
+['params'], then `LlamaGenFamily(config, spec).sample(params, keys, labels)` with a config whose
+model.size matches (experiments/llamagen/fashion_mnist.py:B) and spec = DataSpec((256,), 16384,
+1000, 'tokens', grid=(16, 16)). Decoding needs LlamaGen's VQ tokenizer, which is not converted.
 """
 from __future__ import annotations
 
