@@ -17,6 +17,7 @@ FAMILIES = {
     "igpt": "argen_jax.models.transformer:IGPTFamily",
     "pixelcnnpp": "argen_jax.models.pixelcnnpp:PixelCNNPPFamily",
     "vqgan": "argen_jax.models.vqgan:VQGANFamily",
+    "var": "argen_jax.models.var:VARFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with
