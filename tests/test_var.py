@@ -9,8 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
+from argen_jax.convert import var_torch
 from argen_jax.data.pipeline import DataSpec
+from argen_jax.errors import CheckpointError
 from argen_jax.layers import quantizer as qlib
 from argen_jax.models import var as varlib
 from argen_jax.models import vqgan
@@ -168,3 +171,108 @@ def test_depth_configs_match_published_parameter_counts(depth):
     assert n == expected_params(depth)
     published = varlib.PUBLISHED_PARAMS[depth]
     assert abs(n - published) / published < 0.05, (depth, n)
+
+
+# ----------------------------------------------------------------------------- converter
+def _random_var_state_dict(rng, c=16, heads=2, depth=2, vocab=12, cvae=4, classes=3,
+                           patch_nums=(1, 2, 3)):
+    """Random arrays with the key names and shapes of VAR's models/var.py state dict."""
+    seq = sum(p * p for p in patch_nums)
+    shapes = {"word_embed.weight": (c, cvae), "word_embed.bias": (c,),
+              "class_emb.weight": (classes + 1, c), "pos_start": (1, patch_nums[0] ** 2, c),
+              "pos_1LC": (1, seq, c), "lvl_embed.weight": (len(patch_nums), c),
+              "head_nm.ada_lin.1.weight": (2 * c, c), "head_nm.ada_lin.1.bias": (2 * c,),
+              "head.weight": (vocab, c), "head.bias": (vocab,)}
+    for i in range(depth):
+        p = f"blocks.{i}."
+        shapes.update({p + "attn.mat_qkv.weight": (3 * c, c), p + "attn.q_bias": (c,),
+                       p + "attn.v_bias": (c,), p + "attn.scale_mul_1H11": (1, heads, 1, 1),
+                       p + "attn.proj.weight": (c, c), p + "attn.proj.bias": (c,),
+                       p + "ffn.fc1.weight": (4 * c, c), p + "ffn.fc1.bias": (4 * c,),
+                       p + "ffn.fc2.weight": (c, 4 * c), p + "ffn.fc2.bias": (c,),
+                       p + "ada_lin.1.weight": (6 * c, c), p + "ada_lin.1.bias": (6 * c,)})
+    sd = {k: (rng.normal(size=s) * 0.3).astype(np.float32) for k, s in shapes.items()}
+    sd["attn_bias_for_masking"] = np.zeros((1, 1, seq, seq), np.float32)  # a buffer
+    return sd
+
+
+def _reference_forward(sd, labels, x_tf, patch_nums, heads, eps=1e-6):
+    """VAR's forward written in numpy on the PyTorch layout (x @ W.T + b), independently of
+    the flax modules."""
+    def lin(x, name):
+        return x @ sd[name + ".weight"].T + sd.get(name + ".bias", 0.0)
+
+    def ln(x):
+        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
+
+    def silu(x):
+        return x / (1.0 + np.exp(-x))
+
+    def gelu(x):
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+    c = sd["class_emb.weight"].shape[1]
+    cond = sd["class_emb.weight"][labels]  # [B, C]
+    sos = cond[:, None] + sd["pos_start"]
+    x = np.concatenate([sos, lin(x_tf, "word_embed")], 1)
+    lvl = np.repeat(np.arange(len(patch_nums)), [p * p for p in patch_nums])
+    x = x + sd["lvl_embed.weight"][lvl] + sd["pos_1LC"][0]
+    allowed = lvl[None, :] <= lvl[:, None]
+    b, n = x.shape[:2]
+    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    for i in range(depth):
+        p = f"blocks.{i}."
+        g1, g2, s1, s2, t1, t2 = np.split(lin(silu(cond), p + "ada_lin.1")[:, None], 6, -1)
+        h = ln(x) * (1 + s1) + t1
+        bias = np.concatenate([sd[p + "attn.q_bias"], np.zeros(c), sd[p + "attn.v_bias"]])
+        qkv = (h @ sd[p + "attn.mat_qkv.weight"].T + bias).reshape(b, n, 3, heads, -1)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        temp = np.exp(np.minimum(sd[p + "attn.scale_mul_1H11"].reshape(heads), np.log(100)))
+        q = q / np.linalg.norm(q, axis=-1, keepdims=True) * temp[:, None]
+        k = k / np.linalg.norm(k, axis=-1, keepdims=True)
+        att = np.where(allowed, np.einsum("bihd,bjhd->bhij", q, k), -np.inf)
+        att = np.exp(att - att.max(-1, keepdims=True))
+        att = att / att.sum(-1, keepdims=True)
+        o = np.einsum("bhij,bjhd->bihd", att, v).reshape(b, n, c)
+        x = x + lin(o, p + "attn.proj") * g1
+        h = ln(x) * (1 + s2) + t2
+        x = x + lin(gelu(lin(h, p + "ffn.fc1")), p + "ffn.fc2") * g2
+    scale, shift = np.split(lin(silu(cond), "head_nm.ada_lin.1")[:, None], 2, -1)
+    return lin(ln(x) * (1 + scale) + shift, "head")
+
+
+def test_converter_matches_reference_forward():
+    rng = np.random.default_rng(0)
+    patch_nums = (1, 2, 3)
+    sd = _random_var_state_dict(rng, patch_nums=patch_nums)
+    params, cfg = var_torch.convert_var_state_dict(sd, patch_nums=patch_nums)
+    assert cfg["depth"] == 2 and cfg["num_heads"] == 2 and cfg["attn_l2_norm"]
+    model = varlib.VARTransformer(**cfg)
+    labels = np.array([0, 3])
+    x_tf = rng.normal(size=(2, 13, 4)).astype(np.float32)
+    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), labels, x_tf)["params"]
+    chex.assert_trees_all_equal_shapes(nn.unbox(abstract), params)
+    got = model.apply({"params": params}, labels, x_tf)
+    want = _reference_forward(sd, labels, x_tf, patch_nums, heads=2)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    # torch tensors are accepted too (duck-typed: CI has no torch; .detach().cpu().float()
+    # .numpy() is the tensor API to_numpy uses)
+    class Tensor:
+        def __init__(self, a):
+            self.a = a
+
+        def detach(self):
+            return self
+
+        cpu = float = detach
+
+        def numpy(self):
+            return self.a
+
+    p2, _ = var_torch.convert_var_state_dict({k: Tensor(v) for k, v in sd.items()},
+                                             patch_nums=patch_nums)
+    chex.assert_trees_all_equal(p2, params)
+    with pytest.raises(CheckpointError, match="patch_nums"):
+        var_torch.convert_var_state_dict(sd)  # ImageNet scales do not fit this pos_1LC
+    with pytest.raises(CheckpointError, match="not understood"):
+        var_torch.convert_var_state_dict(dict(sd, extra=np.zeros(1)), patch_nums=patch_nums)
