@@ -134,6 +134,7 @@ class Attention(nn.Module):
     head_dim: int | None = None  # None: width // num_heads
     dropout: float = 0.0  # on the attention output (before the residual add)
     decode_chunk: int = 256  # with a cache: read only the filled slots, this many at a time
+    #   (caches of at most this many slots are read whole: one chunk gains nothing)
     biases: str = ""  # projections with a bias: any of 'q', 'k', 'v', 'o' (VAR: 'qvo')
     qk_l2_norm: bool = False  # cosine attention: l2-normalised q, k; q times a learned
     #   per-head temperature exp(min(s, log 100)), s initialised to log 4 (VAR attn_l2_norm)
@@ -192,7 +193,7 @@ class Attention(nn.Module):
             ck = nn.with_logical_constraint(ck, CACHE_AXES)
             cv = nn.with_logical_constraint(cv, CACHE_AXES)
             cache = cache.replace(k=ck, v=cv, index=cache.index + x.shape[1])
-            if self.decode_chunk:
+            if self.decode_chunk and cache.max_len > self.decode_chunk:
                 out = prefix_attention(q, ck, cv, mask, cache.index, self.decode_chunk,
                                        self.dtype, scale)
             else:
