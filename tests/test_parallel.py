@@ -84,7 +84,8 @@ def _tiny_config(**mesh):
 
 
 def test_checkpoint_restores_onto_another_mesh(tmp_path):
-    """Saved from data=8 (replicated params), restored onto data=4 x model=2 (split heads)."""
+    """Saved from data=8 (replicated params), restored onto data=2 x fsdp=2 x model=2 (heads
+    split over model, the width axis over fsdp)."""
     exp8 = Experiment(_tiny_config(data=8, model=1))
     rng = np.random.default_rng(0)
     state = jax.tree.map(lambda a: jax.device_put(
@@ -94,15 +95,15 @@ def test_checkpoint_restores_onto_another_mesh(tmp_path):
     ckpt.save(7, state, {"step": 7})
     ckpt.close()
 
-    exp42 = Experiment(_tiny_config(data=4, model=2))
+    exp42 = Experiment(_tiny_config(data=2, fsdp=2, model=2))
     ckpt = Checkpointer(str(tmp_path))
     restored, meta = ckpt.restore(exp42.abstract_state)
     ckpt.close()
     assert meta["step"] == 7
     jax.tree.map(np.testing.assert_array_equal, restored, state)
     q = restored.params["block_0"]["attn"]["query"]
-    assert q.sharding.spec == P(None, "model", None) and q.sharding.mesh.shape["model"] == 2
-    assert q.addressable_shards[0].data.shape[1] == q.shape[1] // 2
+    assert q.sharding.spec == P("fsdp", "model", None) and q.sharding.mesh.shape["model"] == 2
+    assert q.addressable_shards[0].data.shape[:2] == (q.shape[0] // 2, q.shape[1] // 2)
 
 
 def _last(workdir, key):
