@@ -19,11 +19,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 
 
-def kernel_env(workdir: str) -> dict:
+def kernel_env(workdir: str, tiny: bool = True) -> dict:
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)  # the conftest's 8 fake devices: slower, not what users run
+    if workdir:
+        env["ARGEN_WORKDIR"] = workdir
+    if tiny:
+        env["JAX_PLATFORMS"] = "cpu"
     env.update(
-        ARGEN_TINY="1", ARGEN_WORKDIR=workdir, ARGEN_ROOT=ROOT, JAX_PLATFORMS="cpu",
+        ARGEN_TINY="1" if tiny else "0", ARGEN_ROOT=ROOT,
         MPLBACKEND="module://matplotlib_inline.backend_inline",
         PYTHONPATH=os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         JAX_COMPILATION_CACHE_DIR=os.environ.get(
@@ -32,16 +36,16 @@ def kernel_env(workdir: str) -> dict:
     return env
 
 
-def execute(path: str, workdir: str):
+def execute(path: str, workdir: str, tiny: bool = True):
     """Runs the notebook at `path` in a fresh kernel; returns the executed notebook."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
+    client = NotebookClient(nb, timeout=300 if tiny else 1800, kernel_name="python3",
                             resources={"metadata": {"path": os.path.dirname(path)}})
     # the kernel is this interpreter (ipykernel's native spec), started with `env`
-    client.execute(env=kernel_env(workdir))
+    client.execute(env=kernel_env(workdir, tiny))
     return nb
 
 
@@ -108,3 +112,17 @@ def test_metric_curves_and_plots(tmp_path):
                                                                                  int)}, levels=2)
     assert len(fig.axes) == 2
     assert sys.modules.get("matplotlib.pyplot") is not None
+
+
+def render(path: str, workdir: str | None = None) -> None:
+    """Executes a notebook with its real (not tiny) settings and saves it with its outputs."""
+    import nbformat
+
+    env_tiny = os.environ.get("ARGEN_TINY", "0")
+    nb = execute(path, workdir or os.environ.get("ARGEN_WORKDIR", ""), tiny=env_tiny == "1")
+    nbformat.write(nb, path)
+
+
+if __name__ == "__main__":  # python tests/test_notebooks.py notebooks/NAME.ipynb ...
+    for p in sys.argv[1:]:
+        render(p)
