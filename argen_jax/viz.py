@@ -70,14 +70,17 @@ def show_images(images, levels: int = 256, ncol: int | None = None, ax=None,
 
 def show_image_panels(panels: Mapping[str, np.ndarray], levels: int = 256,
                       ncol: int | None = None, panel_size: float = 2.6, columns: int = 0):
-    """Side-by-side grids: {title: images [N, H, W, C]} (e.g. one panel per temperature).
-    Returns the figure."""
+    """Side-by-side grids: {title: images [N, H, W, C]} (e.g. one panel per temperature),
+    `panel_size` inches wide each, as tall as the widest grid's aspect needs. Returns the
+    figure."""
     plt = _plt()
     n = len(panels)
     cols = columns or n
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(panel_size * cols, panel_size * rows),
-                             squeeze=False)
+    grids = [make_grid(np.asarray(v), levels, ncol) for v in panels.values()]
+    aspect = max(g.shape[0] / g.shape[1] for g in grids)
+    fig, axes = plt.subplots(rows, cols, squeeze=False,
+                             figsize=(panel_size * cols, (panel_size * aspect + 0.35) * rows))
     for ax, (name, imgs) in zip(axes.flat, panels.items(), strict=False):
         show_images(imgs, levels, ncol, ax=ax, title=name)
     for ax in list(axes.flat)[n:]:

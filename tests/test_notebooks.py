@@ -60,6 +60,7 @@ def test_every_notebook_is_tested():
                          "04_tokens_to_images.ipynb"], names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     nb = execute(path, str(tmp_path / "work"))
