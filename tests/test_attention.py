@@ -5,7 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from argen_jax.layers.attention import Attention, KVCache
+from argen_jax.layers.attention import (
+    Attention,
+    KVCache,
+    dot_product_attention,
+    prefix_attention,
+)
 from argen_jax.layers.masks import (
     attention_mask,
     block_causal_mask,
@@ -127,3 +132,24 @@ def test_cache_blocks_equal_full_pass():
     # the cache holds exactly the keys of the full pass (written in place, never reset)
     k_full = jnp.einsum("bte,ehd->bthd", x, params["params"]["key"])
     np.testing.assert_allclose(cache.k, apply_rotary(k_full, angles), atol=1e-5)
+
+
+@pytest.mark.parametrize("length,chunk", [(3, 4), (9, 4), (10, 4), (7, 10)])
+def test_prefix_attention_equals_dense_and_reads_only_the_prefix(length, chunk):
+    """The cached path's chunked running-softmax attention gives the dense masked attention,
+    and never touches slots past its last chunk (NaN there would poison the output)."""
+    b, t, h, hkv, d, big = 2, 3, 4, 2, 8, 10
+    kq, kk, kv = jax.random.split(jax.random.PRNGKey(0), 3)
+    q = jax.random.normal(kq, (b, t, h, d))
+    k = jax.random.normal(kk, (b, big, hkv, d))
+    v = jax.random.normal(kv, (b, big, hkv, d))
+    ids = block_ids_from_sizes((1, 2, 3, 4))
+    qpos = jnp.arange(length - t, length)
+    mask = attention_mask(ids[qpos], ids, jnp.arange(big) < length)  # [1, 1, T, S]
+    dense = dot_product_attention(q, k, v, mask)
+    read = -(-length // chunk) * chunk
+    if read < big:
+        k = k.at[:, read:].set(jnp.nan)
+        v = v.at[:, read:].set(jnp.nan)
+    got = jax.jit(prefix_attention, static_argnums=5)(q, k, v, mask, length, chunk)
+    np.testing.assert_allclose(got, dense, atol=1e-5, rtol=1e-5)

@@ -7,6 +7,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 from jax.sharding import PartitionSpec as P
 
@@ -22,8 +23,10 @@ from tests.model_utils import random_params
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_sharded_2x4_matches_unsharded():
-    """Heads, KV heads, MLP width and vocab split 4 ways, batch 2 ways: same loss and grads."""
+@pytest.mark.parametrize("data,fsdp,tp", [(2, 1, 4), (2, 2, 2)])
+def test_sharded_matches_unsharded(data, fsdp, tp):
+    """Heads, KV heads, MLP width and vocab split over `model`, batch over data x fsdp, and
+    (fsdp > 1) every parameter's width axis over `fsdp`: same loss and grads."""
     model = Decoder(vocab_size=16, num_classes=3, max_len=8, width=16, depth=2, num_heads=4,
                     num_kv_heads=4, mlp_dim=32)
     ids = jax.random.randint(jax.random.PRNGKey(1), (4, 8), 0, 19)
@@ -35,7 +38,7 @@ def test_sharded_2x4_matches_unsharded():
 
     ref_loss, ref_grads = jax.jit(jax.value_and_grad(loss))(params, ids)
 
-    mesh = meshlib.create_mesh(data=2, model=4)
+    mesh = meshlib.create_mesh(data=data, model=tp, fsdp=fsdp)
     rules = axes.DEFAULT_RULES
     specs = nn.get_partition_spec(jax.eval_shape(model.init, jax.random.PRNGKey(0), ids))
     shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)["params"]
@@ -59,12 +62,14 @@ def test_sharded_2x4_matches_unsharded():
     np.testing.assert_allclose(out_loss, ref_loss, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4),
                  grads, ref_grads)
-    gate = grads["block_0"]["mlp"]["gate"]["kernel"]
-    assert gate.sharding.spec == P(None, "model") and len(gate.addressable_shards) == 8
-    assert gate.addressable_shards[0].data.shape == (16, 8)  # really split 4 ways
+    gate = grads["block_0"]["mlp"]["gate"]["kernel"]  # [embed 16, mlp 32]
+    assert gate.sharding.spec == P("fsdp", "model")  # a size-1 fsdp axis splits nothing
+    assert len(gate.addressable_shards) == 8
+    assert gate.addressable_shards[0].data.shape == (16 // fsdp, 32 // tp)  # really split
     assert "sharding_constraint" in hlo  # activation annotations are live under the rules
     k_spec = cache[0].k.sharding.spec  # the KV cache: batch over data, kv heads over model
-    assert tuple(k_spec)[:3] == ("data", None, "model"), k_spec
+    batch_axes = ("data", "fsdp") if fsdp > 1 else "data"  # jit drops size-1 mesh axes
+    assert tuple(k_spec)[:3] == (batch_axes, None, "model"), k_spec
 
 
 def _tiny_config(**mesh):

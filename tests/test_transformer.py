@@ -55,12 +55,16 @@ def test_decoder_is_causal_through_grad():
     np.testing.assert_array_equal(seen, np.tril(np.ones((8, 8), bool)))
 
 
-@pytest.mark.parametrize("kind", ["1d_gqa", "2d_prefix", "block_causal"])
+@pytest.mark.parametrize("kind", ["1d_gqa", "2d_prefix", "block_causal", "chunked"])
 def test_prefill_and_decoding_equal_full_pass(kind):
     """prompt of 3 through `prefill`, then `decode_step` (1 token, or whole blocks for the
-    block-causal model) gives the full forward pass's logits (f32)."""
+    block-causal model) gives the full forward pass's logits (f32). 'chunked' reads the
+    filled cache slots 3 at a time (several chunks, the last one clamped to the cache end)."""
     if kind == "1d_gqa":
         model, steps = _decoder(rope="1d", num_kv_heads=1), [(0, 3)] + [(t, 1) for t in range(3, 8)]
+    elif kind == "chunked":
+        model = _decoder(rope="1d", num_kv_heads=1, decode_chunk=3)
+        steps = [(0, 3)] + [(t, 1) for t in range(3, 8)]
     elif kind == "2d_prefix":
         model = _decoder(rope="2d", grid=(3, 3), num_prefix=1, num_kv_heads=None)
         steps = [(0, 3)] + [(t, 1) for t in range(3, 8)]

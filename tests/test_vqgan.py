@@ -11,6 +11,7 @@ import pytest
 
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import ConfigError
+from argen_jax.evaluation import metrics
 from argen_jax.models import vqgan
 from experiments.tokenizer import small
 
@@ -115,14 +116,15 @@ def test_perceptual_weights_from_a_local_file(tmp_path, rng):
     assert any(float(jnp.abs(u).max()) > 0.0 for u in jax.tree.leaves(upd["generator"]))
 
 
-def test_psnr_and_ssim_match_skimage():
+def test_tokenizer_psnr_and_ssim_match_skimage_defaults():
+    """The tokenizer reports SSIM with skimage's default (uniform 7x7) window, as LlamaGen."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (2, 16, 16, 1)).astype(np.float64)
     y = np.clip(x + rng.normal(0, 20, x.shape), 0, 255).round()
-    ours_p = vqgan.psnr(jnp.asarray(x), jnp.asarray(y))
-    ours_s = vqgan.ssim(jnp.asarray(x), jnp.asarray(y))
+    ours_p = metrics.psnr(jnp.asarray(x), jnp.asarray(y), mse_floor=1e-10)
+    ours_s = metrics.ssim(jnp.asarray(x), jnp.asarray(y), window="uniform")
     for i in range(2):
         np.testing.assert_allclose(ours_p[i], peak_signal_noise_ratio(x[i], y[i], data_range=255),
                                    rtol=1e-4)

@@ -174,12 +174,13 @@ def precision_recall(real_feats, fake_feats, k: int = 3, block: int = 4096
 
 
 # --------------------------------------------------------------------------- PSNR / SSIM
-def psnr(a, b, data_range: float = 255.0) -> jax.Array:
-    """Per-image PSNR in dB of images [B, H, W, C] (inf for identical images)."""
+def psnr(a, b, data_range: float = 255.0, mse_floor: float = 0.0) -> jax.Array:
+    """Per-image PSNR in dB of images [B, H, W, C] (inf for identical images unless
+    `mse_floor` > 0, which training metrics use to stay finite)."""
     a = jnp.asarray(a, jnp.float32)
     b = jnp.asarray(b, jnp.float32)
     mse = jnp.mean(jnp.square(a - b), axis=tuple(range(1, a.ndim)))  # [B]
-    return 10.0 * jnp.log10(data_range**2 / mse)
+    return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse, mse_floor))
 
 
 def _gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:
@@ -198,29 +199,36 @@ def _filter_valid(x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def ssim(a, b, data_range: float = 255.0, sigma: float = 1.5, k1: float = 0.01,
-         k2: float = 0.03) -> jax.Array:
+         k2: float = 0.03, window: str = "gaussian") -> jax.Array:
     """Per-image mean SSIM of images [B, H, W, C], averaged over channels.
 
-    Gaussian window (sigma 1.5, 11 taps), population covariances, means over the region
-    where the window fits inside the image (scikit-image crops exactly this border)."""
+    window='gaussian' (Wang et al.): sigma 1.5, 11 taps, population covariances.
+    window='uniform' (scikit-image's defaults, and LlamaGen's tokenizer evaluation): 7x7 box,
+    sample covariances. Means over the region where the window fits inside the image
+    (scikit-image crops exactly this border)."""
+    if window not in ("gaussian", "uniform"):
+        raise ValueError(f"ssim window must be 'gaussian' or 'uniform', got {window!r}")
     a = jnp.asarray(a, jnp.float32)
     b = jnp.asarray(b, jnp.float32)
     if a.shape != b.shape or a.ndim != 4:
         raise DataError(f"ssim expects two [B, H, W, C] arrays of one shape, got {a.shape} "
                         f"and {b.shape}")
-    taps = len(_gaussian_window(sigma))
+    taps = len(_gaussian_window(sigma)) if window == "gaussian" else 7
     if a.shape[1] < taps or a.shape[2] < taps:
         raise DataError(f"ssim: images {a.shape[1:3]} are smaller than the {taps}-tap window")
-    return _ssim(a, b, float(data_range), float(sigma), float(k1), float(k2))
+    return _ssim(a, b, float(data_range), float(sigma), float(k1), float(k2), window)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _ssim(a, b, data_range, sigma, k1, k2):
-    w = jnp.asarray(_gaussian_window(sigma))
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def _ssim(a, b, data_range, sigma, k1, k2, window):
+    if window == "gaussian":
+        w, unbias = jnp.asarray(_gaussian_window(sigma)), 1.0
+    else:
+        w, unbias = jnp.full((7,), 1.0 / 7.0, jnp.float32), 49.0 / 48.0
     mu_a, mu_b = _filter_valid(a, w), _filter_valid(b, w)
-    var_a = _filter_valid(a * a, w) - mu_a**2
-    var_b = _filter_valid(b * b, w) - mu_b**2
-    cov = _filter_valid(a * b, w) - mu_a * mu_b
+    var_a = unbias * (_filter_valid(a * a, w) - mu_a**2)
+    var_b = unbias * (_filter_valid(b * b, w) - mu_b**2)
+    cov = unbias * (_filter_valid(a * b, w) - mu_a * mu_b)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b
                                                                                 + c2))

@@ -2,8 +2,10 @@
 
 The cache is a plain pytree (`KVCache`: keys, values, fill index) that callers carry through
 `lax.scan`; the layer writes the new keys / values in place with `lax.dynamic_update_slice`
-and attends over all `max_len` slots under a mask built by `layers.masks` (slots not written
-yet are always masked). The same call serves
+and attends under a mask built by `layers.masks` (slots not written yet are always masked).
+With a cache it reads only the filled slots (`prefix_attention`: chunks of `decode_chunk`
+slots, a dynamic trip count and a running softmax), so a decode step costs what the tokens so
+far cost, not what the preallocated `max_len` would. The same call serves
 
     full forward   cache=None: keys are the inputs themselves, mask [B, 1, T, T]
     prefill        cache at index 0, a prompt of T tokens, mask [B, 1, T, max_len]
@@ -61,6 +63,54 @@ def dot_product_attention(q, k, v, mask, dtype=jnp.float32):
     return out.reshape(b, t, h, d)
 
 
+def prefix_attention(q, k, v, mask, length, chunk: int = 256, dtype=jnp.float32):
+    """`dot_product_attention` that only reads the first `length` key slots (a traced int).
+
+    Decoding with a preallocated cache of L slots would otherwise attend over all L at every
+    step, so a token's cost would grow with the cache size, not with the tokens so far. Keys
+    are visited in chunks of `chunk` slots by a `fori_loop` with a dynamic trip count
+    ceil(length / chunk), combined with a running (online) softmax. Slots >= length must be
+    masked out by `mask` (they are: unwritten cache slots are invalid keys). The last chunk is
+    clamped to end at slot L; slots an earlier chunk already covered are masked in it."""
+    b, t, h, d = q.shape
+    big = k.shape[1]
+    chunk = min(chunk, big)
+    hkv = k.shape[2]
+    g = h // hkv
+    q = q.reshape(b, t, hkv, g, d)
+    mb = mask.shape[0]
+    m0 = jnp.full((b, hkv, g, t), -jnp.inf, jnp.float32)
+    den0 = jnp.zeros((b, hkv, g, t), jnp.float32)
+    acc0 = jnp.zeros((b, hkv, g, t, d), jnp.float32)
+
+    def body(i, carry):
+        m, den, acc = carry
+        lo = i * chunk
+        start = jnp.minimum(lo, big - chunk)
+        ks = jax.lax.dynamic_slice_in_dim(k, start, chunk, axis=1)  # [B, C, Hkv, D]
+        vs = jax.lax.dynamic_slice_in_dim(v, start, chunk, axis=1)
+        ms = jax.lax.dynamic_slice(mask, (0, 0, 0, start), (mb, 1, t, chunk))  # [B|1,1,T,C]
+        ms = ms & (start + jnp.arange(chunk) >= lo)  # not seen by the previous chunk
+        s = jnp.einsum("btkgd,bskd->bkgts", q, ks.astype(q.dtype),
+                       preferred_element_type=jnp.float32) * (d ** -0.5)
+        ms = ms[:, :, None]  # [B|1, 1, 1, T, C]
+        s = jnp.where(ms, s, -jnp.inf)
+        m_new = jnp.maximum(m, s.max(-1))
+        safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)
+        p = jnp.where(ms, jnp.exp(s - safe[..., None]), 0.0)
+        corr = jnp.where(jnp.isfinite(m), jnp.exp(m - safe), 0.0)
+        den = den * corr + p.sum(-1)
+        acc = acc * corr[..., None] + jnp.einsum(
+            "bkgts,bskd->bkgtd", p.astype(dtype), vs.astype(dtype),
+            preferred_element_type=jnp.float32)
+        return m_new, den, acc
+
+    n = (length + chunk - 1) // chunk
+    _, den, acc = jax.lax.fori_loop(0, n, body, (m0, den0, acc0))
+    out = acc / jnp.maximum(den, 1e-30)[..., None]  # [B, Hkv, G, T, D]
+    return jnp.einsum("bkgtd->btkgd", out).reshape(b, t, h, d).astype(dtype)
+
+
 class Attention(nn.Module):
     """Multi-head (grouped-query when num_kv_heads < num_heads) self-attention with RoPE."""
 
@@ -68,6 +118,7 @@ class Attention(nn.Module):
     num_kv_heads: int | None = None  # None: = num_heads (plain MHA); 1: multi-query
     head_dim: int | None = None  # None: width // num_heads
     dropout: float = 0.0  # on the attention output (before the residual add)
+    decode_chunk: int = 256  # with a cache: read only the filled slots, this many at a time
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
 
@@ -107,8 +158,13 @@ class Attention(nn.Module):
             ck = nn.with_logical_constraint(ck, CACHE_AXES)
             cv = nn.with_logical_constraint(cv, CACHE_AXES)
             cache = cache.replace(k=ck, v=cv, index=cache.index + x.shape[1])
-            k, v = ck, cv
-        out = dot_product_attention(q, k.astype(self.dtype), v, mask, self.dtype)
+            if self.decode_chunk:
+                out = prefix_attention(q, ck, cv, mask, cache.index, self.decode_chunk,
+                                       self.dtype)
+            else:
+                out = dot_product_attention(q, ck.astype(self.dtype), cv, mask, self.dtype)
+        else:
+            out = dot_product_attention(q, k.astype(self.dtype), v, mask, self.dtype)
         out = nn.with_logical_constraint(
             out, (axes.BATCH, axes.LENGTH, axes.HEADS, axes.HEAD_DIM))
         wo = self.param("out", nn.with_logical_partitioning(

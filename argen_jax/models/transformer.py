@@ -51,6 +51,7 @@ class Decoder(nn.Module):
     grid: tuple[int, int] | None = None  # (H, W) token grid for rope='2d'
     num_prefix: int = 1  # class tokens before the grid (rope='2d')
     block_sizes: tuple[int, ...] | None = None  # None: causal; else block-causal
+    decode_chunk: int = 256  # cached decoding reads the filled KV slots this many at a time
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
     perturb_embeddings: bool = False  # tests: a 'perturbations' entry to differentiate by
@@ -139,7 +140,7 @@ class Decoder(nn.Module):
         new_cache = []
         for i in range(self.depth):
             x, c = LlamaBlock(self.num_heads, self.mlp_dim, self.num_kv_heads, self.head_dim,
-                              self.dropout, name=f"block_{i}", **kw)(
+                              self.dropout, self.decode_chunk, name=f"block_{i}", **kw)(
                 x, mask, angles, None if cache is None else cache[i], train)
             new_cache.append(c)
         x = RMSNorm(name="final_norm", **kw)(x)

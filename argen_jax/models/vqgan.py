@@ -35,6 +35,7 @@ import optax
 from flax import linen as nn
 
 from argen_jax.errors import CheckpointError, ConfigError
+from argen_jax.evaluation.metrics import psnr, ssim
 from argen_jax.layers import quantizer as qlib
 from argen_jax.layers.shifted_conv import ShiftedConv2D
 from argen_jax.models.base import Family
@@ -340,33 +341,6 @@ def perceptual_distance(weights: dict, x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- image metrics
-def psnr(x: jax.Array, y: jax.Array, data_range: float = 255.0) -> jax.Array:
-    """Per-image PSNR [B] in dB of [B, H, W, C] images (mse floored at 1e-10)."""
-    mse = jnp.mean(jnp.square(x.astype(jnp.float32) - y.astype(jnp.float32)), axis=(1, 2, 3))
-    return 10.0 * jnp.log10(data_range**2 / jnp.maximum(mse, 1e-10))
-
-
-def ssim(x: jax.Array, y: jax.Array, data_range: float = 255.0, win: int = 7) -> jax.Array:
-    """Per-image SSIM [B], as skimage.metrics.structural_similarity's defaults (7x7 uniform
-    window, K1=0.01, K2=0.03, sample covariance, mean over the interior, channels averaged)."""
-    x, y = x.astype(jnp.float32), y.astype(jnp.float32)
-
-    def filt(a):  # valid 7x7 box mean
-        a = jnp.cumsum(jnp.cumsum(jnp.pad(a, ((0, 0), (1, 0), (1, 0), (0, 0))), 1), 2)
-        s = a[:, win:, win:] - a[:, :-win, win:] - a[:, win:, :-win] + a[:, :-win, :-win]
-        return s / win**2
-
-    n = win * win
-    cov = n / (n - 1.0)
-    ux, uy = filt(x), filt(y)
-    vx = cov * (filt(x * x) - ux * ux)
-    vy = cov * (filt(y * y) - uy * uy)
-    vxy = cov * (filt(x * y) - ux * uy)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return jnp.mean(s, axis=(1, 2, 3))
-
-
 # --------------------------------------------------------------------------- the family
 def assign_surrogate(old, new) -> jax.Array:
     """A zero-valued loss term whose gradient w.r.t. `old` is (old - new): under
@@ -537,9 +511,9 @@ class VQGANFamily(Family):
         # reconstruction quality on the integer images (what users see)
         rec_img, orig = self.to_images(x_rec), images.astype(jnp.int32)
         scale = 255.0 / (self.spec.levels - 1)
-        m["psnr_sum"] = jnp.sum(psnr(rec_img * scale, orig * scale) * mask)
+        m["psnr_sum"] = jnp.sum(psnr(rec_img * scale, orig * scale, mse_floor=1e-10) * mask)
         if not train:
-            m["ssim_sum"] = jnp.sum(ssim(rec_img * scale, orig * scale) * mask)
+            m["ssim_sum"] = jnp.sum(ssim(rec_img * scale, orig * scale, window="uniform") * mask)
         counts = q.counts if q.counts.ndim == 2 else q.counts[None]
         usage, ppl = qlib.usage_from_counts(counts), qlib.perplexity_from_counts(counts)
         m["batch_usage_sum"] = jnp.mean(usage) * n if self.multiscale else usage[0] * n

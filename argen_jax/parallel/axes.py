@@ -28,12 +28,16 @@ DATA_AXIS = "data"
 MODEL_AXIS = "model"
 FSDP_AXIS = "fsdp"
 
-# Default rules: data parallelism for the batch, tensor parallelism over heads and the MLP
-# hidden width, everything else replicated. Override per experiment in `config.sharding.rules`.
+# Default rules: data parallelism for the batch (over data x fsdp), tensor parallelism over
+# heads and the MLP hidden width, and FSDP (ZeRO-3): parameters' model-width axis split over
+# `fsdp`, gathered by XLA where used. Activations keep `embed` unsplit because a mesh axis is
+# used once per tensor and `batch` already took `fsdp`. With mesh.fsdp = 1 the embed rule is a
+# no-op. Override per experiment in `config.sharding.rules`.
 DEFAULT_RULES = (
     (BATCH, (DATA_AXIS, FSDP_AXIS)),
     (HEADS, MODEL_AXIS),
     (KV_HEADS, MODEL_AXIS),
     (MLP, MODEL_AXIS),
     (VOCAB, MODEL_AXIS),
+    (EMBED, FSDP_AXIS),
 )

@@ -7,7 +7,9 @@ static-shape way a jitted sampler without a cache must work). For each length L 
 sampler generates all L tokens; the naive one runs `naive_steps` steps (its per-step cost does
 not depend on t, the shape is static) and its total is extrapolated as L x per-step. The first
 `naive_steps` tokens of both are checked to be identical. Timings are after compilation, with
-`block_until_ready`, side by side in one run. Prints one JSON line.
+`block_until_ready`, side by side in one run. Also timed: the cached sampler reading all
+`max_len` cache slots every step (`decode_chunk=0`) against the default, which reads only the
+filled prefix (`layers.attention.prefix_attention`). Prints one JSON line.
 
     python experiments/benchmarks/kv_cache_speed.py [--lengths 256,1024,4096] [--width 256]
 """
@@ -33,17 +35,23 @@ from experiments.benchmarks.timing import best_time  # noqa: E402
 
 def bench(length, args):
     model = Decoder(vocab_size=args.vocab, num_classes=1, max_len=length, width=args.width,
-                    depth=args.depth, num_heads=args.heads, mlp_dim=args.mlp, rope="1d")
+                    depth=args.depth, num_heads=args.heads, mlp_dim=args.mlp, rope="1d",
+                    decode_chunk=args.chunk)
+    dense = model.clone(decode_chunk=0)  # attends over all max_len cache slots every step
     b = args.batch
     prompt = jnp.full((b, 1), args.vocab, jnp.int32)  # the class / start token
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))
     keys = sample_keys(jax.random.PRNGKey(1), 0, b)
     n_new = length - 1
 
-    @jax.jit
-    def cached(variables, keys):
-        fn = lambda ids, c: model.apply(variables, ids, c, method=Decoder.decode_step)
-        return sample_tokens(fn, model.init_cache(b), prompt, n_new, keys)[0]
+    def cached_with(m):
+        @jax.jit
+        def run(variables, keys):
+            fn = lambda ids, c: m.apply(variables, ids, c, method=Decoder.decode_step)
+            return sample_tokens(fn, m.init_cache(b), prompt, n_new, keys)[0]
+        return run
+
+    cached, cached_dense = cached_with(model), cached_with(dense)
 
     k = min(args.naive_steps(length), n_new)
 
@@ -63,12 +71,17 @@ def bench(length, args):
 
     same = bool(np.array_equal(np.asarray(cached(variables, keys))[:, :k],
                                np.asarray(naive(variables, keys))))
+    same_dense = bool(np.array_equal(np.asarray(cached(variables, keys)),
+                                     np.asarray(cached_dense(variables, keys))))
     t_cached = best_time(cached, variables, keys)
+    t_dense = best_time(cached_dense, variables, keys)
     t_naive_k = best_time(naive, variables, keys)
     per_cached = t_cached / n_new
     per_naive = t_naive_k / k
     return {"length": length, "cached_total_s": round(t_cached, 3),
             "cached_ms_per_token": round(1e3 * per_cached, 3),
+            "cached_all_slots_ms_per_token": round(1e3 * t_dense / n_new, 3),
+            "same_tokens_all_slots": same_dense,
             "naive_ms_per_token": round(1e3 * per_naive, 2), "naive_steps_timed": k,
             "naive_total_s_extrapolated": round(per_naive * n_new, 1),
             "speedup": round(per_naive / per_cached, 1), "same_tokens": same}
@@ -83,6 +96,8 @@ def main():
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--mlp", type=int, default=768)
+    p.add_argument("--chunk", type=int, default=256,
+                   help="Decoder.decode_chunk: cached decoding reads filled slots in chunks")
     p.add_argument("--naive_tokens", type=int, default=32768,
                    help="naive steps timed per length: max(2, this / length)")
     args = p.parse_args()
@@ -91,6 +106,8 @@ def main():
     base = rows[0]["cached_ms_per_token"]
     for r in rows:
         r["cached_per_token_vs_shortest"] = round(r["cached_ms_per_token"] / base, 2)
+        r["all_slots_per_token_vs_shortest"] = round(
+            r["cached_all_slots_ms_per_token"] / rows[0]["cached_all_slots_ms_per_token"], 2)
     print(json.dumps({"benchmark": "kv_cache_speed", "device": jax.devices()[0].platform,
                       "model": {"width": args.width, "depth": args.depth, "heads": args.heads,
                                 "mlp": args.mlp, "vocab": args.vocab, "batch": args.batch},

@@ -9,6 +9,7 @@ Arguments (comma-separated, `mnist.py:tiny,idx`):
   cpu       the 40-minute, 2-core CPU budget run (a narrow model, 250 steps, eval on the
             first 1,000 test images; run mode=eval with data.test_limit=0 for all 10,000)
   tp        tensor parallelism: mesh model=2 (heads and MLP width split over 2 devices)
+  (FSDP: add --config.mesh.fsdp=N; parameters' width axis is split over N devices)
 """
 import ml_collections
 
@@ -80,6 +81,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # vocab (2 levels) stays replicated: it cannot split over the model axis.
     rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],
-             ["mlp", "model"]]
+             ["mlp", "model"], ["embed", "fsdp"]]  # --config.mesh.fsdp=N: FSDP
     c.mesh, c.sharding = parallel_config(model=2 if "tp" in args else 1, rules=rules)
     return c
