@@ -15,6 +15,7 @@ FAMILIES = {
     "gated_pixelcnn": "argen_jax.models.pixelcnn:PixelCNNFamily",
     "wavenet": "argen_jax.models.wavenet:WaveNetFamily",
     "igpt": "argen_jax.models.transformer:IGPTFamily",
+    "llamagen": "argen_jax.models.llamagen:LlamaGenFamily",
     "pixelcnnpp": "argen_jax.models.pixelcnnpp:PixelCNNPPFamily",
     "vqgan": "argen_jax.models.vqgan:VQGANFamily",
 }

@@ -27,12 +27,15 @@ def rotary_angles(coords: jax.Array, head_dim: int, theta: float = 10000.0) -> j
     return ang.reshape(*coords.shape[:-1], half)
 
 
-def apply_rotary(x: jax.Array, angles: jax.Array) -> jax.Array:
-    """x [B, T, H, D], angles [B, T, D/2] (or [T, D/2]) -> x rotated, same dtype as x."""
-    if angles.ndim == 2:
-        angles = angles[None]
-    sin = jnp.sin(angles)[:, :, None, :]  # [B, T, 1, D/2]
-    cos = jnp.cos(angles)[:, :, None, :]
+def apply_rotary(x: jax.Array, angles) -> jax.Array:
+    """x [B, T, H, D], angles [B, T, D/2] (or [T, D/2]) -> x rotated, same dtype as x.
+    `angles` may also be the factors (cos, sin) themselves, each [B, T, D/2] or [T, D/2]:
+    LlamaGen's class tokens use cos = sin = 0, which zeroes their queries and keys."""
+    cos, sin = angles if isinstance(angles, tuple) else (jnp.cos(angles), jnp.sin(angles))
+    if cos.ndim == 2:
+        cos, sin = cos[None], sin[None]
+    sin = sin[:, :, None, :]  # [B, T, 1, D/2]
+    cos = cos[:, :, None, :]
     xf = x.astype(jnp.float32)
     x1, x2 = jnp.split(xf, 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)

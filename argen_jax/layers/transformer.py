@@ -64,6 +64,7 @@ class LlamaBlock(nn.Module):
     head_dim: int | None = None
     dropout: float = 0.0
     decode_chunk: int = 256  # Attention.decode_chunk
+    norm_eps: float = 1e-6  # RMSNorm epsilon (LlamaGen: 1e-5)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -71,10 +72,10 @@ class LlamaBlock(nn.Module):
     def __call__(self, x, mask, angles=None, cache: KVCache | None = None,
                  train: bool = False):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        attn = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.dropout,
-                         self.decode_chunk, name="attn", **kw)
-        h, cache = attn(RMSNorm(name="attn_norm", **kw)(x), mask, angles, cache, train)
+        h = RMSNorm(self.norm_eps, name="attn_norm", **kw)(x)
+        h, cache = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.dropout,
+                             self.decode_chunk, name="attn", **kw)(h, mask, angles, cache, train)
         x = nn.with_logical_constraint(x + h, ACT)
         h = SwiGLU(self.mlp_dim, self.dropout, name="mlp", **kw)(
-            RMSNorm(name="mlp_norm", **kw)(x), train)
+            RMSNorm(self.norm_eps, name="mlp_norm", **kw)(x), train)
         return nn.with_logical_constraint(x + h, ACT), cache

@@ -50,6 +50,9 @@ class Decoder(nn.Module):
     rope_theta: float = 10000.0
     grid: tuple[int, int] | None = None  # (H, W) token grid for rope='2d'
     num_prefix: int = 1  # class tokens before the grid (rope='2d')
+    prefix_rope: str = "identity"  # '2d' class tokens: 'identity' (no rotation) | 'zero'
+    #   (LlamaGen: rotation factors cos = sin = 0, so their queries and keys are zero)
+    norm_eps: float = 1e-6  # RMSNorm epsilon (LlamaGen: 1e-5)
     block_sizes: tuple[int, ...] | None = None  # None: causal; else block-causal
     decode_chunk: int = 256  # cached decoding reads the filled KV slots this many at a time
     dtype: Any = jnp.float32  # compute
@@ -121,6 +124,12 @@ class Decoder(nn.Module):
         if coords is not None:
             c = jnp.asarray(coords)[jnp.minimum(pos, self.max_len - 1)]  # [T, P]
             angles = rotary_angles(c, self._head_dim(), self.rope_theta)  # [T, D/2]
+            if self.rope == "2d" and self.prefix_rope == "zero":
+                on = (pos >= self.num_prefix)[:, None].astype(jnp.float32)  # [T, 1]
+                angles = (jnp.cos(angles) * on, jnp.sin(angles) * on)
+            elif self.prefix_rope not in ("identity", "zero"):
+                raise ConfigError(f"prefix_rope must be 'identity' or 'zero', got "
+                                  f"{self.prefix_rope!r}")
 
         emb_init = nn.initializers.normal(0.02)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -140,10 +149,11 @@ class Decoder(nn.Module):
         new_cache = []
         for i in range(self.depth):
             x, c = LlamaBlock(self.num_heads, self.mlp_dim, self.num_kv_heads, self.head_dim,
-                              self.dropout, self.decode_chunk, name=f"block_{i}", **kw)(
+                              self.dropout, self.decode_chunk, self.norm_eps,
+                              name=f"block_{i}", **kw)(
                 x, mask, angles, None if cache is None else cache[i], train)
             new_cache.append(c)
-        x = RMSNorm(name="final_norm", **kw)(x)
+        x = RMSNorm(self.norm_eps, name="final_norm", **kw)(x)
         logits = nn.Dense(self.vocab_size, use_bias=False, name="head", **kw,
                           kernel_init=nn.with_logical_partitioning(
                               nn.initializers.normal(self.width ** -0.5),

@@ -1,0 +1,116 @@
+"""LlamaGen sampling speed: the KV-cache sampler vs a naive re-run of the full forward pass at
+every step, same model, settings, keys and draw, side by side in one run.
+
+The cached sampler is `LlamaGenFamily.sample` (`sampling.tokens.sample_tokens`: prefill the
+class token, then one token per step through the KV cache). The naive sampler is the same
+`autoregressive_scan` whose step re-runs the whole [2B, T] input buffer (class token + the
+tokens so far, zeros after) through the uncached decoder and reads the logits of position t:
+the static-shape way a jitted sampler without a cache must work. Both use classifier-free
+guidance on a doubled batch when cfg_scale != 1. Images/s count token maps (decoding them with
+the tokenizer costs the same for both and is left out). Timings are after compilation, best of
+`--repeats`, with block_until_ready. Prints one JSON line.
+
+    python experiments/benchmarks/llamagen_sampling.py [--config experiments/llamagen/
+        fashion_mnist.py:cpu] [--batch 20] [--cfg_scale 2.0] [--top_k 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from argen_jax.data.pipeline import DataSpec  # noqa: E402
+from argen_jax.models.llamagen import LlamaGenFamily  # noqa: E402
+from argen_jax.sampling.loop import LoopState, autoregressive_scan, sample_keys  # noqa: E402
+from argen_jax.sampling.processors import categorical_draw, cfg_combine  # noqa: E402
+from experiments.benchmarks.timing import best_time  # noqa: E402
+
+
+def load_config(spec: str):
+    import importlib.util
+
+    path, _, arg = spec.partition(":")
+    mod_spec = importlib.util.spec_from_file_location("cfg", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    return mod.get_config(arg or None)
+
+
+def naive_sampler(fam: LlamaGenFamily, b: int):
+    """Full forward over the whole buffer at every step (no cache)."""
+    s = fam.config.sample
+    guided = fam.cfg_scale != 1.0
+    n = fam.num_tokens
+
+    def sample(params, keys, labels):
+        labels = jnp.concatenate([labels, jnp.full((b,), fam.null_class)]) if guided else labels
+        prompt = fam.prompt(labels)  # [B', P]
+        scale = fam.guidance_scale()
+
+        def step(seq, cache, t):
+            both = jnp.concatenate([seq, seq]) if guided else seq  # [B', L]
+            ids = jnp.concatenate([prompt, both[:, :-1]], axis=1)  # [B', P + L - 1]
+            logits, _ = fam.model.apply({"params": params}, ids)
+            logits = jax.lax.dynamic_index_in_dim(logits, t + fam.cls_token_num - 1, axis=1,
+                                                  keepdims=False)  # [B', V]
+            if guided:
+                cond, uncond = jnp.split(logits, 2, axis=0)
+                logits = cfg_combine(cond, uncond, scale(t))
+            return logits, cache
+
+        def write(seq, x, t):
+            return jax.lax.dynamic_update_slice_in_dim(seq, x[:, None].astype(seq.dtype), t, 1)
+
+        state = LoopState(jnp.zeros((b, n), jnp.int32), None, keys)
+        state, _ = autoregressive_scan(step, categorical_draw(s.temperature, s.top_k, s.top_p),
+                                       write, state, n)
+        return state.seq
+
+    return sample
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", default="experiments/llamagen/fashion_mnist.py:cpu")
+    p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--cfg_scale", type=float, default=2.0)
+    p.add_argument("--top_k", type=int, default=0)
+    p.add_argument("--grid", type=int, default=8, help="token grid side (L = grid^2)")
+    p.add_argument("--vocab", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=2)
+    a = p.parse_args()
+    cfg = load_config(a.config)
+    cfg.sample.cfg_scale, cfg.sample.top_k = a.cfg_scale, a.top_k
+    spec = DataSpec((a.grid * a.grid,), a.vocab, 10, "tokens", grid=(a.grid, a.grid))
+    fam = LlamaGenFamily(cfg, spec)
+    b = a.batch
+    labels = jnp.arange(b, dtype=jnp.int32) % 10
+    keys = sample_keys(jax.random.PRNGKey(1), 0, b)
+    batch = {"tokens": jnp.zeros((1, spec.shape[0]), jnp.int32), "label": labels[:1]}
+    params = jax.jit(fam.init)(jax.random.PRNGKey(0), batch)["params"]
+    cached = jax.jit(fam.sample)
+    naive = jax.jit(naive_sampler(fam, b))
+    tc, tn = np.asarray(cached(params, keys, labels)), np.asarray(naive(params, keys, labels))
+    t_cached = best_time(cached, params, keys, labels, repeats=a.repeats)
+    t_naive = best_time(naive, params, keys, labels, repeats=a.repeats)
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    print(json.dumps({
+        "benchmark": "llamagen_sampling", "device": jax.devices()[0].platform,
+        "config": a.config, "params": int(n_params), "tokens_per_image": spec.shape[0],
+        "batch": b, "cfg_scale": a.cfg_scale, "top_k": a.top_k,
+        "cached_s": round(t_cached, 3), "naive_s": round(t_naive, 3),
+        "cached_images_per_s": round(b / t_cached, 1),
+        "naive_images_per_s": round(b / t_naive, 1),
+        "speedup": round(t_naive / t_cached, 2),
+        "same_tokens_fraction": float((tc == tn).mean())}))
+
+
+if __name__ == "__main__":
+    main()
