@@ -18,6 +18,7 @@ FAMILIES = {
     "llamagen": "argen_jax.models.llamagen:LlamaGenFamily",
     "pixelcnnpp": "argen_jax.models.pixelcnnpp:PixelCNNPPFamily",
     "vqgan": "argen_jax.models.vqgan:VQGANFamily",
+    "var": "argen_jax.models.var:VARFamily",
 }
 
 # config.data.kind -> "module:builder(data_config, seed)" returning an object with

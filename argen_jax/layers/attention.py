@@ -12,6 +12,11 @@ far cost, not what the preallocated `max_len` would. The same call serves
     decode step    cache at index i, a block of n >= 1 tokens (n > 1: VAR scales)
 
 so prefill + decoding runs exactly the arithmetic of the full pass (tested to f32 tolerance).
+
+Options for other transformer families (defaults are Llama's: no biases, 1/sqrt(D) logits):
+`biases` names the projections that carry a bias (VAR: 'qvo', q and v but not k, as in BEiT),
+`qk_l2_norm` is cosine attention with a learned per-head temperature (VAR's attn_l2_norm,
+Swin v2), `softmax_scale` overrides 1/sqrt(D).
 """
 from __future__ import annotations
 
@@ -49,21 +54,23 @@ class KVCache:
         return self.k.shape[1]
 
 
-def dot_product_attention(q, k, v, mask, dtype=jnp.float32):
+def dot_product_attention(q, k, v, mask, dtype=jnp.float32, scale: float | None = None):
     """q [B, T, H, D], k / v [B, S, Hkv, D] with H = G * Hkv, mask bool [B, 1, T, S].
-    Softmax in float32. Returns [B, T, H, D] in `dtype`."""
+    Logits are scaled by `scale` (None: D ** -0.5). Softmax in float32. Returns [B, T, H, D]
+    in `dtype`."""
     b, t, h, d = q.shape
     hkv = k.shape[2]
     q = q.reshape(b, t, hkv, h // hkv, d)  # [B, T, Hkv, G, D]
     logits = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
-    logits = logits * (d ** -0.5)
+    logits = logits * (d ** -0.5 if scale is None else scale)
     logits = jnp.where(mask[:, :, None], logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1).astype(dtype)  # [B, Hkv, G, T, S]
     out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(dtype))
     return out.reshape(b, t, h, d)
 
 
-def prefix_attention(q, k, v, mask, length, chunk: int = 256, dtype=jnp.float32):
+def prefix_attention(q, k, v, mask, length, chunk: int = 256, dtype=jnp.float32,
+                     scale: float | None = None):
     """`dot_product_attention` that only reads the first `length` key slots (a traced int).
 
     Decoding with a preallocated cache of L slots would otherwise attend over all L at every
@@ -71,7 +78,8 @@ def prefix_attention(q, k, v, mask, length, chunk: int = 256, dtype=jnp.float32)
     are visited in chunks of `chunk` slots by a `fori_loop` with a dynamic trip count
     ceil(length / chunk), combined with a running (online) softmax. Slots >= length must be
     masked out by `mask` (they are: unwritten cache slots are invalid keys). The last chunk is
-    clamped to end at slot L; slots an earlier chunk already covered are masked in it."""
+    clamped to end at slot L; slots an earlier chunk already covered are masked in it.
+    `scale` as in `dot_product_attention`."""
     b, t, h, d = q.shape
     big = k.shape[1]
     chunk = min(chunk, big)
@@ -92,7 +100,8 @@ def prefix_attention(q, k, v, mask, length, chunk: int = 256, dtype=jnp.float32)
         ms = jax.lax.dynamic_slice(mask, (0, 0, 0, start), (mb, 1, t, chunk))  # [B|1,1,T,C]
         ms = ms & (start + jnp.arange(chunk) >= lo)  # not seen by the previous chunk
         s = jnp.einsum("btkgd,bskd->bkgts", q, ks.astype(q.dtype),
-                       preferred_element_type=jnp.float32) * (d ** -0.5)
+                       preferred_element_type=jnp.float32) * (d ** -0.5 if scale is None
+                                                              else scale)
         ms = ms[:, :, None]  # [B|1, 1, 1, T, C]
         s = jnp.where(ms, s, -jnp.inf)
         m_new = jnp.maximum(m, s.max(-1))
@@ -111,6 +120,12 @@ def prefix_attention(q, k, v, mask, length, chunk: int = 256, dtype=jnp.float32)
     return jnp.einsum("bkgtd->btkgd", out).reshape(b, t, h, d).astype(dtype)
 
 
+def _l2_normalize(x, eps: float = 1e-12):
+    """x / max(||x||, eps) over the last axis, in float32 (torch.nn.functional.normalize)."""
+    xf = x.astype(jnp.float32)
+    return xf * jax.lax.rsqrt(jnp.maximum(jnp.sum(xf * xf, -1, keepdims=True), eps * eps))
+
+
 class Attention(nn.Module):
     """Multi-head (grouped-query when num_kv_heads < num_heads) self-attention with RoPE."""
 
@@ -119,6 +134,11 @@ class Attention(nn.Module):
     head_dim: int | None = None  # None: width // num_heads
     dropout: float = 0.0  # on the attention output (before the residual add)
     decode_chunk: int = 256  # with a cache: read only the filled slots, this many at a time
+    #   (caches of at most this many slots are read whole: one chunk gains nothing)
+    biases: str = ""  # projections with a bias: any of 'q', 'k', 'v', 'o' (VAR: 'qvo')
+    qk_l2_norm: bool = False  # cosine attention: l2-normalised q, k; q times a learned
+    #   per-head temperature exp(min(s, log 100)), s initialised to log 4 (VAR attn_l2_norm)
+    softmax_scale: float | None = None  # logit scale; None: head_dim ** -0.5 (1 if qk_l2_norm)
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
 
@@ -141,11 +161,26 @@ class Attention(nn.Module):
             w = self.param(name, nn.with_logical_partitioning(init, (axes.EMBED, names,
                                                                      axes.HEAD_DIM)),
                            (width, heads, hd), self.param_dtype)
-            return jnp.einsum("bte,ehd->bthd", x.astype(self.dtype), w.astype(self.dtype))
+            y = jnp.einsum("bte,ehd->bthd", x.astype(self.dtype), w.astype(self.dtype))
+            if name[0] in self.biases:
+                bias = self.param(f"{name}_bias", nn.with_logical_partitioning(
+                    nn.initializers.zeros, (names, axes.HEAD_DIM)), (heads, hd),
+                    self.param_dtype)
+                y = y + bias.astype(self.dtype)
+            return y
 
         q = proj(self.num_heads, "query", axes.HEADS)  # [B, T, H, D]
         k = proj(hkv, "key", axes.KV_HEADS)  # [B, T, Hkv, D]
         v = proj(hkv, "value", axes.KV_HEADS)
+        scale = self.softmax_scale
+        if self.qk_l2_norm:
+            temp = self.param("logit_scale", nn.with_logical_partitioning(
+                nn.initializers.constant(jnp.log(4.0)), (axes.HEADS,)), (self.num_heads,),
+                self.param_dtype)
+            temp = jnp.exp(jnp.minimum(temp.astype(jnp.float32), jnp.log(100.0)))  # [H]
+            q = (_l2_normalize(q) * temp[:, None]).astype(self.dtype)
+            k = _l2_normalize(k).astype(self.dtype)
+            scale = 1.0 if scale is None else scale
         if angles is not None:
             q, k = apply_rotary(q, angles), apply_rotary(k, angles)
         q = nn.with_logical_constraint(q, (axes.BATCH, axes.LENGTH, axes.HEADS, axes.HEAD_DIM))
@@ -158,13 +193,14 @@ class Attention(nn.Module):
             ck = nn.with_logical_constraint(ck, CACHE_AXES)
             cv = nn.with_logical_constraint(cv, CACHE_AXES)
             cache = cache.replace(k=ck, v=cv, index=cache.index + x.shape[1])
-            if self.decode_chunk:
+            if self.decode_chunk and cache.max_len > self.decode_chunk:
                 out = prefix_attention(q, ck, cv, mask, cache.index, self.decode_chunk,
-                                       self.dtype)
+                                       self.dtype, scale)
             else:
-                out = dot_product_attention(q, ck.astype(self.dtype), cv, mask, self.dtype)
+                out = dot_product_attention(q, ck.astype(self.dtype), cv, mask, self.dtype,
+                                            scale)
         else:
-            out = dot_product_attention(q, k.astype(self.dtype), v, mask, self.dtype)
+            out = dot_product_attention(q, k.astype(self.dtype), v, mask, self.dtype, scale)
         out = nn.with_logical_constraint(
             out, (axes.BATCH, axes.LENGTH, axes.HEADS, axes.HEAD_DIM))
         wo = self.param("out", nn.with_logical_partitioning(
@@ -172,5 +208,9 @@ class Attention(nn.Module):
             (axes.HEADS, axes.HEAD_DIM, axes.EMBED)), (self.num_heads, hd, width),
             self.param_dtype)
         y = jnp.einsum("bthd,hde->bte", out, wo.astype(self.dtype))
+        if "o" in self.biases:
+            bo = self.param("out_bias", nn.with_logical_partitioning(
+                nn.initializers.zeros, (axes.EMBED,)), (width,), self.param_dtype)
+            y = y + bo.astype(self.dtype)
         y = nn.Dropout(self.dropout)(y, deterministic=not train)
         return y, cache

@@ -1,0 +1,111 @@
+"""Sampling speed: VAR (next-scale, 6 steps) vs a raster next-token transformer (64 steps)
+over the same 8x8 token grid of the Fashion-MNIST tokenizers, in one run.
+
+VAR: `VARFamily.generate` on the multi-scale tokens (scales 1, 2, 3, 4, 6, 8: 130 tokens in 6
+blocks, KV cache, the quantizer's next-scale inputs computed between steps). Raster
+(LlamaGen-style): `models.transformer.Decoder` + `sampling.tokens.sample_tokens` with a KV
+cache, one class token then 64 tokens one by one (2-D RoPE). Same width / depth / heads; the
+raster MLP width is chosen so both have about the same number of parameters (VAR's blocks
+carry AdaLN). Both with CFG (the batch doubled), the same vocabulary (512) and batch. Random
+weights: speed does not depend on them. Decoding tokens to pixels (the same tokenizer decoder
+for both) is not timed. Timings: after compilation, best of `--repeats`, `block_until_ready`,
+side by side. Prints one JSON line.
+
+    python experiments/benchmarks/var_vs_llamagen.py [--batch 1,64] [--width 128] [--depth 4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from argen_jax.data.pipeline import DataSpec  # noqa: E402
+from argen_jax.data.tokens import load_token_file, scales_and_grid  # noqa: E402
+from argen_jax.models.transformer import Decoder  # noqa: E402
+from argen_jax.models.var import VARFamily  # noqa: E402
+from argen_jax.sampling.loop import sample_keys  # noqa: E402
+from argen_jax.sampling.processors import cfg_scale_schedule  # noqa: E402
+from argen_jax.sampling.tokens import sample_tokens  # noqa: E402
+from experiments.benchmarks.timing import best_time  # noqa: E402
+from experiments.var import fashion_mnist  # noqa: E402
+
+
+def count(tree) -> int:
+    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", default="1,64", help="comma-separated batch sizes")
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tokens", default="/tmp/tok/fashion_mnist_tokens_multiscale.npz")
+    args = ap.parse_args()
+
+    # VAR on the multi-scale tokens (its tokenizer's quantizer builds the next-scale inputs)
+    c = fashion_mnist.get_config("cpu")
+    c.data.path = args.tokens
+    c.model.depth, c.model.width, c.model.num_heads = args.depth, args.width, args.heads
+    c.sample.cfg_scale = args.cfg
+    d = load_token_file(args.tokens)
+    scales, grid = scales_and_grid(d)
+    spec = DataSpec((d["train_tokens"].shape[1],), int(d["codebook_size"]), 10, "tokens",
+                    grid=grid, scales=scales)
+    var = VARFamily(c, spec)
+    batch = {"tokens": jnp.zeros((2, var.seq_len), jnp.int32),
+             "label": jnp.zeros((2,), jnp.int32), "mask": jnp.ones(2)}
+    var_params = jax.jit(var.init)(jax.random.PRNGKey(0), batch)["params"]
+
+    # raster next-token decoder over the finest 8x8 map, about VAR's parameter count
+    vocab, n = var.codebook_size, grid[0] * grid[1]
+    w = args.width
+    var_block = 18 * w * w  # attention 4w^2 + MLP 8w^2 + AdaLN 6w^2
+    mlp = int(round((var_block - 4 * w * w) / (3 * w) / 32) * 32)  # SwiGLU: 3 w mlp
+    raster = Decoder(vocab_size=vocab, num_classes=10, max_len=n + 1, width=w,
+                     depth=args.depth, num_heads=args.heads, mlp_dim=mlp, rope="2d",
+                     grid=grid, num_prefix=1)
+    raster_vars = jax.jit(raster.init)(jax.random.PRNGKey(0), jnp.zeros((1, n + 1), jnp.int32))
+
+    def run_var(params, keys, labels):
+        return var.generate(params, keys, labels)
+
+    def run_raster(variables, keys, labels):
+        b = keys.shape[0]
+        prompt = raster.class_ids(labels)[:, None]
+        uncond = jnp.full_like(prompt, raster.null_id)
+        fn = lambda ids, cache: raster.apply(variables, ids, cache,  # noqa: E731
+                                             method=Decoder.extend)
+        scale = cfg_scale_schedule(args.cfg, n, "linear")
+        return sample_tokens(fn, raster.init_cache(2 * b), prompt, n, keys,
+                             uncond_prompt=uncond, cfg_scale=scale)[0]
+
+    var_fn, raster_fn = jax.jit(run_var), jax.jit(run_raster)
+    out = {"device": jax.devices()[0].device_kind, "width": w, "depth": args.depth,
+           "heads": args.heads, "cfg": args.cfg, "var_params": count(var_params["var"]),
+           "raster_params": count(raster_vars), "raster_mlp_dim": mlp,
+           "var_steps": len(scales), "raster_steps": n, "var_tokens": var.seq_len,
+           "raster_tokens": n, "results": []}
+    for b in (int(x) for x in args.batch.split(",")):
+        keys = sample_keys(jax.random.PRNGKey(1), 0, b)
+        labels = jnp.arange(b, dtype=jnp.int32) % 10
+        t_var = best_time(var_fn, var_params, keys, labels, repeats=args.repeats)
+        t_ras = best_time(raster_fn, raster_vars, keys, labels, repeats=args.repeats)
+        out["results"].append({"batch": b, "var_s": round(t_var, 4),
+                               "raster_s": round(t_ras, 4),
+                               "raster_over_var": round(t_ras / t_var, 2)})
+        print(json.dumps(out["results"][-1]), file=sys.stderr, flush=True)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

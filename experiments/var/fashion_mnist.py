@@ -1,0 +1,99 @@
+"""VAR (next-scale prediction) on the multi-scale Fashion-MNIST tokens (scales 1,2,3,4,6,8;
+130 tokens, 512 codes), class-conditional with CFG.
+
+Data: /tmp/tok/fashion_mnist_tokens_multiscale.npz, written by
+experiments/tokenizer/tokenize_dataset.py from the tokenizer run /tmp/tok/fm_multiscale
+(whose quantizer VAR copies into params['tokenizer'] and whose decoder draws the images).
+
+Arguments (comma-separated, `fashion_mnist.py:cpu`):
+  tiny      a seconds-long smoke run (depth 2, width 64, few steps) for tests
+  cpu       the CPU run on a shared 2-core machine (depth 4, width 128 instead of VAR's
+            64 x depth = 256: a train step of the 256-wide model took ~13 s there; 600
+            steps of batch 32; test NLL and FD on the first 2,000 test maps / images)
+  d16 | d20 | d24 | d30   VAR's published ImageNet shapes (width 64 x depth, heads = depth);
+            on these tokens only the vocabulary and scales differ from the paper
+"""
+import ml_collections
+
+from experiments.common import parallel_config, parse_args
+
+DEPTHS = {"d16": 16, "d20": 20, "d24": 24, "d30": 30}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    args = parse_args(arg, {"tiny", "cpu", *DEPTHS})
+    tiny, cpu = "tiny" in args, "cpu" in args
+    depth = next((DEPTHS[a] for a in args if a in DEPTHS), 2 if tiny else 4 if cpu else 16)
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # seeds init, the per-step rngs and data shuffling
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "var"  # registry name
+    c.model.depth = depth  # AdaLN blocks
+    c.model.width = 64 if tiny else 128 if cpu else 0  # residual width (0: 64 * depth, VAR)
+    c.model.num_heads = 2 if tiny else 0  # attention heads (0: = depth, VAR's rule)
+    c.model.mlp_ratio = 4.0  # GELU MLP hidden width = mlp_ratio * width
+    c.model.attn_l2_norm = True  # cosine attention with a learned temperature (VAR default)
+    c.model.norm_eps = 1e-6  # LayerNorm epsilon
+    c.model.code_dim = 0  # tokenizer latent channels (0: read from the tokenizer)
+    c.model.conditional = True  # class-conditional (AdaLN + start token from the class)
+    c.model.label_dropout = 0.1  # training: label -> null class with this prob. (CFG)
+    c.model.dtype = "float32"  # compute dtype ('bfloat16' on accelerators)
+    c.model.param_dtype = "float32"  # parameter storage dtype
+
+    c.data = ml_collections.ConfigDict()
+    c.data.kind = "tokens"  # registry: token maps of a tokenized dataset
+    c.data.path = "/tmp/tok/fashion_mnist_tokens_multiscale.npz"  # the token .npz
+    c.data.tokenizer = "/tmp/tok/fm_multiscale"  # tokenizer workdir (quantizer + decoder)
+    c.data.batch_size = 16 if tiny else 32 if cpu else 64  # global batch
+    c.data.eval_batch_size = 64 if tiny else 500
+    c.data.train_limit = 0  # use only the first N train maps (0 = all)
+    c.data.test_limit = 128 if tiny else 2000 if cpu else 0  # first N test maps (0 = all)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 20 if tiny else 600 if cpu else 50000
+    c.train.lr = 2e-3 if tiny or cpu else 4e-4  # peak learning rate (VAR: 8e-5 x bs/256)
+    c.train.schedule = "cosine"  # cosine | constant | linear, after linear warm-up
+    c.train.warmup_steps = 2 if tiny else 50 if cpu else 1000
+    c.train.end_lr_fraction = 0.05  # final lr = lr * this
+    c.train.b1 = 0.9  # AdamW betas (VAR: 0.9, 0.95)
+    c.train.b2 = 0.95
+    c.train.weight_decay = 0.05  # VAR: 0.05
+    c.train.grad_clip = 2.0  # VAR: 2.0 (0 = off)
+    c.train.ema_decay = 0.0  # Polyak averaging for eval/sampling (0 = off)
+    c.train.log_every = 10 if tiny else 25 if cpu else 50
+    c.train.eval_every = 0 if tiny or cpu else 1000  # 0: only at the end
+    c.train.sample_every = 0  # 0: only at the end
+    c.train.sample_at_end = True  # write a per-class sample grid after the last step
+    c.train.save_every = 0 if tiny else 100 if cpu else 500
+    c.train.max_to_keep = 2
+    c.train.tensorboard = not tiny
+    c.train.quiet = tiny  # no progress bar
+
+    c.sample = ml_collections.ConfigDict()
+    c.sample.num = 20 if tiny else 100  # a grid with one column per class
+    c.sample.batch_size = 20 if tiny else 100
+    c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
+    c.sample.temperature = 1.0
+    c.sample.top_k = 0  # 0: off (VAR ImageNet: 900 of 4096)
+    c.sample.top_p = 1.0  # 1.0: off (VAR ImageNet: 0.96)
+    c.sample.cfg_scale = 3.0  # guidance at the last scale (VAR's cfg=2 -> 3.0); 1.0 = off
+    c.sample.cfg_schedule = "linear"  # VAR: ramps 1 -> cfg_scale over the scales
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.sample_metrics = False  # --mode=eval: also sample and score (FD, precision, recall)
+    c.eval.features = "smallnet"  # smallnet (28x28 feature_net.py; not FID) | inception
+    c.eval.feature_net = "/tmp/featnet/fashion_mnist.npz"  # experiments/evaluation/...
+    c.eval.inception_weights = ""  # .npz from experiments/evaluation/convert_pt_inception.py
+    c.eval.num_samples = 40 if tiny else 2000 if cpu else 10000  # sample k: fold_in(seed, k)
+    c.eval.sample_seed = 0
+    c.eval.sample_batch_size = 40 if tiny else 250  # speed only: samples do not depend on it
+    c.eval.feature_batch_size = 500  # images per feature-extraction batch
+    c.eval.pr_k = 3  # k of the k-NN manifolds of precision / recall
+    c.eval.cache_dir = ""  # test-set features cache ('' = WORKDIR/eval_cache)
+
+    # vocab stays replicated by default; heads / MLP split over the model axis when model > 1
+    rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],
+             ["mlp", "model"]]
+    c.mesh, c.sharding = parallel_config(rules=rules)
+    return c
