@@ -32,7 +32,7 @@ from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.models.transformer import Decoder
-from argen_jax.sampling.processors import cfg_scale_schedule
+from argen_jax.sampling.processors import SamplingSettings
 from argen_jax.sampling.tokens import sample_tokens
 
 # LlamaGen's GPT configs (autoregressive/models/gpt.py): name -> (layers, heads, width), with
@@ -95,12 +95,7 @@ class LlamaGenFamily(TokenImageFamily):
         self.num_tokens = spec.shape[0]
         self.model = llamagen_decoder(m, spec.levels, self.num_classes, spec.grid)
         self.token_noise = float(m.get("token_noise", 0.0))
-        s = config.get("sample", {})
-        self.temperature = s.get("temperature", 1.0)
-        self.top_k, self.top_p = s.get("top_k", 0), s.get("top_p", 1.0)
-        self.cfg_scale = s.get("cfg_scale", 1.0)
-        self.cfg_schedule = s.get("cfg_schedule", "constant")
-        self.cfg_interval = int(s.get("cfg_interval", -1))
+        self.sampling = SamplingSettings.from_config(config)
 
     # ---------------------------------------------------------------- sequences
     def prompt(self, labels: jax.Array) -> jax.Array:
@@ -143,19 +138,15 @@ class LlamaGenFamily(TokenImageFamily):
         return nll_loss_and_sums(nll, batch["mask"], float(self.num_tokens))
 
     def guidance_scale(self):
-        """The CFG scale as a function of the step t: the schedule, cut to 1 (the conditional
-        logits) after token t = cfg_interval + 1 when cfg_interval >= 0. That is LlamaGen's
-        `cfg_interval`: its prefill token and decode steps i <= cfg_interval are guided."""
-        base = cfg_scale_schedule(self.cfg_scale, self.num_tokens, self.cfg_schedule)
-        if self.cfg_interval < 0:
-            return base
-        return lambda t: jnp.where(t <= self.cfg_interval + 1, base(t), 1.0)
+        """The CFG scale per step t. `cfg_interval` as LlamaGen's: its prefill token and decode
+        steps i <= cfg_interval are guided (t <= cfg_interval + 1)."""
+        return self.sampling.guidance(self.num_tokens)
 
     def sample(self, params, keys, labels=None):
         """keys [B, 2] -> token maps int32 [B, L]."""
         b = keys.shape[0]
         labels = self.sample_labels(labels, b)
-        guided = self.conditional and self.cfg_scale != 1.0
+        guided = self.conditional and self.sampling.cfg_scale != 1.0
         prompt = self.prompt(labels)  # [B, P]
         uncond = self.prompt(jnp.full((b,), self.null_class, jnp.int32)) if guided else None
         cache = self.model.init_cache(2 * b if guided else b)
@@ -165,6 +156,5 @@ class LlamaGenFamily(TokenImageFamily):
 
         tokens, _ = sample_tokens(logits_fn, cache, prompt, self.num_tokens, keys,
                                   uncond_prompt=uncond, cfg_scale=self.guidance_scale(),
-                                  temperature=self.temperature, top_k=self.top_k,
-                                  top_p=self.top_p)
+                                  draw_fn=self.sampling.draw_fn())
         return tokens  # [B, L]

@@ -29,7 +29,7 @@ from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.layers.transformer import ACT, LlamaBlock, RMSNorm
 from argen_jax.models.base import Family, drop_labels
 from argen_jax.parallel import axes
-from argen_jax.sampling.processors import cfg_scale_schedule
+from argen_jax.sampling.processors import SamplingSettings
 from argen_jax.sampling.tokens import sample_tokens
 
 Cache = tuple  # tuple[KVCache, ...], one per layer
@@ -199,11 +199,7 @@ class IGPTFamily(Family):
         grid = (h, w * c)
         self.model = decoder_from_config(m, spec.levels, self.num_classes, self.num_tokens, grid)
         self.label_dropout = float(m.get("label_dropout", 0.0))
-        s = config.get("sample", {})
-        self.temperature = s.get("temperature", 1.0)
-        self.top_k, self.top_p = s.get("top_k", 0), s.get("top_p", 1.0)
-        self.cfg_scale = s.get("cfg_scale", 1.0)
-        self.cfg_schedule = s.get("cfg_schedule", "constant")
+        self.sampling = SamplingSettings.from_config(config)
 
     def _inputs(self, batch, labels):
         """[B, T]: the class token, then the tokens shifted right by one."""
@@ -233,7 +229,7 @@ class IGPTFamily(Family):
 
     def sample(self, params, keys, labels=None):
         b = keys.shape[0]
-        guided = self.conditional and self.cfg_scale != 1.0
+        guided = self.conditional and self.sampling.cfg_scale != 1.0
         labels = (jnp.full((b,), self.num_classes, jnp.int32) if not self.conditional
                   else labels.astype(jnp.int32))
         prompt = self.model.class_ids(labels)[:, None]  # [B, 1]
@@ -243,9 +239,8 @@ class IGPTFamily(Family):
         def logits_fn(ids, cache):
             return self.model.apply({"params": params}, ids, cache, method=Decoder.extend)
 
-        scale = cfg_scale_schedule(self.cfg_scale, self.num_tokens, self.cfg_schedule)
+        scale = self.sampling.guidance(self.num_tokens)
         tokens, _ = sample_tokens(logits_fn, cache, prompt, self.num_tokens, keys,
                                   uncond_prompt=uncond, cfg_scale=scale,
-                                  temperature=self.temperature, top_k=self.top_k,
-                                  top_p=self.top_p)
+                                  draw_fn=self.sampling.draw_fn())
         return tokens.reshape(b, *self.spec.shape)

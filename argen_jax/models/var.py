@@ -55,7 +55,7 @@ from argen_jax.layers.masks import attention_mask, block_ids_from_sizes
 from argen_jax.models.token_family import TokenImageFamily, tokenizer_workdir
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
-from argen_jax.sampling.processors import categorical_draw, cfg_combine, cfg_scale_schedule
+from argen_jax.sampling.processors import SamplingSettings, categorical_draw, cfg_combine
 
 Cache = tuple  # tuple[KVCache, ...], one per block
 
@@ -230,11 +230,7 @@ class VARFamily(TokenImageFamily):
         self.scales = tuple(int(s) for s in spec.scales)
         self.sizes = [p * p for p in self.scales]
         self.seq_len = sum(self.sizes)
-        s = config.get("sample", {})
-        self.temperature = float(s.get("temperature", 1.0))
-        self.top_k, self.top_p = int(s.get("top_k", 0)), float(s.get("top_p", 1.0))
-        self.cfg_scale = float(s.get("cfg_scale", 1.0))
-        self.cfg_schedule = s.get("cfg_schedule", "linear")
+        self.sampling = SamplingSettings.from_config(config, cfg_schedule="linear")
         self._model = None
         if tokenizer_workdir(config.data):  # load now: `init` runs under jit, where the
             self._check_tokenizer()  # checkpoint cannot be restored
@@ -327,13 +323,14 @@ class VARFamily(TokenImageFamily):
         return_logits: also return the (guided) logits of every scale [B, L, V]."""
         b = keys.shape[0]
         model, tokf = self.model, self._tok_family
-        cfg = self.cfg_scale if cfg_scale is None else cfg_scale
+        st = self.sampling
+        cfg = st.cfg_scale if cfg_scale is None else cfg_scale
         guided = self.conditional and cfg != 1.0
         labels = self.sample_labels(labels, b)
         both = (jnp.concatenate([labels, jnp.full_like(labels, self.null_class)])
                 if guided else labels)  # [B'] conditional rows first
         tok = params["tokenizer"]
-        scale_at = cfg_scale_schedule(cfg, len(self.scales), self.cfg_schedule)
+        scale_at = st.guidance(len(self.scales), cfg)
         ends = np.cumsum(self.sizes)
 
         def step_fn(seq, cache, s):
@@ -353,9 +350,9 @@ class VARFamily(TokenImageFamily):
                 logits = cfg_combine(cond, uncond, scale_at(s))
             return logits, (kv, f_hat)
 
-        base_draw = categorical_draw(self.temperature if temperature is None else temperature,
-                                     self.top_k if top_k is None else top_k,
-                                     self.top_p if top_p is None else top_p)
+        base_draw = categorical_draw(st.temperature if temperature is None else temperature,
+                                     st.top_k if top_k is None else top_k,
+                                     st.top_p if top_p is None else top_p)
         collected = []
 
         def draw_fn(keys_t, logits, s):

@@ -5,6 +5,7 @@ nothing of the model. `categorical_draw` turns them into a `draw_fn` for the sam
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -93,3 +94,36 @@ def cfg_scale_schedule(scale: float, num_steps: int, kind: str = "constant") -> 
         return 1.0 + (scale - 1.0) * r
 
     return at
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    """A token sampler's knobs, read once from `config.sample` by every token family."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    cfg_scale: float = 1.0  # classifier-free guidance; 1.0: off
+    cfg_schedule: str = "constant"  # constant | linear | cosine (cfg_scale_schedule)
+    cfg_interval: int = -1  # >= 0: guide only steps t <= cfg_interval + 1 (LlamaGen)
+
+    @classmethod
+    def from_config(cls, config, **defaults) -> SamplingSettings:
+        """`config.sample` fields over `defaults` over the class defaults."""
+        s = config.get("sample", {})
+        kw = {f.name: s.get(f.name, defaults.get(f.name, f.default))
+              for f in dataclasses.fields(cls)}
+        return cls(float(kw["temperature"]), int(kw["top_k"]), float(kw["top_p"]),
+                   float(kw["cfg_scale"]), str(kw["cfg_schedule"]), int(kw["cfg_interval"]))
+
+    def draw_fn(self) -> Callable:
+        return categorical_draw(self.temperature, self.top_k, self.top_p)
+
+    def guidance(self, num_steps: int, scale: float | None = None) -> Callable:
+        """The CFG scale as a function of the step t: the schedule over `num_steps`, cut to 1
+        (the conditional logits) after t = cfg_interval + 1 when cfg_interval >= 0."""
+        base = cfg_scale_schedule(self.cfg_scale if scale is None else scale, num_steps,
+                                  self.cfg_schedule)
+        if self.cfg_interval < 0:
+            return base
+        return lambda t: jnp.where(t <= self.cfg_interval + 1, base(t), 1.0)

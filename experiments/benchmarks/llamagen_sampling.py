@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from argen_jax.data.pipeline import DataSpec  # noqa: E402
 from argen_jax.models.llamagen import LlamaGenFamily  # noqa: E402
 from argen_jax.sampling.loop import LoopState, autoregressive_scan, sample_keys  # noqa: E402
-from argen_jax.sampling.processors import categorical_draw, cfg_combine  # noqa: E402
+from argen_jax.sampling.processors import cfg_combine  # noqa: E402
 from experiments.benchmarks.timing import best_time  # noqa: E402
 
 
@@ -45,8 +45,7 @@ def load_config(spec: str):
 
 def naive_sampler(fam: LlamaGenFamily, b: int):
     """Full forward over the whole buffer at every step (no cache)."""
-    s = fam.config.sample
-    guided = fam.cfg_scale != 1.0
+    guided = fam.sampling.cfg_scale != 1.0
     n = fam.num_tokens
 
     def sample(params, keys, labels):
@@ -69,8 +68,7 @@ def naive_sampler(fam: LlamaGenFamily, b: int):
             return jax.lax.dynamic_update_slice_in_dim(seq, x[:, None].astype(seq.dtype), t, 1)
 
         state = LoopState(jnp.zeros((b, n), jnp.int32), None, keys)
-        state, _ = autoregressive_scan(step, categorical_draw(s.temperature, s.top_k, s.top_p),
-                                       write, state, n)
+        state, _ = autoregressive_scan(step, fam.sampling.draw_fn(), write, state, n)
         return state.seq
 
     return sample

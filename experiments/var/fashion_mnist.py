@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.kind = "tokens"  # registry: token maps of a tokenized dataset
     c.data.path = "/tmp/tok/fashion_mnist_tokens_multiscale.npz"  # the token .npz
-    c.data.tokenizer = "/tmp/tok/fm_multiscale"  # tokenizer workdir (quantizer + decoder)
+    c.data.tokenizer = ""  # tokenizer workdir (quantizer + decoder); "" = the one in the file
     c.data.batch_size = 16 if tiny else 32 if cpu else 64  # global batch
     c.data.eval_batch_size = 64 if tiny else 500
     c.data.train_limit = 0  # use only the first N train maps (0 = all)
