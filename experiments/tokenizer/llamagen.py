@@ -2,6 +2,10 @@
 
 Arguments (comma-separated, `llamagen.py:var`):
   f8          downsampling factor 8 (32x32 tokens at 256px) instead of 16 (16x16 tokens)
+  exact       LlamaGen's exact VQ-16 / VQ-8 layout (so `argen_jax.convert.llamagen_vq_torch`
+              can load its released vq_ds16_c2i.pt / vq_ds8_c2i.pt): stride-2 convs padded
+              bottom/right only, and an AttnBlock after every ResBlock of the lowest
+              resolution in the encoder and the decoder (72M parameters at VQ-16)
   var         VAR's multi-scale residual quantizer: 4,096 codes of 32 dims, scales
               1,2,3,4,5,6,8,10,13,16, 4 shared phi convs, no l2 normalisation
   tiny        shrinks everything to seconds on CPU (same code paths), for smoke tests
@@ -17,7 +21,7 @@ from experiments.common import parallel_config, parse_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = parse_args(arg, {"f8", "var", "tiny"})
+    args = parse_args(arg, {"f8", "var", "tiny", "exact"})
     tiny, var = "tiny" in args, "var" in args
     c = ml_collections.ConfigDict()
     c.seed = 0
@@ -30,6 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.num_res_blocks = 1 if tiny else 2
     c.model.z_channels = 8 if tiny else (32 if var else 256)
     c.model.mid_attention = True
+    # 'pad01': LlamaGen's stride-2 conv (pad bottom/right, VALID); 'same': centred taps
+    c.model.downsample = "pad01" if "exact" in args else "same"
+    c.model.attn_at_lowest = "exact" in args  # AttnBlock after each lowest-level ResBlock
     c.model.norm_groups = 8 if tiny else 32
     c.model.pad_to = 0  # 256x256 crops need no padding
     c.model.quantizer = "multiscale" if var else "single"
