@@ -82,6 +82,69 @@ def _check_model(model: VQModel) -> None:
                               "llamagen.py:exact)")
 
 
+class StateDictReader:
+    """Reads torch conv / GroupNorm / ResBlock / AttnBlock entries of a state dict into our
+    VQGAN sub-trees, shaped after `ours` (the expected tree), recording what it used."""
+
+    def __init__(self, sd: dict, what: str, hint: str):
+        self.sd, self.what, self.hint, self.used = sd, what, hint, set()
+
+    def get(self, key, shape):
+        if key not in self.sd:
+            raise CheckpointError(f"{self.what} state dict lacks {key!r} ({self.hint})")
+        self.used.add(key)
+        a = to_numpy(self.sd[key])
+        if a.shape != tuple(shape):
+            raise CheckpointError(f"{key} has shape {a.shape}, the model needs {tuple(shape)}")
+        return a
+
+    def conv(self, key, ours):  # torch Conv2d -> our tap conv {'conv': {'kernel', 'bias'}}
+        t, cin, cout = ours["conv"]["kernel"].shape
+        k = int(round(t**0.5))
+        w = self.get(key + ".weight", (cout, cin, k, k))  # [out, in, kh, kw]
+        return {"conv": {"kernel": w.transpose(2, 3, 1, 0).reshape(t, cin, cout),
+                         "bias": self.get(key + ".bias", (cout,))}}
+
+    def norm(self, key, ours):
+        return {"scale": self.get(key + ".weight", ours["scale"].shape),
+                "bias": self.get(key + ".bias", ours["bias"].shape)}
+
+    def res(self, key, ours):
+        out = {n: self.norm(f"{key}.{n}", ours[n]) for n in ("norm1", "norm2")}
+        out.update({n: self.conv(f"{key}.{n}", ours[n]) for n in ("conv1", "conv2")})
+        if "skip" in ours:
+            out["skip"] = self.conv(f"{key}.nin_shortcut", ours["skip"])
+        return out
+
+    def attn(self, key, ours, fused: bool = False):
+        """q, k, v 1x1 convs (LlamaGen) or one qkv conv [3C, C, 1, 1] (VAR) -> qkv Dense."""
+        c = ours["proj"]["kernel"].shape[0]
+        if fused:
+            qkv_w = self.get(f"{key}.qkv.weight", (3 * c, c, 1, 1))[:, :, 0, 0].T  # [C, 3C]
+            qkv_b = self.get(f"{key}.qkv.bias", (3 * c,))
+        else:
+            w = [self.get(f"{key}.{n}.weight", (c, c, 1, 1))[:, :, 0, 0].T for n in "qkv"]
+            qkv_w = np.concatenate(w, axis=1)  # [C, 3C]: q | k | v columns
+            qkv_b = np.concatenate([self.get(f"{key}.{n}.bias", (c,)) for n in "qkv"])
+        proj = self.get(f"{key}.proj_out.weight", (c, c, 1, 1))[:, :, 0, 0]
+        return {"norm": self.norm(f"{key}.norm", ours["norm"]),
+                "qkv": {"kernel": qkv_w, "bias": qkv_b},
+                "proj": {"kernel": proj.T, "bias": self.get(f"{key}.proj_out.bias", (c,))}}
+
+    def finish(self, params: dict, expected: dict) -> dict:
+        """Raises unless every entry was used and the tree is exactly the expected one."""
+        extra = sorted(set(self.sd) - self.used)
+        if extra:
+            raise CheckpointError(f"{self.what} state dict has entries the model does not: "
+                                  f"{extra[:5]}{' ...' if len(extra) > 5 else ''} ({self.hint})")
+        flat_e = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
+        flat_p = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+        if set(flat_e) != set(flat_p):  # a layer the walk does not know
+            diff = sorted(map(jax.tree_util.keystr, set(flat_e) ^ set(flat_p)))
+            raise CheckpointError(f"converted parameter tree does not match the model: {diff[:5]}")
+        return params
+
+
 def convert_vq(state_dict: dict, model: VQModel) -> dict:
     """LlamaGen VQ state dict (torch tensors or arrays, optionally inside {'model': ...}) ->
     the `params` of `model` (float32 numpy). Every entry must be used and every parameter
@@ -90,94 +153,46 @@ def convert_vq(state_dict: dict, model: VQModel) -> dict:
     _check_model(model)
     sd = {k: v for k, v in unwrap(state_dict).items() if k not in SKIPPED}
     expected = expected_params(model)
-    used: set[str] = set()
-
-    def get(key, shape):
-        if key not in sd:
-            raise CheckpointError(f"LlamaGen VQ state dict lacks {key!r} (is it a VQ model with "
-                                  f"ch_mult={tuple(model.ch_mult)}, num_res_blocks="
-                                  f"{model.num_res_blocks}?)")
-        used.add(key)
-        a = to_numpy(sd[key])
-        if a.shape != tuple(shape):
-            raise CheckpointError(f"{key} has shape {a.shape}, the model needs {tuple(shape)}")
-        return a
-
-    def conv(key, ours):  # torch Conv2d -> our tap conv {'conv': {'kernel', 'bias'}}
-        t, cin, cout = ours["conv"]["kernel"].shape
-        k = int(round(t**0.5))
-        w = get(key + ".weight", (cout, cin, k, k))  # [out, in, kh, kw]
-        return {"conv": {"kernel": w.transpose(2, 3, 1, 0).reshape(t, cin, cout),
-                         "bias": get(key + ".bias", (cout,))}}
-
-    def norm(key, ours):
-        return {"scale": get(key + ".weight", ours["scale"].shape),
-                "bias": get(key + ".bias", ours["bias"].shape)}
-
-    def res(key, ours):
-        out = {n: norm(f"{key}.{n}", ours[n]) for n in ("norm1", "norm2")}
-        out.update({n: conv(f"{key}.{n}", ours[n]) for n in ("conv1", "conv2")})
-        if "skip" in ours:
-            out["skip"] = conv(f"{key}.nin_shortcut", ours["skip"])
-        return out
-
-    def attn(key, ours):
-        c = ours["proj"]["kernel"].shape[0]
-        w = {n: get(f"{key}.{n}.weight", (c, c, 1, 1))[:, :, 0, 0] for n in
-             ("q", "k", "v", "proj_out")}  # [out, in]
-        b = {n: get(f"{key}.{n}.bias", (c,)) for n in ("q", "k", "v", "proj_out")}
-        return {"norm": norm(f"{key}.norm", ours["norm"]),
-                "qkv": {"kernel": np.concatenate([w[n].T for n in "qkv"], axis=1),
-                        "bias": np.concatenate([b[n] for n in "qkv"])},
-                "proj": {"kernel": w["proj_out"].T, "bias": b["proj_out"]}}
+    levels, r = len(model.ch_mult), model.num_res_blocks
+    rd = StateDictReader(sd, "LlamaGen VQ", f"is it a VQ model with ch_mult="
+                         f"{tuple(model.ch_mult)}, num_res_blocks={r}?")
 
     def mid(side, ours):
-        return {"mid_block1": res(f"{side}.mid.0", ours["mid_block1"]),
-                "mid_attn": attn(f"{side}.mid.1", ours["mid_attn"]),
-                "mid_block2": res(f"{side}.mid.2", ours["mid_block2"])}
+        return {"mid_block1": rd.res(f"{side}.mid.0", ours["mid_block1"]),
+                "mid_attn": rd.attn(f"{side}.mid.1", ours["mid_attn"]),
+                "mid_block2": rd.res(f"{side}.mid.2", ours["mid_block2"])}
 
-    levels, r = len(model.ch_mult), model.num_res_blocks
     e, d = expected["encoder"], expected["decoder"]
-    enc = {n: conv(f"encoder.{n}", e[n]) for n in ("conv_in", "conv_out")}
-    enc["norm_out"] = norm("encoder.norm_out", e["norm_out"])
+    enc = {n: rd.conv(f"encoder.{n}", e[n]) for n in ("conv_in", "conv_out")}
+    enc["norm_out"] = rd.norm("encoder.norm_out", e["norm_out"])
     enc.update(mid("encoder", e))
     for i in range(levels):
         p = f"encoder.conv_blocks.{i}"
         for j in range(r):
-            enc[f"down{i}_block{j}"] = res(f"{p}.res.{j}", e[f"down{i}_block{j}"])
+            enc[f"down{i}_block{j}"] = rd.res(f"{p}.res.{j}", e[f"down{i}_block{j}"])
             if i == levels - 1:
-                enc[f"down{i}_attn{j}"] = attn(f"{p}.attn.{j}", e[f"down{i}_attn{j}"])
+                enc[f"down{i}_attn{j}"] = rd.attn(f"{p}.attn.{j}", e[f"down{i}_attn{j}"])
         if i < levels - 1:
-            enc[f"down{i}_sample"] = conv(f"{p}.downsample.conv", e[f"down{i}_sample"])
-    dec = {n: conv(f"decoder.{n}", d[n]) for n in ("conv_in", "conv_out")}
-    dec["norm_out"] = norm("decoder.norm_out", d["norm_out"])
+            enc[f"down{i}_sample"] = rd.conv(f"{p}.downsample.conv", e[f"down{i}_sample"])
+    dec = {n: rd.conv(f"decoder.{n}", d[n]) for n in ("conv_in", "conv_out")}
+    dec["norm_out"] = rd.norm("decoder.norm_out", d["norm_out"])
     dec.update(mid("decoder", d))
     for n in range(levels):
         i, p = levels - 1 - n, f"decoder.conv_blocks.{n}"
         for j in range(r + 1):
-            dec[f"up{i}_block{j}"] = res(f"{p}.res.{j}", d[f"up{i}_block{j}"])
+            dec[f"up{i}_block{j}"] = rd.res(f"{p}.res.{j}", d[f"up{i}_block{j}"])
             if n == 0:
-                dec[f"up{i}_attn{j}"] = attn(f"{p}.attn.{j}", d[f"up{i}_attn{j}"])
+                dec[f"up{i}_attn{j}"] = rd.attn(f"{p}.attn.{j}", d[f"up{i}_attn{j}"])
         if i > 0:
-            dec[f"up{i}_sample"] = conv(f"{p}.upsample.conv", d[f"up{i}_sample"])
+            dec[f"up{i}_sample"] = rd.conv(f"{p}.upsample.conv", d[f"up{i}_sample"])
     params = {
         "encoder": enc, "decoder": dec,
-        "quant_conv": conv("quant_conv", expected["quant_conv"]),
-        "post_quant_conv": conv("post_quant_conv", expected["post_quant_conv"]),
-        "quantizer": {"codebook": get("quantize.embedding.weight",
-                                      expected["quantizer"]["codebook"].shape)},
+        "quant_conv": rd.conv("quant_conv", expected["quant_conv"]),
+        "post_quant_conv": rd.conv("post_quant_conv", expected["post_quant_conv"]),
+        "quantizer": {"codebook": rd.get("quantize.embedding.weight",
+                                         expected["quantizer"]["codebook"].shape)},
     }
-    extra = sorted(set(sd) - used)
-    if extra:
-        raise CheckpointError(f"LlamaGen VQ state dict has entries the model does not: "
-                              f"{extra[:5]}{' ...' if len(extra) > 5 else ''} (more levels or "
-                              f"blocks than ch_mult={tuple(model.ch_mult)}, num_res_blocks={r}?)")
-    flat_e = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
-    flat_p = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-    if set(flat_e) != set(flat_p):  # a layer the walk above does not know
-        raise CheckpointError("converted parameter tree does not match the model: "
-                              f"{sorted(map(jax.tree_util.keystr, set(flat_e) ^ set(flat_p)))[:5]}")
-    return params
+    return rd.finish(params, expected)
 
 
 def main(argv=None):

@@ -210,6 +210,7 @@ class VQModel(nn.Module):
     dtype: Any = jnp.float32
     downsample: str = "same"  # encoder's stride-2 conv padding: 'same' | 'pad01' (LlamaGen)
     attn_at_lowest: bool = False  # AttnBlocks after the lowest level's ResBlocks (LlamaGen)
+    quant_conv_kernel: int = 1  # kernel of quant_conv / post_quant_conv (VAR's VQVAE: 3)
 
     def setup(self):
         arch = dict(ch=self.ch, ch_mult=tuple(self.ch_mult), num_res_blocks=self.num_res_blocks,
@@ -218,8 +219,8 @@ class VQModel(nn.Module):
         qk = dict(self.quantizer_kwargs or {})
         self.encoder = Encoder(z_channels=self.z_channels, downsample=self.downsample, **arch)
         self.decoder = Decoder(out_channels=self.channels, **arch)
-        self.quant_conv = Conv(qk["code_dim"], 1, impl=self.impl)
-        self.post_quant_conv = Conv(self.z_channels, 1, impl=self.impl)
+        self.quant_conv = Conv(qk["code_dim"], self.quant_conv_kernel, impl=self.impl)
+        self.post_quant_conv = Conv(self.z_channels, self.quant_conv_kernel, impl=self.impl)
         cls = qlib.MultiScaleResidualQuantizer if self.multiscale else qlib.VectorQuantizer
         if self.multiscale:
             qk["impl"] = self.impl
@@ -421,7 +422,8 @@ class VQGANFamily(Family):
                                   f"the (square) latent size {self.latent_shape}")
             qk.update(scales=self.scales, num_phi=m.get("num_phi", 4),
                       phi_ratio=m.get("phi_ratio", 0.5),
-                      upsample_method=m.get("upsample", "cubic"))
+                      upsample_method=m.get("upsample", "cubic"),
+                      phi_schedule=m.get("phi_schedule", "even"))
         else:
             self.scales = None
         self.dtype = jnp.dtype(m.get("dtype", "float32"))
@@ -431,7 +433,8 @@ class VQGANFamily(Family):
             z_channels=m.z_channels, mid_attention=m.get("mid_attention", True),
             groups=m.get("norm_groups", 32), quantizer_kwargs=qk, multiscale=self.multiscale,
             impl=impl, dtype=self.dtype, downsample=m.get("downsample", "same"),
-            attn_at_lowest=m.get("attn_at_lowest", False))
+            attn_at_lowest=m.get("attn_at_lowest", False),
+            quant_conv_kernel=m.get("quant_conv_kernel", 1))
         square_taps(3, self.generator.downsample)  # ConfigError now for a bad padding name
         self.rec_loss = lc.get("rec_loss", "l2")
         if self.rec_loss not in ("l1", "l2"):
