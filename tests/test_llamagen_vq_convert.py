@@ -143,9 +143,8 @@ def _normalize(x):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def llamagen_forward(sd, x, levels, nrb, groups):
-    """x NCHW in [-1, 1] -> (latent after quant_conv [B, D, h, w], indices [B, h, w],
-    reconstruction NCHW)."""
+def ref_encode(sd, x, levels, nrb, groups):
+    """LlamaGen's encoder + quant_conv: x NCHW in [-1, 1] -> latent [B, D, h, w]."""
     h = _conv_k(sd, "encoder.conv_in", x)
     for i in range(levels):
         for j in range(nrb):
@@ -159,12 +158,11 @@ def llamagen_forward(sd, x, levels, nrb, groups):
     h = _attn(sd, "encoder.mid.1", h, groups)
     h = _res(sd, "encoder.mid.2", h, groups)
     h = _conv_k(sd, "encoder.conv_out", _swish(_gn(sd, "encoder.norm_out", h, groups)))
-    latent = _conv_k(sd, "quant_conv", h)
-    zf = _normalize(latent.transpose(0, 2, 3, 1))  # [B, h, w, D]
-    emb = _normalize(sd["quantize.embedding.weight"].astype(np.float64))
-    d = (zf**2).sum(-1, keepdims=True) + (emb**2).sum(-1) - 2 * zf @ emb.T
-    idx = d.argmin(-1)
-    q = emb[idx].transpose(0, 3, 1, 2)
+    return _conv_k(sd, "quant_conv", h)
+
+
+def ref_decode(sd, q, levels, nrb, groups):
+    """LlamaGen's post_quant_conv + decoder: codes [B, D, h, w] -> image NCHW."""
     h = _conv_k(sd, "decoder.conv_in", _conv_k(sd, "post_quant_conv", q))
     h = _res(sd, "decoder.mid.0", h, groups)
     h = _attn(sd, "decoder.mid.1", h, groups)
@@ -177,8 +175,18 @@ def llamagen_forward(sd, x, levels, nrb, groups):
         if b != levels - 1:  # nearest x2, then 3x3
             h = _conv_k(sd, f"decoder.conv_blocks.{b}.upsample.conv",
                         h.repeat(2, axis=2).repeat(2, axis=3))
-    rec = _conv_k(sd, "decoder.conv_out", _swish(_gn(sd, "decoder.norm_out", h, groups)))
-    return latent, idx, rec
+    return _conv_k(sd, "decoder.conv_out", _swish(_gn(sd, "decoder.norm_out", h, groups)))
+
+
+def llamagen_forward(sd, x, levels, nrb, groups):
+    """x NCHW in [-1, 1] -> (latent after quant_conv [B, D, h, w], indices [B, h, w],
+    reconstruction NCHW)."""
+    latent = ref_encode(sd, x, levels, nrb, groups)
+    zf = _normalize(latent.transpose(0, 2, 3, 1))  # [B, h, w, D]
+    emb = _normalize(sd["quantize.embedding.weight"].astype(np.float64))
+    d = (zf**2).sum(-1, keepdims=True) + (emb**2).sum(-1) - 2 * zf @ emb.T
+    idx = d.argmin(-1)
+    return latent, idx, ref_decode(sd, emb[idx].transpose(0, 3, 1, 2), levels, nrb, groups)
 
 
 # ----------------------------------------------------------------------------- tests
