@@ -24,7 +24,7 @@ Buffers that are not parameters (`freqs_cis`, KV caches, `causal_mask`) are skip
 and sample in JAX: params = flax.serialization.msgpack_restore(open(out, 'rb').read())
 ['params'], then `LlamaGenFamily(config, spec).sample(params, keys, labels)` with a config whose
 model.size matches (experiments/llamagen/fashion_mnist.py:B) and spec = DataSpec((256,), 16384,
-1000, 'tokens', grid=(16, 16)). Decoding needs LlamaGen's VQ tokenizer, which is not converted.
+1000, 'tokens', grid=(16, 16)). Decoding needs LlamaGen's VQ tokenizer: `convert.llamagen_vq_torch`.
 """
 from __future__ import annotations
 

@@ -17,10 +17,9 @@ VQ-VAE latent channels, L = sum p_s^2):
 Buffers (attn_bias_for_masking, lvl_1L, zero_k_bias) are rebuilt, not read. The shared-AdaLN
 variant (shared_ada_lin / ada_gss) is not supported.
 
-The multi-scale VQ-VAE (vae_ch160v4096z32.pth) is not converted: its architecture differs
-from `models.vqgan.VQModel` (3x3 quant / post-quant convs, attention blocks at the lowest
-resolution of the encoder and decoder, PyTorch's bicubic kernel a=-0.75 where
-`jax.image.resize('cubic')` uses a=-0.5), so a conversion would not be exact.
+The multi-scale VQ-VAE (vae_ch160v4096z32.pth) converts with `convert.var_vq_torch` into
+`experiments/tokenizer/llamagen.py:var,exact` (3x3 quant convs, attention at the lowest
+resolution, PyTorch's bicubic kernel and VAR's phi schedule).
 """
 from __future__ import annotations
 

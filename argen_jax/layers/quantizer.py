@@ -249,11 +249,40 @@ def area_matrix(src: int, dst: int) -> np.ndarray:
     return m
 
 
+def torch_bicubic_matrix(src: int, dst: int, a: float = -0.75) -> np.ndarray:
+    """[dst, src] matrix of PyTorch's `F.interpolate(mode='bicubic', align_corners=False)`
+    (VAR's upsampling): Keys kernel with a = -0.75 (jax.image.resize's 'cubic' uses -0.5),
+    source coordinate (i + 0.5) * src / dst - 0.5 unclamped, taps clamped to the border."""
+    def k1(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def k2(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    m = np.zeros((dst, src), np.float64)
+    for i in range(dst):
+        x = (i + 0.5) * src / dst - 0.5
+        x0 = int(np.floor(x))
+        t = x - x0
+        for off, w in zip((-1, 0, 1, 2), (k2(t + 1), k1(t), k1(1 - t), k2(2 - t)), strict=True):
+            m[i, min(max(x0 + off, 0), src - 1)] += w
+    return m.astype(np.float32)
+
+
+UPSAMPLE_METHODS = ("nearest", "linear", "bilinear", "trilinear", "cubic", "bicubic", "tricubic",
+                    "lanczos3", "lanczos5", "torch_bicubic")
+
+
 @functools.cache
 def upsample_matrix(src: int, dst: int, method: str) -> np.ndarray:
-    """[dst, src] matrix of `jax.image.resize(method)` from src to dst samples."""
+    """[dst, src] matrix of `jax.image.resize(method)` from src to dst samples, or of
+    PyTorch's bicubic for method='torch_bicubic'."""
+    if method not in UPSAMPLE_METHODS:
+        raise ConfigError(f"upsample method must be one of {UPSAMPLE_METHODS}, got {method!r}")
     if src == dst:
         return np.eye(src, dtype=np.float32)
+    if method == "torch_bicubic":
+        return torch_bicubic_matrix(src, dst)
     with jax.ensure_compile_time_eval():
         m = jax.image.resize(jnp.eye(src, dtype=jnp.float32), (src, dst), method)
     return np.asarray(m).T.copy()
@@ -298,6 +327,9 @@ class MultiScaleResidualQuantizer(nn.Module):
     Scale s quantizes the residual area-downsampled to `scales[s]` x `scales[s]`; its codes are
     upsampled to the latent size, refined by phi and summed into the rebuilt latent f_hat. The
     last scale must equal the latent size. phi: `num_phi` convs shared over scales as in VAR
+    (`phi_schedule`: 'even' gives scale s phi s * num_phi // S; 'var' is VAR's: the phi whose
+    tick (linspace(1/(3K), 1 - 1/(3K), K) for K = 4, else 1/(2K)) is nearest s / (S - 1);
+    they differ at some scales, e.g. scales 2 and 7 of 10)
     (0: no refinement; len(scales): one per scale).
     """
 
@@ -314,11 +346,14 @@ class MultiScaleResidualQuantizer(nn.Module):
     usage_decay: float = 0.99
     num_phi: int = 4
     phi_ratio: float = 0.5
-    upsample_method: str = "cubic"
+    upsample_method: str = "cubic"  # jax.image.resize method, or 'torch_bicubic' (VAR)
     impl: str = "taps"
     param_dtype: Any = jnp.float32
+    phi_schedule: str = "even"  # which phi refines scale s: 'even' | 'var' (see above)
 
     def setup(self):
+        if self.phi_schedule not in ("even", "var"):
+            raise ConfigError(f"phi_schedule must be 'even' or 'var', got {self.phi_schedule!r}")
         sc = tuple(int(s) for s in self.scales)
         if not sc or any(b <= a for a, b in zip(sc, sc[1:], strict=False)) or sc[0] < 1:
             raise ConfigError(f"quantizer scales must be increasing positive ints, got {sc}")
@@ -339,7 +374,13 @@ class MultiScaleResidualQuantizer(nn.Module):
     def phi(self, s: int, h: jax.Array) -> jax.Array:
         if not self.num_phi:
             return h
-        i = min(s * self.num_phi // self.num_scales, self.num_phi - 1)
+        k = self.num_phi
+        if self.phi_schedule == "var":
+            d = 1 / (3 * k) if k == 4 else 1 / (2 * k)
+            ticks = np.linspace(d, 1 - d, k)
+            i = int(np.argmin(np.abs(ticks - s / max(self.num_scales - 1, 1))))
+        else:
+            i = min(s * k // self.num_scales, k - 1)
         return self.phis[i](h)
 
     def _check(self, z):

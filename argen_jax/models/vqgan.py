@@ -43,14 +43,27 @@ from argen_jax.models.base import Family
 STATE = qlib.STATE
 
 
-def square_taps(k: int) -> tuple[tuple[int, int], ...]:
-    """All taps of a k x k kernel; for even k the extra tap is below/right (pix2pix pad 1)."""
-    lo = -((k - 1) // 2)
+PADDINGS = ("same", "pad01")
+
+
+def square_taps(k: int, padding: str = "same") -> tuple[tuple[int, int], ...]:
+    """All taps of a k x k kernel, row-major (tap ky * k + kx is torch's weight[:, :, ky, kx]).
+
+    'same': centred; for even k the extra tap is below/right (pix2pix pad 1).
+    'pad01': taps 0..k-1 below/right of the output's anchor pixel: taming / LlamaGen's
+    Downsample (zero-pad one row and column at the bottom/right, then a VALID stride-2 conv);
+    output pixel i of a stride-s conv reads input rows s*i .. s*i + k - 1 (zero past the end);
+    for even H that is exactly LlamaGen's output (for odd H torch's has one row fewer).
+    """
+    if padding not in PADDINGS:
+        raise ConfigError(f"conv padding must be one of {PADDINGS}, got {padding!r}")
+    lo = -((k - 1) // 2) if padding == "same" else 0
     return tuple((dy, dx) for dy in range(lo, lo + k) for dx in range(lo, lo + k))
 
 
 class Conv(nn.Module):
-    """Plain k x k convolution ('same' padding, optional stride) on the shared tap conv."""
+    """Plain k x k convolution (optional stride) on the shared tap conv. padding: 'same' or
+    'pad01' (see `square_taps`; both give ceil(H / strides) rows and the same parameters)."""
 
     features: int
     kernel: int = 3
@@ -58,10 +71,12 @@ class Conv(nn.Module):
     impl: str = "taps"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    padding: str = "same"
 
     @nn.compact
     def __call__(self, x):
-        return ShiftedConv2D(self.features, square_taps(self.kernel), strides=self.strides,
+        return ShiftedConv2D(self.features, square_taps(self.kernel, self.padding),
+                             strides=self.strides,
                              impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype,
                              name="conv")(x)
 
@@ -103,6 +118,10 @@ class AttnBlock(nn.Module):
 
 
 class Encoder(nn.Module):
+    """Conv ResNet encoder. `downsample` is the padding of the stride-2 convs ('same', or
+    'pad01' as taming / LlamaGen); `attn_at_lowest` adds an AttnBlock after every ResBlock of
+    the lowest resolution (taming / LlamaGen), named down{i}_attn{j}."""
+
     ch: int
     ch_mult: Sequence[int]
     num_res_blocks: int
@@ -111,17 +130,22 @@ class Encoder(nn.Module):
     groups: int = 32
     impl: str = "taps"
     dtype: Any = jnp.float32
+    downsample: str = "same"
+    attn_at_lowest: bool = False
 
     @nn.compact
     def __call__(self, x):  # [B, H, W, C] -> [B, H/f, W/f, z_channels]
         kw = dict(groups=self.groups, impl=self.impl, dtype=self.dtype)
+        last = len(self.ch_mult) - 1
         h = Conv(self.ch, 3, impl=self.impl, dtype=self.dtype, name="conv_in")(x)
         for i, m in enumerate(self.ch_mult):
             for j in range(self.num_res_blocks):
                 h = ResBlock(self.ch * m, name=f"down{i}_block{j}", **kw)(h)
-            if i < len(self.ch_mult) - 1:
+                if self.attn_at_lowest and i == last:
+                    h = AttnBlock(self.groups, self.dtype, name=f"down{i}_attn{j}")(h)
+            if i < last:
                 h = Conv(h.shape[-1], 3, strides=2, impl=self.impl, dtype=self.dtype,
-                         name=f"down{i}_sample")(h)
+                         padding=self.downsample, name=f"down{i}_sample")(h)
         h = ResBlock(h.shape[-1], name="mid_block1", **kw)(h)
         if self.mid_attention:
             h = AttnBlock(self.groups, self.dtype, name="mid_attn")(h)
@@ -132,6 +156,10 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Mirror of `Encoder` (num_res_blocks + 1 ResBlocks per level, nearest x2 + 3x3 conv
+    upsampling). `attn_at_lowest`: an AttnBlock after every ResBlock of the lowest resolution
+    (the first level decoded), named up{i}_attn{j}."""
+
     ch: int
     ch_mult: Sequence[int]
     num_res_blocks: int
@@ -140,6 +168,7 @@ class Decoder(nn.Module):
     groups: int = 32
     impl: str = "taps"
     dtype: Any = jnp.float32
+    attn_at_lowest: bool = False
 
     @nn.compact
     def __call__(self, z):  # [B, h, w, z_channels] -> [B, h*f, w*f, out_channels] float32
@@ -153,6 +182,8 @@ class Decoder(nn.Module):
         for i in reversed(range(len(self.ch_mult))):
             for j in range(self.num_res_blocks + 1):
                 h = ResBlock(self.ch * self.ch_mult[i], name=f"up{i}_block{j}", **kw)(h)
+                if self.attn_at_lowest and i == len(self.ch_mult) - 1:
+                    h = AttnBlock(self.groups, self.dtype, name=f"up{i}_attn{j}")(h)
             if i > 0:
                 b, hh, ww, c = h.shape
                 h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest")
@@ -177,16 +208,19 @@ class VQModel(nn.Module):
     multiscale: bool = False
     impl: str = "taps"
     dtype: Any = jnp.float32
+    downsample: str = "same"  # encoder's stride-2 conv padding: 'same' | 'pad01' (LlamaGen)
+    attn_at_lowest: bool = False  # AttnBlocks after the lowest level's ResBlocks (LlamaGen)
+    quant_conv_kernel: int = 1  # kernel of quant_conv / post_quant_conv (VAR's VQVAE: 3)
 
     def setup(self):
         arch = dict(ch=self.ch, ch_mult=tuple(self.ch_mult), num_res_blocks=self.num_res_blocks,
                     mid_attention=self.mid_attention, groups=self.groups, impl=self.impl,
-                    dtype=self.dtype)
+                    dtype=self.dtype, attn_at_lowest=self.attn_at_lowest)
         qk = dict(self.quantizer_kwargs or {})
-        self.encoder = Encoder(z_channels=self.z_channels, **arch)
+        self.encoder = Encoder(z_channels=self.z_channels, downsample=self.downsample, **arch)
         self.decoder = Decoder(out_channels=self.channels, **arch)
-        self.quant_conv = Conv(qk["code_dim"], 1, impl=self.impl)
-        self.post_quant_conv = Conv(self.z_channels, 1, impl=self.impl)
+        self.quant_conv = Conv(qk["code_dim"], self.quant_conv_kernel, impl=self.impl)
+        self.post_quant_conv = Conv(self.z_channels, self.quant_conv_kernel, impl=self.impl)
         cls = qlib.MultiScaleResidualQuantizer if self.multiscale else qlib.VectorQuantizer
         if self.multiscale:
             qk["impl"] = self.impl
@@ -388,7 +422,8 @@ class VQGANFamily(Family):
                                   f"the (square) latent size {self.latent_shape}")
             qk.update(scales=self.scales, num_phi=m.get("num_phi", 4),
                       phi_ratio=m.get("phi_ratio", 0.5),
-                      upsample_method=m.get("upsample", "cubic"))
+                      upsample_method=m.get("upsample", "cubic"),
+                      phi_schedule=m.get("phi_schedule", "even"))
         else:
             self.scales = None
         self.dtype = jnp.dtype(m.get("dtype", "float32"))
@@ -397,7 +432,10 @@ class VQGANFamily(Family):
             channels=c, ch=m.ch, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
             z_channels=m.z_channels, mid_attention=m.get("mid_attention", True),
             groups=m.get("norm_groups", 32), quantizer_kwargs=qk, multiscale=self.multiscale,
-            impl=impl, dtype=self.dtype)
+            impl=impl, dtype=self.dtype, downsample=m.get("downsample", "same"),
+            attn_at_lowest=m.get("attn_at_lowest", False),
+            quant_conv_kernel=m.get("quant_conv_kernel", 1))
+        square_taps(3, self.generator.downsample)  # ConfigError now for a bad padding name
         self.rec_loss = lc.get("rec_loss", "l2")
         if self.rec_loss not in ("l1", "l2"):
             raise ConfigError(f"loss.rec_loss must be 'l1' or 'l2', got {self.rec_loss!r}")

@@ -2,6 +2,12 @@
 
 Arguments (comma-separated, `llamagen.py:var`):
   f8          downsampling factor 8 (32x32 tokens at 256px) instead of 16 (16x16 tokens)
+  exact       LlamaGen's exact VQ-16 / VQ-8 layout (so `argen_jax.convert.llamagen_vq_torch`
+              can load its released vq_ds16_c2i.pt / vq_ds8_c2i.pt): stride-2 convs padded
+              bottom/right only, and an AttnBlock after every ResBlock of the lowest
+              resolution in the encoder and the decoder (72M parameters at VQ-16); with
+              `var`: VAR's released VQVAE vae_ch160v4096z32.pth (ch 160, 3x3 quant convs,
+              PyTorch bicubic upsampling, VAR's phi schedule; argen_jax.convert.var_vq_torch)
   var         VAR's multi-scale residual quantizer: 4,096 codes of 32 dims, scales
               1,2,3,4,5,6,8,10,13,16, 4 shared phi convs, no l2 normalisation
   tiny        shrinks everything to seconds on CPU (same code paths), for smoke tests
@@ -17,19 +23,24 @@ from experiments.common import parallel_config, parse_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = parse_args(arg, {"f8", "var", "tiny"})
+    args = parse_args(arg, {"f8", "var", "tiny", "exact"})
     tiny, var = "tiny" in args, "var" in args
     c = ml_collections.ConfigDict()
     c.seed = 0
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "vqgan"
-    c.model.ch = 8 if tiny else 128  # base channels
+    exact = "exact" in args
+    c.model.ch = 8 if tiny else (160 if var and exact else 128)  # base channels
     # factor 16: (1, 1, 2, 2, 4); factor 8: (1, 2, 2, 4)
     c.model.ch_mult = (1, 2, 2, 4) if "f8" in args else (1, 1, 2, 2, 4)
     c.model.num_res_blocks = 1 if tiny else 2
     c.model.z_channels = 8 if tiny else (32 if var else 256)
     c.model.mid_attention = True
+    # 'pad01': LlamaGen's stride-2 conv (pad bottom/right, VALID); 'same': centred taps
+    c.model.downsample = "pad01" if exact else "same"
+    c.model.attn_at_lowest = exact  # AttnBlock after each lowest-level ResBlock
+    c.model.quant_conv_kernel = 3 if var and exact else 1  # quant / post-quant conv kernel
     c.model.norm_groups = 8 if tiny else 32
     c.model.pad_to = 0  # 256x256 crops need no padding
     c.model.quantizer = "multiscale" if var else "single"
@@ -46,7 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.scales = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's token-map sizes (factor 16)
     c.model.num_phi = 4  # VAR shares 4 phi convs over the 10 scales
     c.model.phi_ratio = 0.5
-    c.model.upsample = "cubic"
+    # code upsampling: jax.image.resize 'cubic' (a=-0.5) or VAR's PyTorch bicubic (a=-0.75)
+    c.model.upsample = "torch_bicubic" if var and exact else "cubic"
+    c.model.phi_schedule = "var" if var and exact else "even"  # which phi refines scale s
     c.model.impl = "taps" if tiny else "conv"  # cuDNN convolutions on GPU
     c.model.dtype = "float32" if tiny else "bfloat16"
 
