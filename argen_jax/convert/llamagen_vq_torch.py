@@ -195,24 +195,31 @@ def convert_vq(state_dict: dict, model: VQModel) -> dict:
     return rd.finish(params, expected)
 
 
-def main(argv=None):
+def write_converted(config_arg: str, size: int, convert, ckpt: str, out: str) -> int:
+    """Builds `experiments/tokenizer/llamagen.py:<config_arg>` for size x size RGB images,
+    converts the PyTorch checkpoint `ckpt` with `convert(state_dict, generator)` and writes
+    {'params': {'generator': ...}} to `out` (.msgpack). Returns the parameter count."""
     from argen_jax.data.pipeline import DataSpec
     from argen_jax.models.vqgan import VQGANFamily
     from experiments.tokenizer import llamagen
 
+    config = llamagen.get_config(config_arg)
+    config.loss.perceptual_weight = 0.0  # inference only: no LPIPS weights needed
+    fam = VQGANFamily(config, DataSpec((size, size, 3), 256, 1000, "image"))
+    params = convert(load_torch_checkpoint(ckpt), fam.generator)
+    with open(out, "wb") as f:
+        f.write(serialization.to_bytes({"params": {"generator": params}}))
+    return sum(x.size for x in jax.tree.leaves(params))
+
+
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="LlamaGen vq_ds16_c2i.pt (or vq_ds8 with --f8)")
     p.add_argument("--f8", action="store_true", help="VQ-8 (ch_mult 1,2,2,4)")
     p.add_argument("--size", type=int, default=256, help="image side the family is built for")
     p.add_argument("--out", required=True, help="output .msgpack of {'params': ...}")
     a = p.parse_args(argv)
-    config = llamagen.get_config("exact,f8" if a.f8 else "exact")
-    config.loss.perceptual_weight = 0.0  # inference only: no LPIPS weights needed
-    fam = VQGANFamily(config, DataSpec((a.size, a.size, 3), 256, 1000, "image"))
-    params = convert_vq(load_torch_checkpoint(a.ckpt), fam.generator)
-    with open(a.out, "wb") as f:
-        f.write(serialization.to_bytes({"params": {"generator": params}}))
-    n = sum(x.size for x in jax.tree.leaves(params))
+    n = write_converted("exact,f8" if a.f8 else "exact", a.size, convert_vq, a.ckpt, a.out)
     print(f"wrote {a.out}: {n / 1e6:.1f}M parameters of LlamaGen VQ-{8 if a.f8 else 16}")
 
 

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import argparse
 
-import jax
-from flax import serialization
-
-from argen_jax.convert.llamagen_torch import load_torch_checkpoint, unwrap
-from argen_jax.convert.llamagen_vq_torch import StateDictReader, expected_params
+from argen_jax.convert.llamagen_torch import unwrap
+from argen_jax.convert.llamagen_vq_torch import (
+    StateDictReader,
+    expected_params,
+    write_converted,
+)
 from argen_jax.errors import CheckpointError
 from argen_jax.models.vqgan import VQModel
 
@@ -113,21 +114,11 @@ def convert_vqvae(state_dict: dict, model: VQModel) -> dict:
 
 
 def main(argv=None):
-    from argen_jax.data.pipeline import DataSpec
-    from argen_jax.models.vqgan import VQGANFamily
-    from experiments.tokenizer import llamagen
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="VAR vae_ch160v4096z32.pth")
     p.add_argument("--out", required=True, help="output .msgpack of {'params': ...}")
     a = p.parse_args(argv)
-    config = llamagen.get_config("var,exact")
-    config.loss.perceptual_weight = 0.0  # inference only: no LPIPS weights needed
-    fam = VQGANFamily(config, DataSpec((256, 256, 3), 256, 1000, "image"))
-    params = convert_vqvae(load_torch_checkpoint(a.ckpt), fam.generator)
-    with open(a.out, "wb") as f:
-        f.write(serialization.to_bytes({"params": {"generator": params}}))
-    n = sum(x.size for x in jax.tree.leaves(params))
+    n = write_converted("var,exact", 256, convert_vqvae, a.ckpt, a.out)
     print(f"wrote {a.out}: {n / 1e6:.1f}M parameters of VAR's VQVAE")
 
 
