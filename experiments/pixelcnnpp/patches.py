@@ -9,7 +9,7 @@ Arguments (comma-separated, `patches.py:cpu`):
 import ml_collections
 
 from experiments.common import parse_args
-from experiments.pixelcnnpp.base import base_config
+from experiments.pixelcnnpp.base import base_config, run_length
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -21,16 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.num_resnet = 1 if cpu else 4
         c.model.num_mixtures = 5 if cpu else 10
         c.model.dropout = 0.0 if cpu else 0.5
-        c.train.num_steps = 300 if cpu else 100_000
-        c.train.lr = 2e-3 if cpu else 1e-3
-        c.train.warmup_steps = 50 if cpu else 1000
-        c.train.sample_at_end = not cpu  # raster sampling costs ~H*W forward passes: run
-        # `--mode=sample` separately on CPU
-        c.train.ema_decay = 0.97 if cpu else 0.9995  # short runs: a short average
-        c.train.eval_every = 0 if cpu else 5000
-        c.train.save_every = 500 if cpu else 2000
-        c.train.log_every = 50 if cpu else 100
-        c.sample.num = c.sample.batch_size = 8 if cpu else 64
+        run_length(c, cpu, cpu_warmup=50)
 
     c.data = ml_collections.ConfigDict()
     c.data.kind = "photo_patches"  # registry: argen_jax.data.patches
