@@ -310,7 +310,7 @@ class Phi(nn.Module):
     """VAR's quantizer refinement: x * (1 - r) + conv3x3(x) * r."""
 
     ratio: float = 0.5
-    impl: str = "taps"
+    impl: str = "conv"
     param_dtype: Any = jnp.float32
 
     @nn.compact
@@ -347,7 +347,7 @@ class MultiScaleResidualQuantizer(nn.Module):
     num_phi: int = 4
     phi_ratio: float = 0.5
     upsample_method: str = "cubic"  # jax.image.resize method, or 'torch_bicubic' (VAR)
-    impl: str = "taps"
+    impl: str = "conv"
     param_dtype: Any = jnp.float32
     phi_schedule: str = "even"  # which phi refines scale s: 'even' | 'var' (see above)
 

@@ -128,7 +128,7 @@ class ShiftedConv2D(nn.Module):
     groups: int = 1  # colour groups for the channel mask (3 for RGB)
     strides: int = 1
     use_bias: bool = True
-    impl: str = "taps"  # 'taps' (concat + matmul) or 'conv' (lax.conv on a dense kernel)
+    impl: str = "conv"  # 'conv' (lax.conv on a dense kernel) or 'taps' (concat + one matmul)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
@@ -219,7 +219,7 @@ class ShiftedConvTranspose2D(nn.Module):
     phase_offsets: Sequence[Offsets]  # stride**2 tap sets; phase a*stride + b
     stride: int = 2
     use_bias: bool = True
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")

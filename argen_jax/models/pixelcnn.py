@@ -60,7 +60,7 @@ class _Base(nn.Module):
     kernel: int = 3
     out_hidden: int = 64
     num_classes: int = 0  # 0: unconditional
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
 
     def conv(self, features, offsets, mask=None, name=None):
@@ -148,7 +148,7 @@ class PixelCNNFamily(Family):
             levels=spec.levels, channels=spec.shape[-1], features=m.features,
             num_layers=m.num_layers, in_kernel=m.get("in_kernel", 7),
             kernel=m.get("kernel", 3), out_hidden=m.get("out_hidden", m.features),
-            num_classes=num_classes, impl=m.get("impl", "taps"),
+            num_classes=num_classes, impl=m.get("impl", "conv"),
             dtype=jnp.dtype(m.get("dtype", "float32")),
         )
         self.conditional = bool(num_classes)

@@ -56,7 +56,7 @@ class GatedResnet(nn.Module):
     taps: tuple
     dropout: float = 0.5
     num_classes: int = 0
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -94,7 +94,7 @@ class PixelCNNPP(nn.Module):
     num_mixtures: int = 10  # logistic components (the paper: 10)
     dropout: float = 0.5
     num_classes: int = 0  # 0: unconditional
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
 
     def _conv(self, feats, taps, name, **kw):
@@ -170,7 +170,7 @@ class PixelCNNPPFamily(Family):
             levels=spec.levels, channels=spec.shape[-1], features=m.features,
             num_resnet=m.num_resnet, num_resolutions=m.get("num_resolutions", 3),
             num_mixtures=m.num_mixtures, dropout=m.get("dropout", 0.5),
-            num_classes=num_classes, impl=m.get("impl", "taps"),
+            num_classes=num_classes, impl=m.get("impl", "conv"),
             dtype=jnp.dtype(m.get("dtype", "float32")),
         )
         self.conditional = bool(num_classes)

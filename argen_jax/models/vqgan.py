@@ -68,7 +68,7 @@ class Conv(nn.Module):
     features: int
     kernel: int = 3
     strides: int = 1
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     padding: str = "same"
@@ -84,7 +84,7 @@ class Conv(nn.Module):
 class ResBlock(nn.Module):
     features: int
     groups: int = 32
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -128,7 +128,7 @@ class Encoder(nn.Module):
     z_channels: int
     mid_attention: bool = True
     groups: int = 32
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
     downsample: str = "same"
     attn_at_lowest: bool = False
@@ -166,7 +166,7 @@ class Decoder(nn.Module):
     out_channels: int
     mid_attention: bool = True
     groups: int = 32
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
     attn_at_lowest: bool = False
 
@@ -206,7 +206,7 @@ class VQModel(nn.Module):
     groups: int = 32
     quantizer_kwargs: Any = None  # dict of VectorQuantizer / MultiScale... fields
     multiscale: bool = False
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
     downsample: str = "same"  # encoder's stride-2 conv padding: 'same' | 'pad01' (LlamaGen)
     attn_at_lowest: bool = False  # AttnBlocks after the lowest level's ResBlocks (LlamaGen)
@@ -270,7 +270,7 @@ class PatchDiscriminator(nn.Module):
     channels: int = 64
     num_layers: int = 3
     groups: int = 32
-    impl: str = "taps"
+    impl: str = "conv"
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -427,7 +427,7 @@ class VQGANFamily(Family):
         else:
             self.scales = None
         self.dtype = jnp.dtype(m.get("dtype", "float32"))
-        impl = m.get("impl", "taps")
+        impl = m.get("impl", "conv")
         self.generator = VQModel(
             channels=c, ch=m.ch, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
             z_channels=m.z_channels, mid_attention=m.get("mid_attention", True),

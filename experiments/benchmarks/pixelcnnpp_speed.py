@@ -8,6 +8,9 @@ threads after warm-up (JAX: compiled, `block_until_ready`); steps alternate betw
 that load from other processes hits both alike; medians are reported.
 
     python experiments/benchmarks/pixelcnnpp_speed.py [--setting=fmnist|patches|both]
+        [--impl=conv|taps]
+
+ARGEN_XLA_CPU_FLAGS=0 times XLA's default CPU flags instead of argen_jax/xla_env.py's.
 
 Prints one JSON line per setting.
 """
@@ -19,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+import argen_jax  # noqa: E402,F401  (sets the CPU XLA flags before JAX starts: xla_env.py)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -176,12 +180,13 @@ def torch_mixture_nll(out, x, channels, levels=256):
 
 
 # --------------------------------------------------------------------------- JAX model
-def jax_step(channels, features, num_resnet, num_mixtures, batch_size, h, w):
+def jax_step(channels, features, num_resnet, num_mixtures, batch_size, h, w, impl):
     from argen_jax.heads import logistic_mixture as lm
     from argen_jax.models.pixelcnnpp import PixelCNNPP
 
     model = PixelCNNPP(levels=256, channels=channels, features=features,
-                       num_resnet=num_resnet, num_mixtures=num_mixtures, dropout=0.0)
+                       num_resnet=num_resnet, num_mixtures=num_mixtures, dropout=0.0,
+                       impl=impl)
     x0 = jnp.zeros((batch_size, h, w, channels), jnp.int32)
     params = model.init(jax.random.PRNGKey(0), x0)["params"]
     params = jax.tree.map(lambda a: a.value if hasattr(a, "value") else a, params,
@@ -203,12 +208,12 @@ def jax_step(channels, features, num_resnet, num_mixtures, batch_size, h, w):
     return step, params, opt, n
 
 
-def run_setting(name, reps):
+def run_setting(name, reps, impl):
     import torch
 
     h, w, c, f, r, k, bs = SETTINGS[name]
     x = np.random.default_rng(0).integers(0, 256, (bs, h, w, c)).astype(np.int32)
-    step, params, opt, n_jax = jax_step(c, f, r, k, bs, h, w)
+    step, params, opt, n_jax = jax_step(c, f, r, k, bs, h, w, impl)
     xj = jnp.asarray(x)
 
     torch.manual_seed(0)
@@ -250,7 +255,8 @@ def run_setting(name, reps):
         tt.append(time.perf_counter() - t0)
     mj, mt = float(np.median(tj)), float(np.median(tt))
     return {"setting": name, "image": [h, w, c], "batch": bs, "features": f, "num_resnet": r,
-            "num_mixtures": k, "params": n_jax, "jax_step_ms": round(1000 * mj, 1),
+            "num_mixtures": k, "params": n_jax, "impl": impl,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_step_ms": round(1000 * mj, 1),
             "torch_step_ms": round(1000 * mt, 1), "torch_over_jax": round(mt / mj, 3),
             "jax_first_loss_per_dim": round(float(jl) / x.size, 4),
             "torch_first_loss_per_dim": round(float(tl) / x.size, 4),
@@ -263,13 +269,14 @@ def main():
     ap.add_argument("--setting", default="both", choices=["both", *SETTINGS])
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--impl", default="conv", choices=["conv", "taps"])
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     names = list(SETTINGS) if args.setting == "both" else [args.setting]
     for name in names:
-        print(json.dumps(run_setting(name, args.reps)), flush=True)
+        print(json.dumps(run_setting(name, args.reps, args.impl)), flush=True)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # code upsampling: jax.image.resize 'cubic' (a=-0.5) or VAR's PyTorch bicubic (a=-0.75)
     c.model.upsample = "torch_bicubic" if var and exact else "cubic"
     c.model.phi_schedule = "var" if var and exact else "even"  # which phi refines scale s
-    c.model.impl = "taps" if tiny else "conv"  # cuDNN convolutions on GPU
+    c.model.impl = "conv"  # lax.conv (cuDNN on GPU)
     c.model.dtype = "float32" if tiny else "bfloat16"
 
     c.loss = ml_collections.ConfigDict()
