@@ -23,3 +23,22 @@ def parse_args(arg: str | None, known: set[str]) -> set[str]:
     if args - known:
         raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
     return args
+
+
+def photo_patches_data(batch_size: int, eval_batch_size: int, train_limit: int = 0,
+                       test_limit: int = 0) -> ml_collections.ConfigDict:
+    """The `data` section for 32x32 RGB patches of scikit-image's photos
+    (argen_jax/data/patches.py): the fixed split by source photo, shared by every model."""
+    from argen_jax.data.patches import TEST_PHOTOS, TRAIN_PHOTOS
+
+    d = ml_collections.ConfigDict()
+    d.kind = "photo_patches"  # registry: argen_jax.data.patches
+    d.patch_size = 32  # patch side
+    d.train_stride = 16  # train patches overlap by half; test patches never overlap
+    d.train_photos = TRAIN_PHOTOS  # skimage.data photos
+    d.test_photos = TEST_PHOTOS  # held-out photos (472 non-overlapping test patches)
+    d.batch_size = batch_size  # global batch
+    d.eval_batch_size = eval_batch_size
+    d.train_limit = train_limit  # spread subset of N train patches (0 = all)
+    d.test_limit = test_limit  # spread subset of N test patches (0 = all)
+    return d

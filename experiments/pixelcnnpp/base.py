@@ -48,16 +48,17 @@ def base_config(tiny: bool) -> ml_collections.ConfigDict:
     return c
 
 
-def run_length(c: ml_collections.ConfigDict, cpu: bool, cpu_warmup: int) -> None:
-    """The train / sample schedule of a dataset file's non-tiny sizes: the ~300-step 2-core
-    CPU run (`cpu`) or the paper-length run."""
-    c.train.num_steps = 300 if cpu else 100_000
+def run_length(c: ml_collections.ConfigDict, cpu: bool, cpu_warmup: int,
+               cpu_steps: int) -> None:
+    """The train / sample schedule of a dataset file's non-tiny sizes: the 2-core CPU run
+    (`cpu`, `cpu_steps` steps: ~15-50 min on an idle 2-core machine) or the paper-length run."""
+    c.train.num_steps = cpu_steps if cpu else 100_000
     c.train.lr = 2e-3 if cpu else 1e-3
     c.train.warmup_steps = cpu_warmup if cpu else 1000
     c.train.sample_at_end = not cpu  # raster sampling costs ~H*W forward passes: run
     # `--mode=sample` separately on CPU
-    c.train.ema_decay = 0.97 if cpu else 0.9995  # short runs: a short average
-    c.train.eval_every = 0 if cpu else 5000
-    c.train.save_every = 500 if cpu else 2000
-    c.train.log_every = 50 if cpu else 100
+    c.train.ema_decay = 0.999 if cpu else 0.9995  # Polyak averaging over ~1k / ~2k steps
+    c.train.eval_every = 1000 if cpu else 5000
+    c.train.save_every = 1000 if cpu else 2000
+    c.train.log_every = 100
     c.sample.num = c.sample.batch_size = 8 if cpu else 64

@@ -5,17 +5,18 @@ Arguments (comma-separated, `small.py:multiscale,tiny`):
   gan         switch the PatchGAN hinge loss on at train.num_steps // 2
   ema         EMA codebook updates instead of the codebook loss
   mnist       real MNIST (idx folder ../shared/data/mnist) instead of Fashion-MNIST
+  patches     32x32 RGB patches of scikit-image's photos (held-out photos for eval)
   tiny        a seconds-long run on the offline MNIST subset, for tests and smoke runs
 
 28x28 images are padded to 32x32 (pixel value 0), downsampled by 4 to an 8x8 token map.
 """
 import ml_collections
 
-from experiments.common import parallel_config, parse_args
+from experiments.common import parallel_config, parse_args, photo_patches_data
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = parse_args(arg, {"tiny", "multiscale", "gan", "ema", "mnist"})
+    args = parse_args(arg, {"tiny", "multiscale", "gan", "ema", "mnist", "patches"})
     tiny, ms = "tiny" in args, "multiscale" in args
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling
@@ -67,6 +68,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.eval_batch_size = 64 if tiny else 250  # divisible by the test's 8 devices
     c.data.train_limit = 0  # first N train examples (0 = all)
     c.data.test_limit = 100 if tiny else 2000  # first N test examples (0 = all)
+    if "patches" in args:
+        if "mnist" in args:
+            raise ValueError("choose one dataset: 'mnist' or 'patches'")
+        c.model.pad_to = 0  # patches are already 32x32
+        c.data = photo_patches_data(  # the same split as PixelCNN++'s patches.py
+            batch_size=16 if tiny else 32, eval_batch_size=16 if tiny else 118,
+            train_limit=256 if tiny else 0, test_limit=16 if tiny else 0)
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 20 if tiny else 1500
