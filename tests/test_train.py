@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -147,3 +148,18 @@ def test_launcher_rejects_unknown_config_key(tmp_path):
     assert out.returncode != 0
     assert "num_stepz" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_run_config_round_trip_and_clear_errors(tmp_path):
+    from argen_jax.train.run_dir import load_config, save_config
+
+    c = ml_collections.ConfigDict({"model": {"name": "pixelcnn", "features": 8}, "seed": 3})
+    save_config(c, str(tmp_path / "run"))
+    assert load_config(str(tmp_path / "run")).to_dict() == c.to_dict()
+    with pytest.raises(ConfigError, match="config.json' not found: is .* a run directory"):
+        load_config(str(tmp_path / "missing"))
+    with pytest.raises(CheckpointError, match="a tokenizer workdir"):
+        load_config(str(tmp_path / "missing"), CheckpointError, "a tokenizer workdir")
+    (tmp_path / "run" / "config.json").write_text('{"model": {"name": ')  # truncated write
+    with pytest.raises(ConfigError, match="not a readable run config"):
+        load_config(str(tmp_path / "run"))

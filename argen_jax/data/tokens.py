@@ -15,7 +15,6 @@ through the tokenizer run's own data config: `test_images()`.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 
@@ -95,13 +94,10 @@ class TokenData:
 
     def tokenizer_config(self):
         """The tokenizer run's config (its config.json)."""
-        import ml_collections
+        from argen_jax.train.run_dir import load_config
 
-        path = os.path.join(self.tokenizer_workdir, "config.json")
-        if not self.tokenizer_workdir or not os.path.exists(path):
-            raise ConfigError(f"data.tokenizer must name the tokenizer's workdir (no {path!r})")
-        with open(path) as f:
-            return ml_collections.ConfigDict(json.load(f))
+        return load_config(self.tokenizer_workdir, ConfigError,
+                           "the tokenizer's workdir (data.tokenizer)")
 
     def test_images(self) -> np.ndarray:
         """uint8 [N, H, W, C]: the test images the test tokens were made from (same order,

@@ -23,7 +23,6 @@ workdir checkpoint) and the family's pure methods `encode`, `decode`, `decode_la
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -660,17 +659,12 @@ class Tokenizer:
     def from_workdir(cls, workdir: str, config=None, use_ema: bool = True) -> Tokenizer:
         """Restores the newest checkpoint of a tokenizer run (config from workdir/config.json
         unless given). Builds the run's data builder to know the image spec."""
-        import ml_collections
-
         from argen_jax.train.checkpoint import Checkpointer
         from argen_jax.train.experiment import Experiment
+        from argen_jax.train.run_dir import load_config
 
         if config is None:
-            path = os.path.join(workdir, "config.json")
-            if not os.path.exists(path):
-                raise CheckpointError(f"{path} not found: is {workdir!r} a tokenizer workdir?")
-            with open(path) as f:
-                config = ml_collections.ConfigDict(json.load(f))
+            config = load_config(workdir, CheckpointError, "a tokenizer workdir")
         exp = Experiment(config)
         if not isinstance(exp.family, VQGANFamily):
             raise CheckpointError(f"{workdir!r} holds a {config.model.name!r} run, not a tokenizer")

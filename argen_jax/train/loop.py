@@ -24,6 +24,7 @@ from argen_jax.evaluation.likelihood import summarize
 from argen_jax.train.checkpoint import Checkpointer
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.metrics import MetricWriter
+from argen_jax.train.run_dir import save_config
 
 
 class Preemption:
@@ -49,13 +50,6 @@ class Preemption:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
-
-
-def _save_config(config, workdir):
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
 
 
 def restore_or_init(exp: Experiment, ckpt: Checkpointer):
@@ -95,7 +89,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     exp = Experiment(config)
     tcfg = config.train
     num_steps = tcfg.num_steps
-    _save_config(config, workdir)
+    save_config(config, workdir)
     ckpt = Checkpointer(workdir, tcfg.get("max_to_keep", 3))
     writer = MetricWriter(workdir, tcfg.get("tensorboard", True))
     try:

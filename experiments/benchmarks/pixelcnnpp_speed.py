@@ -22,11 +22,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import argen_jax  # noqa: E402,F401  (sets the CPU XLA flags before JAX starts: xla_env.py)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+
+import argen_jax  # noqa: E402,F401  (sets the CPU XLA flags before JAX starts: xla_env.py)
 
 # (H, W, C, features, num_resnet, num_mixtures, batch): the :cpu configs' models
 SETTINGS = {

@@ -29,8 +29,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from argen_jax.data.pipeline import sequential_batches  # noqa: E402
+from argen_jax.errors import CheckpointError  # noqa: E402
 from argen_jax.layers import quantizer as qlib  # noqa: E402
 from argen_jax.models.vqgan import Tokenizer  # noqa: E402
+from argen_jax.train.run_dir import load_config  # noqa: E402
 
 
 def _usage(tokens: np.ndarray, k: int) -> tuple[float, float]:
@@ -64,10 +66,7 @@ def split_stats(tok: Tokenizer, tokens: np.ndarray) -> dict:
 def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int = 500,
              png: str | None = None, data_path: str | None = None, full: bool = True) -> dict:
     """full: tokenize whole splits even if the run limited them (data.*_limit)."""
-    import ml_collections
-
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = load_config(workdir, CheckpointError, "a tokenizer workdir")
     if data_path:
         config.data.path = data_path
     if full:

@@ -19,12 +19,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from argen_jax.evaluation.images import save_image_grid  # noqa: E402
 from argen_jax.sampling.loop import sample_keys  # noqa: E402
 from argen_jax.train.loop import _restored  # noqa: E402
+from argen_jax.train.run_dir import load_config  # noqa: E402
 
 
 def masks(p: int) -> dict[str, np.ndarray]:
@@ -50,8 +50,7 @@ def main():
     ap.add_argument("--out", default="/work/notes/figs/var_inpaint.png")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    with open(os.path.join(args.workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = load_config(args.workdir, what="a VAR run directory")
     exp, state = _restored(config, args.workdir)
     fam, params = exp.family, exp.eval_params(state)
     data = exp.data

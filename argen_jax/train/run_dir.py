@@ -1,0 +1,35 @@
+"""A run directory's config: `train()` writes workdir/config.json, every tool that reopens a
+run (tokenizer loading, token datasets, tokenize_dataset.py, VAR in-painting) reads it here."""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+
+from argen_jax.errors import ConfigError
+
+CONFIG_FILE = "config.json"
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes workdir/config.json (process 0 only)."""
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+
+def load_config(workdir: str, error: type[Exception] = ConfigError,
+                what: str = "a run directory") -> ml_collections.ConfigDict:
+    """The config a run was trained with. A missing or unreadable file raises `error` naming
+    the path and asking whether `workdir` is `what`."""
+    path = os.path.join(workdir or "", CONFIG_FILE)
+    if not workdir or not os.path.isfile(path):
+        raise error(f"{path!r} not found: is {workdir!r} {what}?")
+    try:
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        raise error(f"{path!r} is not a readable run config ({e})") from e
