@@ -30,6 +30,7 @@ class DataSpec:
     kind: str = "image"  # 'image', 'audio', 'tokens', ...
     grid: tuple[int, int] | None = None  # tokens: the (finest) h x w token map
     scales: tuple[int, ...] | None = None  # tokens: VAR's side lengths p_s, coarse to fine
+    tokenizer: str = ""  # tokens: the tokenizer run's workdir ('' = unknown)
 
 
 class RandomAccessBatcher:

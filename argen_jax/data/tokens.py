@@ -77,10 +77,11 @@ class TokenData:
         self.test_labels = d["test_labels"][: test_limit or None].astype(np.int32)
         self.test_limit = test_limit
         ncls = int(max(self.train_labels.max(initial=-1), self.test_labels.max(initial=-1)) + 1)
-        self.spec = DataSpec((self.train_tokens.shape[1],), int(d["codebook_size"]), ncls,
-                             "tokens", grid=self.grid, scales=self.scales)
         stored = str(d["tokenizer_workdir"]) if "tokenizer_workdir" in d else ""
         self.tokenizer_workdir = os.path.expanduser(tokenizer_workdir or stored)
+        self.spec = DataSpec((self.train_tokens.shape[1],), int(d["codebook_size"]), ncls,
+                             "tokens", grid=self.grid, scales=self.scales,
+                             tokenizer=self.tokenizer_workdir)
         self.eval_batch_size = eval_batch_size
         self.train_batch = RandomAccessBatcher(
             len(self.train_tokens), batch_size, seed,

@@ -26,18 +26,6 @@ from argen_jax.layers import quantizer as qlib
 from argen_jax.models.base import Family, drop_labels
 
 
-def tokenizer_workdir(data_cfg) -> str:
-    """config.data.tokenizer, else the workdir stored in the token file."""
-    if data_cfg.get("tokenizer", ""):
-        return os.path.expanduser(data_cfg.tokenizer)
-    path = os.path.expanduser(data_cfg.get("path", ""))
-    if path and os.path.exists(path):
-        with np.load(path) as f:
-            if "tokenizer_workdir" in f.files:
-                return str(f["tokenizer_workdir"])
-    return ""
-
-
 class TokenImageFamily(Family):
     def __init__(self, config, spec):
         super().__init__(config, spec)
@@ -82,7 +70,7 @@ class TokenImageFamily(Family):
         if self._tokenizer is None:
             from argen_jax.models.vqgan import Tokenizer
 
-            workdir = tokenizer_workdir(self.config.data)
+            workdir = self.spec.tokenizer  # data.tokenizer, else the token file's
             if not workdir:
                 raise ConfigError("decoding samples needs the tokenizer: set data.tokenizer "
                                   "to the tokenizer's workdir")

@@ -52,7 +52,7 @@ from argen_jax.layers import quantizer as qlib
 from argen_jax.layers.adaln import ACT, AdaLNBlock, AdaLNHead, var_init_std
 from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes
-from argen_jax.models.token_family import TokenImageFamily, tokenizer_workdir
+from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
 from argen_jax.sampling.processors import SamplingSettings, categorical_draw, cfg_combine
@@ -232,7 +232,7 @@ class VARFamily(TokenImageFamily):
         self.seq_len = sum(self.sizes)
         self.sampling = SamplingSettings.from_config(config, cfg_schedule="linear")
         self._model = None
-        if tokenizer_workdir(config.data):  # load now: `init` runs under jit, where the
+        if spec.tokenizer:  # load now: `init` runs under jit, where the
             self._check_tokenizer()  # checkpoint cannot be restored
     # ---------------------------------------------------------------- pieces
     @property
