@@ -12,6 +12,11 @@ not depend on t, the shape is static) and its total is extrapolated as L x per-s
 filled prefix (`layers.attention.prefix_attention`). Prints one JSON line.
 
     python experiments/benchmarks/kv_cache_speed.py [--lengths 256,1024,4096] [--width 256]
+        [--kv_heads 2]
+
+Per generated token the cached sampler reads every weight once and the K/V of the t tokens
+before it, so its cost is a + b*t: it is flat in length only while the weights term dominates
+(wide models, few K/V heads). `--kv_heads` shrinks b by heads/kv_heads.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from experiments.benchmarks.timing import best_time  # noqa: E402
 def bench(length, args):
     model = Decoder(vocab_size=args.vocab, num_classes=1, max_len=length, width=args.width,
                     depth=args.depth, num_heads=args.heads, mlp_dim=args.mlp, rope="1d",
+                    num_kv_heads=args.kv_heads or None,
                     decode_chunk=args.chunk)
     dense = model.clone(decode_chunk=0)  # attends over all max_len cache slots every step
     b = args.batch
@@ -96,6 +102,8 @@ def main():
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--mlp", type=int, default=768)
+    p.add_argument("--kv_heads", type=int, default=0,
+                   help="grouped-query attention: K/V heads (0 = heads, plain multi-head)")
     p.add_argument("--repeats", type=int, default=3, help="best of N timed cached runs")
     p.add_argument("--chunk", type=int, default=256,
                    help="Decoder.decode_chunk: cached decoding reads filled slots in chunks")
@@ -111,7 +119,8 @@ def main():
             r["cached_all_slots_ms_per_token"] / rows[0]["cached_all_slots_ms_per_token"], 2)
     print(json.dumps({"benchmark": "kv_cache_speed", "device": jax.devices()[0].platform,
                       "model": {"width": args.width, "depth": args.depth, "heads": args.heads,
-                                "mlp": args.mlp, "vocab": args.vocab, "batch": args.batch},
+                                "kv_heads": args.kv_heads or args.heads, "mlp": args.mlp,
+                                "vocab": args.vocab, "batch": args.batch},
                       "results": rows}))
 
 
