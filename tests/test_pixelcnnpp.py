@@ -141,3 +141,24 @@ def test_tiny_training_run_learns_and_samples(tmp_path):
     grid = np.asarray(Image.open(os.path.join(tmp_path, "samples", "step_0000040.png")))
     assert grid.shape == (3 * 9 + 1, 3 * 9 + 1, 3)  # 8 samples of 8x8 in a 3x3 grid
     assert grid.std() > 1.0  # not a blank canvas
+
+
+def test_cifar10_config_reads_tfds_data_source():
+    """The TFDS path real users take (`cifar10.py`), on TFDS's mock data (no download, no
+    TensorFlow): the config's data builder gives 32x32x3 8-bit batches with CIFAR's 10
+    classes, and the model family accepts the spec."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from argen_jax import registry
+    from experiments.pixelcnnpp import cifar10
+
+    c = cifar10.get_config("tiny")
+    with tfds.testing.mock_data(num_examples=16):
+        data = registry.build_data(c)
+        batch = data.train_batch(0)
+        evals = list(data.eval_batches())
+    assert data.spec.shape == (32, 32, 3) and data.spec.levels == 256
+    assert data.spec.num_classes == 10
+    assert batch["image"].shape == (c.data.batch_size, 32, 32, 3)
+    assert batch["image"].dtype == np.uint8 and batch["image"].max() > 0
+    assert sum(int(np.asarray(b["mask"]).sum()) for b in evals) == c.data.test_limit
+    registry.build_family(c, data.spec)  # the family takes this spec
