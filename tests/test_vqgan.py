@@ -154,8 +154,13 @@ def test_tiny_training_run_restore_and_tokenize(tmp_path):
     assert np.isfinite(ev["eval/psnr"]) and 0 < ev["eval/ssim"] <= 1
     assert 0 < ev["eval/batch_usage_scale0"] <= ev["eval/batch_usage_scale3"]
     out = str(tmp_path / "tokens.npz")
+    png = str(tmp_path / "recon.png")
     stats = tokenize_dataset.tokenize(workdir, out, splits=("test",), batch_size=50,
-                                      full=False)
+                                      png=png, full=False)
+    from PIL import Image
+
+    side = np.asarray(Image.open(png))
+    assert side.ndim >= 2 and side.shape[0] > 2 * 28 and side.std() > 1.0  # not blank
     with np.load(out) as f:
         assert f["test_tokens"].shape == (100, 1 + 4 + 16 + 64)
         assert f["test_labels"].shape == (100,)

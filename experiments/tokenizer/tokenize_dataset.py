@@ -90,7 +90,8 @@ def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int =
              step=np.int32(tok.step), tokenizer_workdir=np.asarray(os.path.abspath(workdir)),
              stats_json=np.asarray(json.dumps(stats)), **arrays)
     if png:
-        write_reconstruction_png(tok, sets["test"].images[:16], png)
+        test = sets["test"].images  # 16 spread over the split (patches come photo by photo)
+        write_reconstruction_png(tok, test[np.linspace(0, len(test) - 1, 16).astype(int)], png)
     return stats
 
 
