@@ -18,3 +18,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be read or does not match the model."""
+
+
+class DivergenceError(UserError):
+    """Training produced a non-finite loss; no checkpoint was written from that state."""

@@ -163,3 +163,20 @@ def test_run_config_round_trip_and_clear_errors(tmp_path):
     (tmp_path / "run" / "config.json").write_text('{"model": {"name": ')  # truncated write
     with pytest.raises(ConfigError, match="not a readable run config"):
         load_config(str(tmp_path / "run"))
+
+
+def test_divergence_stops_before_saving_nan_over_good_checkpoints(tmp_path):
+    """A run that turns NaN raises DivergenceError naming the step and the newest good
+    checkpoint; no checkpoint is written from the NaN state."""
+    from argen_jax.errors import DivergenceError
+    from argen_jax.train.checkpoint import Checkpointer
+
+    wd = str(tmp_path)
+    train(tiny_config(), wd)  # good checkpoints at steps 4 and 8
+    bad = tiny_config(**{"train.num_steps": 16, "train.lr": 1e30})  # same optimizer chain
+    with pytest.raises(DivergenceError, match=r"diverged: loss is nan.*newest checkpoint is "
+                                              r"step 8\. Lower train.lr"):
+        train(bad, wd)
+    ckpt = Checkpointer(wd)
+    assert ckpt.latest_step() == 8
+    ckpt.close()

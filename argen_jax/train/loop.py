@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from argen_jax.errors import CheckpointError
+from argen_jax.errors import CheckpointError, DivergenceError
 from argen_jax.evaluation.likelihood import summarize
 from argen_jax.train.checkpoint import Checkpointer
 from argen_jax.train.experiment import Experiment
@@ -50,6 +50,19 @@ class Preemption:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+def _check_finite(loss, step: int, ckpt: Checkpointer, tcfg) -> None:
+    """Stops a diverged run before it logs on or checkpoints NaN parameters over good ones."""
+    loss = float(jax.device_get(loss))
+    if np.isfinite(loss):
+        return
+    saved = ckpt.latest_step()
+    raise DivergenceError(
+        f"training diverged: loss is {loss} at step {step} (lr {tcfg.get('lr')}, grad_clip "
+        f"{tcfg.get('grad_clip', 0.0)}). Nothing was saved from it; the newest checkpoint is "
+        + (f"step {saved}" if saved is not None else "none")
+        + ". Lower train.lr or set train.grad_clip, then run again.")
 
 
 def restore_or_init(exp: Experiment, ckpt: Checkpointer):
@@ -119,6 +132,15 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
             bar.update(1)
             final = step == num_steps
             stop = preempt.requested or (stop_after_steps and step - start >= stop_after_steps)
+            checkpoint_now = every(tcfg.get("save_every", 500), step) or final or stop
+            if every(tcfg.get("log_every", 50), step) or final or checkpoint_now:
+                try:
+                    _check_finite(metrics["loss"], step, ckpt, tcfg)
+                except DivergenceError:
+                    bar.close()
+                    ckpt.close()
+                    writer.close()
+                    raise
             if every(tcfg.get("log_every", 50), step) or final:
                 m = {f"train/{k}": v for k, v in summarize(jax.device_get(metrics)).items()}
                 writer.write(step, m)
@@ -133,7 +155,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
             if every(tcfg.get("sample_every", 0), step) or (final and tcfg.get("sample_at_end",
                                                                                True)):
                 write_samples(exp, exp.eval_params(state), workdir, step)
-            if every(tcfg.get("save_every", 500), step) or final or stop:
+            if checkpoint_now:
                 ckpt.save(step, state, {"step": step, "data_position": step})
             if stop:
                 logging.info("Stopping at step %d (%s); run again to resume.", step,
