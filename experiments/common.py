@@ -42,3 +42,20 @@ def photo_patches_data(batch_size: int, eval_batch_size: int, train_limit: int =
     d.train_limit = train_limit  # spread subset of N train patches (0 = all)
     d.test_limit = test_limit  # spread subset of N test patches (0 = all)
     return d
+
+
+def sample_eval_config(num_samples: int, sample_batch_size: int, feature_batch_size: int = 200,
+                       feature_net: str = "") -> ml_collections.ConfigDict:
+    """The `eval` section: sample quality in --mode=eval (argen_jax/evaluation/sample_eval.py)."""
+    e = ml_collections.ConfigDict()
+    e.sample_metrics = False  # also sample (and decode) and score: FD, precision, recall
+    e.features = "smallnet"  # smallnet (28x28 feature_net.py; not FID) | inception
+    e.feature_net = feature_net  # .npz from experiments/evaluation/train_feature_net.py
+    e.inception_weights = ""  # .npz from experiments/evaluation/convert_pt_inception.py
+    e.num_samples = num_samples  # sample k is seeded by fold_in(sample_seed, k)
+    e.sample_seed = 0
+    e.sample_batch_size = sample_batch_size  # speed only: samples do not depend on it
+    e.feature_batch_size = feature_batch_size  # images per feature-extraction batch
+    e.pr_k = 3  # k of the k-NN manifolds of precision / recall
+    e.cache_dir = ""  # test-set features cache ('' = WORKDIR/eval_cache)
+    return e

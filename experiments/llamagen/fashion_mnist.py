@@ -17,7 +17,7 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 import ml_collections
 
 from argen_jax.models.llamagen import SIZES
-from experiments.common import parallel_config, parse_args
+from experiments.common import parallel_config, parse_args, sample_eval_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -93,17 +93,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.cfg_schedule = "constant"  # constant | linear | cosine ramp from 1 to cfg_scale
     c.sample.cfg_interval = -1  # LlamaGen's: guide tokens t <= N + 1 only (-1: all)
 
-    c.eval = ml_collections.ConfigDict()  # sample quality in --mode=eval (sample_eval.py)
-    c.eval.sample_metrics = False  # also sample, decode and score (FD, precision, recall)
-    c.eval.features = "smallnet"  # smallnet (28x28 feature_net.py; not FID) | inception
-    c.eval.feature_net = "/tmp/featnet/fashion_mnist.npz"  # train_feature_net.py output
-    c.eval.inception_weights = ""  # .npz from experiments/evaluation/convert_pt_inception.py
-    c.eval.num_samples = 20 if tiny else 2000  # sample k is seeded by fold_in(seed, k)
-    c.eval.sample_seed = 0
-    c.eval.sample_batch_size = 20 if tiny else 250  # speed only: samples do not depend on it
-    c.eval.feature_batch_size = 200  # images per feature-extraction batch
-    c.eval.pr_k = 3  # k of the k-NN manifolds of precision / recall
-    c.eval.cache_dir = ""  # test-set features cache ('' = WORKDIR/eval_cache)
+    c.eval = sample_eval_config(num_samples=20 if tiny else 2000,
+                                sample_batch_size=20 if tiny else 250,
+                                feature_net="/tmp/featnet/fashion_mnist.npz")
 
     rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],
              ["mlp", "model"]]

@@ -9,7 +9,7 @@ Arguments (comma-separated, `mnist.py:tiny,8bit`):
 """
 import ml_collections
 
-from experiments.common import parallel_config, parse_args
+from experiments.common import parallel_config, parse_args, sample_eval_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -65,17 +65,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.batch_size = 16 if tiny else 64
     c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
 
-    c.eval = ml_collections.ConfigDict()  # sample quality in --mode=eval (sample_eval.py)
-    c.eval.sample_metrics = False  # also sample and score the samples (FD, precision, recall)
-    c.eval.features = "smallnet"  # smallnet (28x28 feature_net.py; not FID) | inception
-    c.eval.feature_net = ""  # .npz from experiments/evaluation/train_feature_net.py
-    c.eval.inception_weights = ""  # .npz from experiments/evaluation/convert_pt_inception.py
-    c.eval.num_samples = 16 if tiny else 1000  # sample k is seeded by fold_in(seed, k)
-    c.eval.sample_seed = 0
-    c.eval.sample_batch_size = 8 if tiny else 100  # speed only: samples do not depend on it
-    c.eval.feature_batch_size = 200  # images per feature-extraction batch
-    c.eval.pr_k = 3  # k of the k-NN manifolds of precision / recall
-    c.eval.cache_dir = ""  # test-set features cache ('' = WORKDIR/eval_cache)
+    c.eval = sample_eval_config(num_samples=16 if tiny else 1000,
+                                sample_batch_size=8 if tiny else 100)
 
     c.mesh, c.sharding = parallel_config()
     return c

@@ -15,7 +15,7 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from experiments.common import parallel_config, parse_args
+from experiments.common import parallel_config, parse_args, sample_eval_config
 
 DEPTHS = {"d16": 16, "d20": 20, "d24": 24, "d30": 30}
 
@@ -80,17 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.cfg_scale = 3.0  # guidance at the last scale (VAR's cfg=2 -> 3.0); 1.0 = off
     c.sample.cfg_schedule = "linear"  # VAR: ramps 1 -> cfg_scale over the scales
 
-    c.eval = ml_collections.ConfigDict()
-    c.eval.sample_metrics = False  # --mode=eval: also sample and score (FD, precision, recall)
-    c.eval.features = "smallnet"  # smallnet (28x28 feature_net.py; not FID) | inception
-    c.eval.feature_net = "/tmp/featnet/fashion_mnist.npz"  # experiments/evaluation/...
-    c.eval.inception_weights = ""  # .npz from experiments/evaluation/convert_pt_inception.py
-    c.eval.num_samples = 40 if tiny else 2000 if cpu else 10000  # sample k: fold_in(seed, k)
-    c.eval.sample_seed = 0
-    c.eval.sample_batch_size = 40 if tiny else 250  # speed only: samples do not depend on it
-    c.eval.feature_batch_size = 500  # images per feature-extraction batch
-    c.eval.pr_k = 3  # k of the k-NN manifolds of precision / recall
-    c.eval.cache_dir = ""  # test-set features cache ('' = WORKDIR/eval_cache)
+    c.eval = sample_eval_config(num_samples=40 if tiny else 2000 if cpu else 10000,
+                                sample_batch_size=40 if tiny else 250, feature_batch_size=500,
+                                feature_net="/tmp/featnet/fashion_mnist.npz")
 
     # vocab stays replicated by default; heads / MLP split over the model axis when model > 1
     rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],
