@@ -78,10 +78,9 @@ class TokenData:
         self.test_limit = test_limit
         ncls = int(max(self.train_labels.max(initial=-1), self.test_labels.max(initial=-1)) + 1)
         stored = str(d["tokenizer_workdir"]) if "tokenizer_workdir" in d else ""
-        self.tokenizer_workdir = os.path.expanduser(tokenizer_workdir or stored)
         self.spec = DataSpec((self.train_tokens.shape[1],), int(d["codebook_size"]), ncls,
                              "tokens", grid=self.grid, scales=self.scales,
-                             tokenizer=self.tokenizer_workdir)
+                             tokenizer=os.path.expanduser(tokenizer_workdir or stored))
         self.eval_batch_size = eval_batch_size
         self.train_batch = RandomAccessBatcher(
             len(self.train_tokens), batch_size, seed,
@@ -97,7 +96,7 @@ class TokenData:
         """The tokenizer run's config (its config.json)."""
         from argen_jax.train.run_dir import load_config
 
-        return load_config(self.tokenizer_workdir, ConfigError,
+        return load_config(self.spec.tokenizer, ConfigError,
                            "the tokenizer's workdir (data.tokenizer)")
 
     def test_images(self) -> np.ndarray:
