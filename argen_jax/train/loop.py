@@ -105,65 +105,59 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     save_config(config, workdir)
     ckpt = Checkpointer(workdir, tcfg.get("max_to_keep", 3))
     writer = MetricWriter(workdir, tcfg.get("tensorboard", True))
-    try:
+    bar = None
+    try:  # whatever ends the run (done, an error, divergence), leave nothing running
         state, _ = restore_or_init(exp, ckpt)
-    except CheckpointError:
-        ckpt.close()  # leave nothing running; the error names the checkpoint
-        writer.close()
-        raise
-    start = int(jax.device_get(state.step))
-    writer.truncate_after(start)
-    logging.info("Model %s: %.3fM parameters; mesh %s; steps %d -> %d", config.model.name,
-                 exp.num_params() / 1e6, dict(exp.mesh.shape), start, num_steps)
-    every = lambda n, s: bool(n) and s % n == 0  # noqa: E731
-    last: dict = {}
-    bar = tqdm(total=num_steps, initial=start, desc="train", unit="step",
-               disable=jax.process_index() != 0 or tcfg.get("quiet", False), mininterval=2.0)
-    with Preemption() as preempt:
-        step = start
-        in_flight = None
-        while step < num_steps:
-            batch = exp.device_batch(exp.data.train_batch(step))
-            if in_flight is not None:  # bound async dispatch to ~2 steps, so a SIGTERM
-                in_flight.block_until_ready()  # save never waits on a long queue
-            state, metrics = exp.train_step(state, batch)
-            in_flight = metrics["loss"]
-            step += 1
-            bar.update(1)
-            final = step == num_steps
-            stop = preempt.requested or (stop_after_steps and step - start >= stop_after_steps)
-            checkpoint_now = every(tcfg.get("save_every", 500), step) or final or stop
-            if every(tcfg.get("log_every", 50), step) or final or checkpoint_now:
-                try:
+        start = int(jax.device_get(state.step))
+        writer.truncate_after(start)
+        logging.info("Model %s: %.3fM parameters; mesh %s; steps %d -> %d", config.model.name,
+                     exp.num_params() / 1e6, dict(exp.mesh.shape), start, num_steps)
+        every = lambda n, s: bool(n) and s % n == 0  # noqa: E731
+        last: dict = {}
+        bar = tqdm(total=num_steps, initial=start, desc="train", unit="step",
+                   disable=jax.process_index() != 0 or tcfg.get("quiet", False), mininterval=2.0)
+        with Preemption() as preempt:
+            step = start
+            in_flight = None
+            while step < num_steps:
+                batch = exp.device_batch(exp.data.train_batch(step))
+                if in_flight is not None:  # bound async dispatch to ~2 steps, so a SIGTERM
+                    in_flight.block_until_ready()  # save never waits on a long queue
+                state, metrics = exp.train_step(state, batch)
+                in_flight = metrics["loss"]
+                step += 1
+                bar.update(1)
+                final = step == num_steps
+                stop = preempt.requested or (stop_after_steps and step - start >= stop_after_steps)
+                log_now = every(tcfg.get("log_every", 50), step) or final
+                checkpoint_now = every(tcfg.get("save_every", 500), step) or final or stop
+                if log_now or checkpoint_now:
                     _check_finite(metrics["loss"], step, ckpt, tcfg)
-                except DivergenceError:
-                    bar.close()
-                    ckpt.close()
-                    writer.close()
-                    raise
-            if every(tcfg.get("log_every", 50), step) or final:
-                m = {f"train/{k}": v for k, v in summarize(jax.device_get(metrics)).items()}
-                writer.write(step, m)
-                last.update(m)
-                bar.set_postfix(loss=f"{m['train/loss']:.4f}")
-            if every(tcfg.get("eval_every", 0), step) or final:
-                m = evaluate(exp, exp.eval_params(state))
-                writer.write(step, m)
-                last.update(m)
-                logging.info("step %d: %s", step, json.dumps(
-                    {k: round(float(v), 5) for k, v in m.items()}))
-            if every(tcfg.get("sample_every", 0), step) or (final and tcfg.get("sample_at_end",
-                                                                               True)):
-                write_samples(exp, exp.eval_params(state), workdir, step)
-            if checkpoint_now:
-                ckpt.save(step, state, {"step": step, "data_position": step})
-            if stop:
-                logging.info("Stopping at step %d (%s); run again to resume.", step,
-                             "SIGTERM" if preempt.requested else "stop_after_steps")
-                break
-    bar.close()
-    ckpt.close()
-    writer.close()
+                if log_now:
+                    m = {f"train/{k}": v for k, v in summarize(jax.device_get(metrics)).items()}
+                    writer.write(step, m)
+                    last.update(m)
+                    bar.set_postfix(loss=f"{m['train/loss']:.4f}")
+                if every(tcfg.get("eval_every", 0), step) or final:
+                    m = evaluate(exp, exp.eval_params(state))
+                    writer.write(step, m)
+                    last.update(m)
+                    logging.info("step %d: %s", step, json.dumps(
+                        {k: round(float(v), 5) for k, v in m.items()}))
+                if every(tcfg.get("sample_every", 0), step) or (final and tcfg.get("sample_at_end",
+                                                                                   True)):
+                    write_samples(exp, exp.eval_params(state), workdir, step)
+                if checkpoint_now:
+                    ckpt.save(step, state, {"step": step, "data_position": step})
+                if stop:
+                    logging.info("Stopping at step %d (%s); run again to resume.", step,
+                                 "SIGTERM" if preempt.requested else "stop_after_steps")
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+        ckpt.close()  # waits for a checkpoint still being written
+        writer.close()
     return last
 
 
