@@ -56,6 +56,7 @@ def test_train_eval_sample(tmp_path):
     assert os.path.isdir(os.path.join(wd, "checkpoints", "8"))
     rows = read_metrics(wd)
     assert {"train/loss", "train/bpd", "eval/nll", "eval/bpd"} <= set().union(*rows)
+    assert all(r["train/steps_per_sec"] > 0 for r in rows if "train/loss" in r)
     again = run(tiny_config(), wd, "eval")  # restores the checkpoint, same numbers
     assert again["eval/bpd"] == pytest.approx(last["eval/bpd"], rel=1e-6)
     paths = run(tiny_config(), wd, "sample")

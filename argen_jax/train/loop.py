@@ -119,6 +119,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
         with Preemption() as preempt:
             step = start
             in_flight = None
+            clock = (time.perf_counter(), start)  # throughput since the last log row
             while step < num_steps:
                 batch = exp.device_batch(exp.data.train_batch(step))
                 if in_flight is not None:  # bound async dispatch to ~2 steps, so a SIGTERM
@@ -135,6 +136,11 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                     _check_finite(metrics["loss"], step, ckpt, tcfg)
                 if log_now:
                     m = {f"train/{k}": v for k, v in summarize(jax.device_get(metrics)).items()}
+                    # wall-clock throughput since the previous log row (that interval also
+                    # holds any compilation, evaluation and checkpointing)
+                    now = time.perf_counter()  # device_get above waited for this step
+                    m["train/steps_per_sec"] = (step - clock[1]) / max(now - clock[0], 1e-9)
+                    clock = (now, step)
                     writer.write(step, m)
                     last.update(m)
                     bar.set_postfix(loss=f"{m['train/loss']:.4f}")

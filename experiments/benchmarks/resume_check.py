@@ -31,6 +31,7 @@ def final_metrics(workdir):
     for r in rows:
         if r["step"] == last_step:
             out.update(r)
+    out.pop("train/steps_per_sec", None)  # wall-clock throughput: differs between runs
     return out
 
 
