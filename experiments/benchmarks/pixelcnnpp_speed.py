@@ -7,8 +7,11 @@ loss, Adam, fp32, the same batch; parameter counts are checked equal. Both run o
 threads after warm-up (JAX: compiled, `block_until_ready`); steps alternate between the two so
 that load from other processes hits both alike; medians are reported.
 
-    python experiments/benchmarks/pixelcnnpp_speed.py [--setting=fmnist|patches|both]
-        [--impl=conv|taps]
+    python experiments/benchmarks/pixelcnnpp_speed.py [--setting=fmnist|patches|both|cifar]
+        [--impl=conv|taps] [--torch_device=cuda]
+
+On a GPU machine JAX runs on the GPU; `--torch_device=cuda` puts PyTorch there too (cuDNN
+autotuning on; each side's default float32 precision). `--setting=cifar` is the paper's model.
 
 ARGEN_XLA_CPU_FLAGS=0 times XLA's default CPU flags instead of argen_jax/xla_env.py's.
 
@@ -33,6 +36,8 @@ import argen_jax  # noqa: E402,F401  (sets the CPU XLA flags before JAX starts: 
 SETTINGS = {
     "fmnist": (28, 28, 1, 32, 1, 5, 16),
     "patches": (32, 32, 3, 32, 1, 5, 16),
+    # the paper's CIFAR-10 model (160 filters, 5 blocks per resolution), its per-GPU batch
+    "cifar": (32, 32, 3, 160, 5, 10, 16),
 }
 
 
@@ -209,7 +214,7 @@ def jax_step(channels, features, num_resnet, num_mixtures, batch_size, h, w, imp
     return step, params, opt, n
 
 
-def run_setting(name, reps, impl):
+def run_setting(name, reps, impl, torch_device="cpu"):
     import torch
 
     h, w, c, f, r, k, bs = SETTINGS[name]
@@ -218,19 +223,19 @@ def run_setting(name, reps, impl):
     xj = jnp.asarray(x)
 
     torch.manual_seed(0)
-    net = torch_model(c, f, r, k)
+    net = torch_model(c, f, r, k).to(torch_device)
     n_torch = sum(p.numel() for p in net.parameters())
     if n_torch != n_jax:
         raise SystemExit(f"{name}: parameter counts differ: jax {n_jax} torch {n_torch}")
     topt = torch.optim.Adam(net.parameters(), 1e-3)
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
+    xt = (torch.from_numpy(x).permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0).to(torch_device)
 
     def torch_step():
         topt.zero_grad(set_to_none=True)
         loss = torch_mixture_nll(net(xt), xt, c)
         loss.backward()
         topt.step()
-        return loss
+        return loss.item()  # waits for the step (as block_until_ready does for JAX)
 
     state = [params, opt]
 
@@ -262,6 +267,7 @@ def run_setting(name, reps, impl):
             "jax_first_loss_per_dim": round(float(jl) / x.size, 4),
             "torch_first_loss_per_dim": round(float(tl) / x.size, 4),
             "jax_compile_s": round(compile_s, 1), "reps": reps,
+            "jax_device": str(jax.devices()[0]), "torch_device": torch_device,
             "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
 
 
@@ -271,13 +277,15 @@ def main():
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--impl", default="conv", choices=["conv", "taps"])
+    ap.add_argument("--torch_device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    names = list(SETTINGS) if args.setting == "both" else [args.setting]
+    torch.backends.cudnn.benchmark = True
+    names = ["fmnist", "patches"] if args.setting == "both" else [args.setting]
     for name in names:
-        print(json.dumps(run_setting(name, args.reps, args.impl)), flush=True)
+        print(json.dumps(run_setting(name, args.reps, args.impl, args.torch_device)), flush=True)
 
 
 if __name__ == "__main__":
