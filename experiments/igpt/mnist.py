@@ -52,7 +52,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.test_limit = 80 if tiny else 1000 if cpu else 0  # first N test examples (0 = all)
 
     c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 60 if tiny else 250 if cpu else 3000
+    # one H100 (2026-11-23, `:idx`): ~56 steps/s; all 10k test images at 80.86 nats after
+    # 4,000 steps, 79.42 after resuming that run to 12,000 (a new cosine horizon); anchor 79.17
+    c.train.num_steps = 60 if tiny else 250 if cpu else 12_000
     c.train.lr = 3e-3 if tiny else 2e-3 if cpu else 1e-3  # peak learning rate
     c.train.schedule = "cosine"  # cosine | constant | linear, after linear warm-up
     c.train.warmup_steps = 10 if tiny else 25 if cpu else 100
@@ -61,10 +63,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.grad_clip = 1.0  # global-norm clipping (0 = off)
     c.train.ema_decay = 0.0  # Polyak averaging for eval/sampling (0 = off)
     c.train.log_every = 20 if tiny else 10 if cpu else 50
-    c.train.eval_every = 0  # 0: only at the end
+    c.train.eval_every = 0 if tiny or cpu else 2000  # 0: only at the end
     c.train.sample_every = 0  # 0: only at the end
     c.train.sample_at_end = True  # write a sample grid after the last step
-    c.train.save_every = 30 if tiny else 50 if cpu else 250
+    c.train.save_every = 30 if tiny else 50 if cpu else 1000
     c.train.max_to_keep = 3
     c.train.tensorboard = True
     c.train.quiet = False  # no progress bar
