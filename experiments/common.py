@@ -27,7 +27,7 @@ def parse_args(arg: str | None, known: set[str]) -> set[str]:
 
 def photo_patches_data(batch_size: int, eval_batch_size: int, train_limit: int = 0,
                        test_limit: int = 0) -> ml_collections.ConfigDict:
-    """The `data` section for 32x32 RGB patches of scikit-image's photos
+    """The `data` section for 32x32 RGB patches of the offline photos
     (argen_jax/data/patches.py): the fixed split by source photo, shared by every model."""
     from argen_jax.data.patches import TEST_PHOTOS, TRAIN_PHOTOS
 
@@ -35,7 +35,9 @@ def photo_patches_data(batch_size: int, eval_batch_size: int, train_limit: int =
     d.kind = "photo_patches"  # registry: argen_jax.data.patches
     d.patch_size = 32  # patch side
     d.train_stride = 16  # train patches overlap by half; test patches never overlap
-    d.train_photos = TRAIN_PHOTOS  # skimage.data photos
+    d.train_per_photo = 1500  # at most N train patches per photo, spread (0 = all): without
+    # it retina and hubble_deep_field (mostly black) give 61% of the train patches
+    d.train_photos = TRAIN_PHOTOS  # photo names (argen_jax/data/patches.py)
     d.test_photos = TEST_PHOTOS  # held-out photos (472 non-overlapping test patches)
     d.batch_size = batch_size  # global batch
     d.eval_batch_size = eval_batch_size

@@ -123,6 +123,23 @@ def test_patch_split_is_by_photo():
         build_patch_data(c, 0)
 
 
+def test_photos_from_every_source_and_per_photo_cap():
+    from argen_jax.data.patches import load_patches, load_photo
+
+    for name in ("chelsea", "sklearn:china", "matplotlib:grace_hopper"):
+        img = load_photo(name)
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[-1] == 3
+        assert img.std() > 10  # a real photo, not a blank
+    full = load_patches(("chelsea", "sklearn:flower"), 32, 32)
+    capped = load_patches(("chelsea", "sklearn:flower"), 32, 32, per_photo=100)
+    assert np.bincount(capped.labels).tolist() == [100, 100]
+    assert np.bincount(full.labels).min() > 100
+    for bad, msg in (("nope", "no photo 'nope'"), ("foo:bar", "unknown photo source 'foo'"),
+                     ("sklearn:nope", "could not be loaded")):
+        with pytest.raises(DataError, match=msg):
+            load_photo(bad)
+
+
 def test_tiny_training_run_learns_and_samples(tmp_path):
     """Loss falls on real photo patches; held-out bits/dim fall too; the raster
     sampler (the shared scan) writes a grid of valid images."""

@@ -1,9 +1,13 @@
-"""Natural-image RGB patches cut from the real photographs that ship with scikit-image.
+"""Natural-image RGB patches cut from real photographs that ship with installed packages.
 
 An offline stand-in for CIFAR-10-sized natural images: square patches (32x32 by default) cut
-on a grid from photos in `skimage.data`. The train / test split is by *source photo* (no photo
+on a grid from photos in `skimage.data`, plus the sample photos of scikit-learn and matplotlib
+(both already dependencies). The train / test split is by *source photo* (no photo
 contributes to both), so the test bits/dim measure generalisation to unseen images. Training
 patches may overlap (`train_stride` < size); test patches never do.
+
+Photo names: `chelsea` (a `skimage.data` function), `sklearn:china` (scikit-learn's
+`load_sample_image('china.jpg')`), `matplotlib:grace_hopper` (matplotlib's sample data).
 
 Real users train on CIFAR-10 through the TFDS path instead (`data.kind='image'`,
 `data.name='tfds'`, `data.tfds_name='cifar10'`; see experiments/pixelcnnpp/cifar10.py).
@@ -16,29 +20,51 @@ from argen_jax.data.images import ImageSet
 from argen_jax.data.pipeline import ImageData
 from argen_jax.errors import DataError
 
-# Real colour photographs in skimage.data that need no download (synthetic images such as
-# colorwheel / logo and the duplicate `cat` (= chelsea) are left out).
+# Real colour photographs that need no download (synthetic images such as skimage's colorwheel
+# / logo and the duplicate `cat` (= chelsea) are left out). Before 2026-11-23 the training
+# split was the first six only: ~75% of their patches come from retina and hubble_deep_field
+# (mostly black), so three everyday scenes were added.
 TRAIN_PHOTOS = ("chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-                "stereo_motorcycle")
+                "stereo_motorcycle", "sklearn:china", "sklearn:flower", "matplotlib:grace_hopper")
 TEST_PHOTOS = ("astronaut", "coffee")
+SOURCES = ("skimage", "sklearn", "matplotlib")
+
+
+def _read(source: str, key: str):
+    if source == "skimage":
+        import skimage.data
+
+        fn = getattr(skimage.data, key, None)
+        if fn is None:
+            raise DataError(f"skimage.data has no photo {key!r}")
+        return fn()
+    if source == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{key}.jpg")
+    if source == "matplotlib":
+        from matplotlib import cbook
+        from PIL import Image
+
+        with Image.open(cbook.get_sample_data(f"{key}.jpg", asfileobj=False)) as im:
+            return np.asarray(im.convert("RGB"))
+    raise DataError(f"unknown photo source {source!r} (known: {', '.join(SOURCES)})")
 
 
 def load_photo(name: str) -> np.ndarray:
-    """uint8 [H, W, 3] photo from skimage.data (stereo pairs: the left view)."""
-    import skimage.data
-
-    fn = getattr(skimage.data, name, None)
-    if fn is None:
-        raise DataError(f"skimage.data has no photo {name!r}")
+    """uint8 [H, W, 3] photo `name` or `source:name` (stereo pairs: the left view)."""
+    source, _, key = name.rpartition(":")
     try:
-        img = fn()
-    except Exception as e:  # noqa: BLE001 - skimage raises several types for missing files
-        raise DataError(f"skimage.data.{name}() could not be loaded offline: {e}") from e
+        img = _read(source or "skimage", key)
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the packages raise several types for missing files
+        raise DataError(f"photo {name!r} could not be loaded offline: {e}") from e
     if isinstance(img, tuple):
         img = img[0]
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[-1] < 3:
-        raise DataError(f"skimage.data.{name} is not an RGB photo: shape {img.shape}")
+        raise DataError(f"photo {name!r} is not an RGB photo: shape {img.shape}")
     return img[..., :3].astype(np.uint8)
 
 
@@ -50,11 +76,15 @@ def cut_patches(img: np.ndarray, size: int, stride: int) -> np.ndarray:
     return np.stack([img[i : i + size, j : j + size] for i in rows for j in cols])
 
 
-def load_patches(photos, size: int = 32, stride: int = 32) -> ImageSet:
-    """Patches of the given photos; label = index of the source photo in `photos`."""
+def load_patches(photos, size: int = 32, stride: int = 32, per_photo: int = 0) -> ImageSet:
+    """Patches of the given photos; label = index of the source photo in `photos`.
+    `per_photo` > 0 keeps at most that many per photo, spread over the photo (large photos
+    such as retina would otherwise outweigh the others many times over)."""
     xs, ys = [], []
     for k, name in enumerate(photos):
         p = cut_patches(load_photo(name), size, stride)
+        if per_photo and len(p) > per_photo:
+            p = p[np.linspace(0, len(p) - 1, per_photo).round().astype(int)]
         xs.append(p)
         ys.append(np.full(len(p), k, np.int32))
     if not xs:
@@ -72,13 +102,15 @@ def spread_subset(s: ImageSet, n: int) -> ImageSet:
 
 def build_patch_data(cfg, seed: int) -> ImageData:
     """registry.DATA['photo_patches']: train patches from `cfg.train_photos` (stride
-    `cfg.train_stride`), test patches (non-overlapping) from `cfg.test_photos`."""
+    `cfg.train_stride`, at most `cfg.train_per_photo` per photo), test patches
+    (non-overlapping, all of them) from `cfg.test_photos`."""
     size = cfg.get("patch_size", 32)
     train_photos = tuple(cfg.get("train_photos", TRAIN_PHOTOS))
     test_photos = tuple(cfg.get("test_photos", TEST_PHOTOS))
     if set(train_photos) & set(test_photos):
         raise DataError(f"photos in both splits: {sorted(set(train_photos) & set(test_photos))}")
-    train = load_patches(train_photos, size, cfg.get("train_stride", size // 2))
+    train = load_patches(train_photos, size, cfg.get("train_stride", size // 2),
+                         cfg.get("train_per_photo", 0))
     test = load_patches(test_photos, size, size)
     train = spread_subset(train, cfg.get("train_limit", 0))
     test = spread_subset(test, cfg.get("test_limit", 0))

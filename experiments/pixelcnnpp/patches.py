@@ -1,5 +1,6 @@
-"""PixelCNN++ on 32x32 RGB patches of the real photos that ship with scikit-image (offline):
-train patches from six photos, test patches from two other photos (astronaut, coffee).
+"""PixelCNN++ on 32x32 RGB patches of real photos that ship with scikit-image, scikit-learn and
+matplotlib (offline): train patches from nine photos (at most 1,500 per photo), test patches
+from two other photos (skimage's astronaut and coffee).
 The RGB mixture uses the paper's linear channel coupling (10 parameters per component).
 
 Arguments (comma-separated, `patches.py:cpu`):

@@ -5,7 +5,7 @@ Arguments (comma-separated, `small.py:multiscale,tiny`):
   gan         switch the PatchGAN hinge loss on at train.num_steps // 2
   ema         EMA codebook updates instead of the codebook loss
   mnist       real MNIST (idx folder ../shared/data/mnist) instead of Fashion-MNIST
-  patches     32x32 RGB patches of scikit-image's photos (held-out photos for eval)
+  patches     32x32 RGB patches of offline photos (held-out photos for eval)
   tiny        a seconds-long run on the offline MNIST subset, for tests and smoke runs
 
 28x28 images are padded to 32x32 (pixel value 0), downsampled by 4 to an 8x8 token map.
