@@ -108,6 +108,27 @@ def test_edges_and_fallback_are_finite_with_gradients():
     assert float(lp[0]) < -100 and float(lp[1]) < -100  # far tails, in log space
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_gradients_finite_for_extreme_parameters(channels):
+    """Broad components (log_scale up to 150: 1/s underflows to 0), clamped sharp ones and
+    means far outside [-1, 1]: every value's log prob and every gradient stay finite (a
+    NaN in the unselected branch of a `where` used to poison the gradient at log_scale ~88)."""
+    k = 2
+    grid = list(itertools.product([-20.0, 0.0, 50.0, 90.0, 150.0], [-1e3, 0.0, 1e3]))
+    p = np.zeros((len(grid), lm.num_params(k, channels)), np.float32)
+    for i, (ls, mu) in enumerate(grid):
+        p[i, k : k + channels * k] = mu  # means
+        p[i, k + channels * k : k + 2 * channels * k] = ls  # log scales
+        p[i, k + 2 * channels * k :] = 0.5  # RGB coupling
+    p = jnp.asarray(p)
+    for v in (0, 128, 255):
+        t = jnp.full((len(grid),) + ((channels,) if channels > 1 else ()), v)
+        lp = lm.log_prob(p, t, 256, channels)
+        g = jax.jit(jax.grad(lambda q, t=t: lm.log_prob(q, t, 256, channels).sum()))(p)
+        assert bool(jnp.all(jnp.isfinite(lp))), v
+        assert bool(jnp.all(jnp.isfinite(g))), (v, np.argwhere(~np.isfinite(np.asarray(g))))
+
+
 def test_sampling_frequencies_match_the_mixture():
     """A fixed 2-component mixture on 8 levels with coupling: empirical frequencies of 40k
     draws match the exact joint probabilities (chi-square style bound)."""

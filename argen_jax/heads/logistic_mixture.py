@@ -103,8 +103,11 @@ def log_bin_mass(v: jax.Array, mean: jax.Array, log_scale: jax.Array, levels: in
     b = inv_s * (centred - half)  # lower bin edge
     log_cdf_upper = jax.nn.log_sigmoid(a)  # v = 0: mass of (-inf, x + w]
     log_sf_lower = jax.nn.log_sigmoid(-b)  # v = L-1: mass of [x - w, inf)
-    # interior: log(sigmoid(a) - sigmoid(b)); b - a = -2w/s < 0 so -expm1(b - a) > 0.
-    log_delta = log_cdf_upper + log_sf_lower + jnp.log(-jnp.expm1(b - a))
+    # interior: log(sigmoid(a) - sigmoid(b)) with a - b = 2w/s, formed directly (no
+    # cancellation). Floored at the smallest normal float: for log_scale > ~87, 1/s underflows
+    # to 0, and log(0) would make the gradient NaN even where this branch is not selected.
+    width = jnp.maximum(inv_s * (2.0 * half), np.finfo(np.float32).tiny)
+    log_delta = log_cdf_upper + log_sf_lower + jnp.log(-jnp.expm1(-width))
     if fallback_threshold > 0:
         mid = inv_s * centred
         log_pdf_mid = mid - log_scale - 2.0 * jax.nn.softplus(mid)  # logistic log density
