@@ -83,8 +83,7 @@ def load_patches(photos, size: int = 32, stride: int = 32, per_photo: int = 0) -
     xs, ys = [], []
     for k, name in enumerate(photos):
         p = cut_patches(load_photo(name), size, stride)
-        if per_photo and len(p) > per_photo:
-            p = p[np.linspace(0, len(p) - 1, per_photo).round().astype(int)]
+        p = p[spread_index(len(p), per_photo)]
         xs.append(p)
         ys.append(np.full(len(p), k, np.int32))
     if not xs:
@@ -92,12 +91,18 @@ def load_patches(photos, size: int = 32, stride: int = 32, per_photo: int = 0) -
     return ImageSet(np.concatenate(xs), np.concatenate(ys), 0)
 
 
+def spread_index(total: int, n: int) -> np.ndarray:
+    """Indices of n items evenly spread over `total` (first and last included), or of all
+    `total` if n is 0 or not smaller."""
+    if not n or n >= total:
+        return np.arange(total)
+    return np.linspace(0, total - 1, n).round().astype(int)
+
+
 def spread_subset(s: ImageSet, n: int) -> ImageSet:
     """n patches evenly spread over the set (every photo represented), or all if n is 0."""
-    if not n or n >= len(s):
-        return s
-    idx = np.linspace(0, len(s) - 1, n).round().astype(int)
-    return ImageSet(s.images[idx], s.labels[idx], s.num_classes)
+    idx = spread_index(len(s), n)
+    return s if len(idx) == len(s) else ImageSet(s.images[idx], s.labels[idx], s.num_classes)
 
 
 def build_patch_data(cfg, seed: int) -> ImageData:
