@@ -1,4 +1,5 @@
-"""argen_jax: autoregressive generative models in JAX/Flax."""
-from argen_jax import xla_env as _xla_env
+"""argen_jax: autoregressive generative models in JAX/Flax.
 
-_xla_env.apply()  # CPU XLA flags; must precede the first JAX computation (see xla_env.py)
+Importing the package does no work (no environment changes): see `argen_jax.xla_env.apply`
+for the recommended CPU XLA flags.
+"""

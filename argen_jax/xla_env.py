@@ -1,4 +1,8 @@
-"""XLA flags argen_jax sets for the CPU backend (importing `argen_jax` applies them).
+"""XLA flags argen_jax recommends for the CPU backend, applied by an explicit `apply()`.
+
+Nothing happens at import: `launch/main.py` calls `apply()` first thing, and so do the tests'
+conftest, the notebooks and the benchmarks that time convolutions; a library user calls it
+before the first JAX computation.
 
 YNNPACK's convolution kernels, on by default for `lax.conv` in jaxlib 0.10's CPU backend, are
 the slow path on these machines: with `individual_convolution` removed from the YNN fusion
@@ -7,15 +11,16 @@ step ~1.5x faster (experiments/benchmarks/{pixelcnnpp_speed,tokenizer_speed}.py)
 why the convolutional models default to `impl='conv'` (docs/design.md, rule 4).
 
 XLA reads XLA_FLAGS when the first backend is created, so this must run before any JAX
-computation; after that it is too late and we say so. The flag is only known to some jaxlib
-versions and an unknown XLA flag aborts the process, so it is added only for the versions in
-`_TESTED_JAXLIB` (a test fails on an upgrade, as a reminder to re-measure). A flag the user set
+computation; after that the flags are ignored (we log that when JAX was already imported).
+The flag is only known to some jaxlib versions and an unknown XLA flag aborts the process,
+so it is added only for the versions in `_TESTED_JAXLIB` (a test fails on an upgrade, as a reminder to re-measure). A flag the user set
 in XLA_FLAGS always wins; `ARGEN_XLA_CPU_FLAGS=0` turns ours off.
 """
 from __future__ import annotations
 
 import logging
 import os
+import sys
 
 CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
 _TESTED_JAXLIB = ((0, 10),)  # (major, minor) versions the flags were measured on
@@ -50,16 +55,9 @@ def apply(environ=os.environ) -> list[str]:
                        environ.get("ARGEN_XLA_CPU_FLAGS", "1"))
     if not add:
         return []
-    try:
-        from jax._src import xla_bridge
-
-        late = xla_bridge.backends_are_initialized()
-    except (ImportError, AttributeError):
-        late = False
-    if late:
+    if "jax" in sys.modules:
         logging.getLogger("argen_jax").info(
-            "JAX's backend was started before argen_jax was imported; XLA_FLAGS %s not "
-            "applied (convolutions on CPU may be slower)", " ".join(add))
-        return []
+            "xla_env.apply() after `import jax`: XLA_FLAGS %s take effect only if no JAX "
+            "computation has run yet (else convolutions on CPU may be slower)", " ".join(add))
     environ["XLA_FLAGS"] = " ".join([environ.get("XLA_FLAGS", ""), *add]).strip()
     return add

@@ -9,11 +9,14 @@ Modes: train (resumes from WORKDIR if it has checkpoints), eval, sample.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from argen_jax import xla_env
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+xla_env.apply()  # CPU XLA flags, before JAX starts (argen_jax/xla_env.py; opt out with
+# ARGEN_XLA_CPU_FLAGS=0)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally `path.py:arg` (e.g. :tiny).",

@@ -13,6 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tempfile  # noqa: E402
 
+from argen_jax import xla_env  # noqa: E402
+
+xla_env.apply()  # the CPU flags the launcher applies, before JAX starts (see xla_env.py)
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

@@ -12,10 +12,10 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec as P
 
 from argen_jax.heads.categorical import categorical_nll
+from argen_jax.io.checkpoint import Checkpointer
 from argen_jax.models.transformer import Decoder
 from argen_jax.parallel import axes
 from argen_jax.parallel import mesh as meshlib
-from argen_jax.train.checkpoint import Checkpointer
 from argen_jax.train.experiment import Experiment
 from experiments.igpt.mnist import get_config
 from tests.model_utils import random_params

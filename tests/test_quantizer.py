@@ -8,7 +8,7 @@ import pytest
 
 from argen_jax.errors import ConfigError
 from argen_jax.layers import quantizer as q
-from argen_jax.models.vqgan import assign_surrogate
+from argen_jax.models.base import assign_surrogate
 
 
 def _vq(**kw):

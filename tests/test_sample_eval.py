@@ -7,8 +7,8 @@ import pytest
 from argen_jax.errors import DataError
 from argen_jax.evaluation import feature_net
 from argen_jax.evaluation.extract import extract_features
+from argen_jax.io.checkpoint import Checkpointer
 from argen_jax.train import loop
-from argen_jax.train.checkpoint import Checkpointer
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.metrics import read_metrics
 from experiments.pixelcnn.mnist import get_config

@@ -152,7 +152,7 @@ def test_launcher_rejects_unknown_config_key(tmp_path):
 
 
 def test_run_config_round_trip_and_clear_errors(tmp_path):
-    from argen_jax.train.run_dir import load_config, save_config
+    from argen_jax.io.run_dir import load_config, save_config
 
     c = ml_collections.ConfigDict({"model": {"name": "pixelcnn", "features": 8}, "seed": 3})
     save_config(c, str(tmp_path / "run"))
@@ -170,7 +170,7 @@ def test_divergence_stops_before_saving_nan_over_good_checkpoints(tmp_path):
     """A run that turns NaN raises DivergenceError naming the step and the newest good
     checkpoint; no checkpoint is written from the NaN state."""
     from argen_jax.errors import DivergenceError
-    from argen_jax.train.checkpoint import Checkpointer
+    from argen_jax.io.checkpoint import Checkpointer
 
     wd = str(tmp_path)
     train(tiny_config(), wd)  # good checkpoints at steps 4 and 8

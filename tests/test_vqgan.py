@@ -13,6 +13,7 @@ from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation import metrics
 from argen_jax.models import vqgan
+from argen_jax.train.optim import make_optimizer
 from experiments.tokenizer import small
 
 SPEC = DataSpec((28, 28, 1), 256, 10, "image")
@@ -80,14 +81,14 @@ def test_discriminator_starts_at_the_configured_step(rng):
     fam = _family("tiny", **{"loss.disc_weight": 0.5, "loss.disc_start": 5})
     b = _batch(2)
     params = fam.init(rng, b)["params"]
-    grad = jax.jit(jax.grad(lambda p, s: fam.loss_at_step(p, b, rng, s)[0]))  # one compile
+    grad = jax.jit(jax.grad(lambda p, s: fam.loss(p, b, rng, True, s)[0]))  # one compile
     g_before, g_after = grad(params, jnp.int32(4)), grad(params, jnp.int32(5))
     norm = lambda t: float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(t)))  # noqa: E731
     assert norm(g_before["discriminator"]) == 0.0
     assert norm(g_after["discriminator"]) > 0.0
     # before the start step the objective is the GAN-free one; after it the generator's
     # gradient gains the adversarial term
-    loss_at = jax.jit(lambda p, s: fam.loss_at_step(p, b, rng, s))
+    loss_at = jax.jit(lambda p, s: fam.loss(p, b, rng, True, s))
     np.testing.assert_allclose(loss_at(params, jnp.int32(4))[0],
                                jax.jit(lambda p: fam.loss(p, b, rng, True)[0])(params), rtol=1e-5)
     assert not np.allclose(jax.tree.leaves(g_after["generator"])[0],
@@ -110,7 +111,7 @@ def test_perceptual_weights_from_a_local_file(tmp_path, rng):
                                 w["stage1/conv0/kernel"])
     tcfg = small.get_config("tiny").train
     tcfg.warmup_steps = 0  # lr > 0 at step 0
-    tx, _ = fam.make_optimizer(tcfg)
+    tx, _ = make_optimizer(tcfg, fam)
     grads = jax.jit(jax.grad(lambda p: fam.loss(p, b, rng, True)[0]))(params)
     upd, _ = tx.update(grads, tx.init(params), params)
     assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree.leaves(upd["perceptual"]))

@@ -1,9 +1,12 @@
-"""argen_jax/xla_env.py: the CPU XLA flags applied on import."""
+"""argen_jax/xla_env.py: the CPU XLA flags, applied explicitly (conftest applies them)."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import pytest
 
-import argen_jax  # noqa: F401  (applies the flags)
 from argen_jax import xla_env
 
 FLAG = xla_env.CPU_FLAGS[0]
@@ -24,9 +27,19 @@ def test_apply_appends_once_and_keeps_existing_flags():
     if xla_env._jaxlib_version() not in xla_env._TESTED_JAXLIB:
         pytest.fail(f"jaxlib {jax.__version__} is not in xla_env._TESTED_JAXLIB: re-measure "
                     "experiments/benchmarks/pixelcnnpp_speed.py with and without the flags")
-    # the backend is running in this process, so apply() must refuse rather than mislead
-    assert xla_env.apply(env) == []
-    assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8"
+    assert xla_env.apply(env) == [FLAG]
+    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=8 {FLAG}"
+    assert xla_env.apply(env) == []  # already there
+    assert xla_env.apply({"ARGEN_XLA_CPU_FLAGS": "0"}) == []
+
+
+def test_importing_the_package_changes_no_environment():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    code = ("import os, argen_jax, argen_jax.errors, argen_jax.registry; "
+            "print(os.environ.get('XLA_FLAGS'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "None"
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU-backend flag")

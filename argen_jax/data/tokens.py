@@ -94,7 +94,7 @@ class TokenData:
 
     def tokenizer_config(self):
         """The tokenizer run's config (its config.json)."""
-        from argen_jax.train.run_dir import load_config
+        from argen_jax.io.run_dir import load_config
 
         return load_config(self.spec.tokenizer, ConfigError,
                            "the tokenizer's workdir (data.tokenizer)")

@@ -25,6 +25,7 @@ from absl import logging
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation import metrics, reference_stats
 from argen_jax.evaluation.extract import extract_features
+from argen_jax.models.base import images_of
 
 
 def build_extractor(ecfg):
@@ -72,9 +73,8 @@ def evaluate_samples(exp, params, workdir: str, step: int) -> dict:
     t0 = time.time()
     samples = exp.sample(params, num, seed=ecfg.get("sample_seed", 0),
                          batch_size=ecfg.get("sample_batch_size", 0) or None)
-    samples = np.asarray(exp.family.to_images(samples))  # token models: decoded
+    samples, levels = images_of(exp.family, samples)  # token models: decoded
     t_sample = time.time() - t0
-    levels = exp.family.image_levels
     bs = ecfg.get("feature_batch_size", 200)
     data_key = hashlib.sha1(json.dumps(exp.config.data.to_dict(), sort_keys=True,
                                        default=str).encode()).hexdigest()[:12]

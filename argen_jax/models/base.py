@@ -1,8 +1,15 @@
-"""The contract between a model family and the shared training loop / launcher.
+"""The contract between a model family and the shared training loop.
 
-A family owns its linen module(s), its likelihood and its sampler; the loop owns optimisation,
-sharding, checkpoints, evaluation bookkeeping and writing outputs. A family never names a mesh
-axis and the loop never looks inside a model.
+A family is a model, its likelihood and its sampler:
+
+    init(rng, batch) -> variables        {'params': ...}, with logical-axis boxes
+    loss(params, batch, rng, train, step=None) -> (scalar, metric sums)
+    sample(params, keys, labels) -> samples
+
+Everything else is an optional capability the loop looks for (`isinstance` on the protocols
+below): parameter groups for the optimizer, decoding samples to images, writing samples. The
+loop (`argen_jax/train/`) owns optimisation, sharding, checkpoints, evaluation bookkeeping and
+output; a family never names a mesh axis and never imports the loop.
 
 Metrics convention: `loss` returns a scalar to minimise and a dict of *sums* over the batch
 (weighted by `batch['mask']`), always including
@@ -14,14 +21,18 @@ so the loop can report exact nats per example and bits per dimension over a whol
 from __future__ import annotations
 
 import abc
-import os
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from argen_jax.data.pipeline import DataSpec
+
+# Parameter-group labels with a fixed meaning for the optimizer (`ParamGroups`); any other
+# label is a trained group with its own AdamW (its own moments and gradient clipping).
+FROZEN = "frozen"  # never updated (feature nets, a tokenizer's codebook copied in)
+ASSIGNED = "assign"  # updated by assignment through `assign_surrogate` (EMA codebooks, counters)
 
 
 class Family(abc.ABC):
@@ -34,50 +45,51 @@ class Family(abc.ABC):
         """Variables of the model ({'params': ...}), with logical-axis boxes."""
 
     @abc.abstractmethod
-    def loss(self, params, batch: dict, rng: jax.Array, train: bool) -> tuple[jax.Array, dict]:
-        """(scalar loss, metric sums). Pure and jittable."""
-
-    def loss_at_step(self, params, batch: dict, rng: jax.Array,
-                     step: jax.Array) -> tuple[jax.Array, dict]:
-        """The training loss at optimizer step `step` (traced int32 scalar). Override when the
-        objective depends on training progress (e.g. a GAN term that starts at a given step);
-        the default is `loss(..., train=True)`."""
-        return self.loss(params, batch, rng, True)
-
-    def make_optimizer(self, train_cfg):
-        """(optax transformation over `params`, lr schedule). Default: AdamW + clipping from
-        `config.train` (train/optim.py). Override for parameter groups (a GAN's two players,
-        frozen feature nets, state updated by assignment)."""
-        from argen_jax.train.optim import make_optimizer
-
-        return make_optimizer(train_cfg)
+    def loss(self, params, batch: dict, rng: jax.Array, train: bool,
+             step: jax.Array | None = None) -> tuple[jax.Array, dict]:
+        """(scalar loss, metric sums). Pure and jittable. `step` is the optimizer step
+        (traced int32 scalar) in training, None in evaluation: objectives that depend on
+        training progress (a GAN term that starts at a given step) read it."""
 
     def sample(self, params, keys: jax.Array, labels: jax.Array | None) -> jax.Array:
         """keys [B, 2]: one key per sample (see sampling.loop.sample_keys); labels [B] or
         None. Returns the samples [B, ...] in the data's integer format. Jittable."""
         raise NotImplementedError(f"{type(self).__name__} has no sampler")
 
-    @property
-    def image_levels(self) -> int:
-        """Levels of the images `to_images` returns (sample-quality metrics rescale by it)."""
-        return self.spec.levels
+
+@runtime_checkable
+class ParamGroups(Protocol):
+    """A family whose parameters are not all trained alike."""
+
+    def param_groups(self, params: dict) -> dict:
+        """A prefix tree of `params` whose leaves are group labels: FROZEN, ASSIGNED, or
+        the name of a trained group (each trained group gets its own AdamW + clipping)."""
+
+
+@runtime_checkable
+class DecodesImages(Protocol):
+    """A family whose samples are not images (token maps): how to turn them into images."""
+
+    image_levels: int  # levels of the images `to_images` returns
 
     def to_images(self, samples: np.ndarray) -> np.ndarray:
-        """Samples -> ints [B, H, W, C] for sample-quality metrics. Identity for pixel models;
-        token models decode with their tokenizer."""
-        return samples
+        """Samples -> ints [B, H, W, C] for sample-quality metrics."""
+
+
+@runtime_checkable
+class WritesSamples(Protocol):
+    """A family with its own sample files (audio, decoded token grids); the loop's default
+    is an image grid PNG."""
 
     def save_samples(self, samples: np.ndarray, path_stem: str) -> list[str]:
-        """Writes samples (a grid PNG for images); returns the paths written."""
-        from argen_jax.evaluation.images import save_image_grid
+        """Writes files next to `path_stem`; returns the paths written."""
 
-        path = path_stem + ".png"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        save_image_grid(samples, path, levels=self.spec.levels)
-        return [path]
 
-    def extra_state(self) -> dict[str, Any]:
-        return {}
+def images_of(family: Family, samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """(images ints [B, H, W, C], their number of levels) of a family's samples."""
+    if isinstance(family, DecodesImages):
+        return np.asarray(family.to_images(samples)), family.image_levels
+    return np.asarray(samples), family.spec.levels
 
 
 def drop_labels(rng: jax.Array, labels: jax.Array, rate: float, null_class: int) -> jax.Array:
@@ -86,3 +98,12 @@ def drop_labels(rng: jax.Array, labels: jax.Array, rate: float, null_class: int)
         return labels
     drop = jax.random.bernoulli(rng, rate, labels.shape)
     return jnp.where(drop, null_class, labels)
+
+
+def assign_surrogate(old, new) -> jax.Array:
+    """A zero-valued loss term whose gradient w.r.t. `old` is (old - new): under an ASSIGNED
+    group's update (`optax.scale(-1)`) the update is (new - old), i.e. the leaf becomes `new`."""
+    terms = jax.tree.map(
+        lambda o, n: jnp.sum(jax.lax.stop_gradient(o - n) * (o - jax.lax.stop_gradient(o))),
+        old, new)
+    return sum(jax.tree.leaves(terms), jnp.zeros(()))

@@ -128,7 +128,7 @@ class LlamaGenFamily(TokenImageFamily):
         tokens = jnp.asarray(batch["tokens"], jnp.int32)
         return self.model.init(rng, self.inputs(tokens, self.labels(batch)))
 
-    def loss(self, params, batch, rng, train):
+    def loss(self, params, batch, rng, train, step=None):
         tokens = jnp.asarray(batch["tokens"], jnp.int32)  # [B, L]
         label_rng, noise_rng, drop_rng = jax.random.split(rng, 3)
         labels = self.labels(batch, label_rng, train)

@@ -159,7 +159,7 @@ class PixelCNNFamily(Family):
     def init(self, rng, batch):
         return self.model.init(rng, batch["image"], self._labels(batch))
 
-    def loss(self, params, batch, rng, train):
+    def loss(self, params, batch, rng, train, step=None):
         x = batch["image"]
         logits = self.model.apply({"params": params}, x, self._labels(batch), train=train,
                                   rngs={"dropout": rng})

@@ -182,7 +182,7 @@ class PixelCNNPPFamily(Family):
     def init(self, rng, batch):
         return self.model.init(rng, batch["image"], self._labels(batch))
 
-    def loss(self, params, batch, rng, train):
+    def loss(self, params, batch, rng, train, step=None):
         x = batch["image"]  # [B, H, W, C] ints
         out = self.model.apply({"params": params}, x, self._labels(batch), train=train,
                                rngs={"dropout": rng})  # [B, H, W, P]

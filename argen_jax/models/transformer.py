@@ -216,7 +216,7 @@ class IGPTFamily(Family):
         ids, _ = self._inputs(batch, self._labels(batch))
         return self.model.init(rng, ids)
 
-    def loss(self, params, batch, rng, train):
+    def loss(self, params, batch, rng, train, step=None):
         labels = self._labels(batch)
         drop_rng, label_rng = jax.random.split(rng)
         if train and self.conditional:

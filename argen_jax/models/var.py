@@ -19,7 +19,7 @@ Label dropout to the null class (= num_classes) trains the unconditional branch 
 The tokenizer's quantizer inside the parameters. The teacher-forcing inputs and the sampler
 need the quantizer's codebook and phi convs. They are copied from the tokenizer checkpoint into
 `params['tokenizer']` (the quantizer's params and its assigned `vq_state`, a few KB) and kept
-frozen by `make_optimizer` (`optax.set_to_zero`, design rule 16). Why not close over them as
+frozen (`param_groups`, design rule 16). Why not close over them as
 constants: the loss and the sampler stay pure functions of `params` (nothing baked into the
 compiled program, sharded and checkpointed like every other leaf), a checkpoint alone
 generates tokens, and the PyTorch converter can fill the same subtree from VAR's VQ-VAE.
@@ -42,7 +42,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import linen as nn
 
 from argen_jax.errors import ConfigError
@@ -52,6 +51,7 @@ from argen_jax.layers import quantizer as qlib
 from argen_jax.layers.adaln import ACT, AdaLNBlock, AdaLNHead, var_init_std
 from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes
+from argen_jax.models.base import FROZEN
 from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
@@ -278,13 +278,9 @@ class VARFamily(TokenImageFamily):
         tok = jax.tree.map(jnp.asarray, tokenizer_subtree(self.tokenizer.params))
         return {"params": {"var": variables["params"], "tokenizer": tok}}
 
-    def make_optimizer(self, train_cfg):
-        from argen_jax.train.optim import make_optimizer
-
-        tx, schedule = make_optimizer(train_cfg)
-        labels = lambda p: {k: ("frozen" if k == "tokenizer" else "train") for k in p}  # noqa: E731
-        return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                                     labels), schedule
+    def param_groups(self, params):
+        """The copied tokenizer subtree is frozen; the transformer is trained."""
+        return {k: (FROZEN if k == "tokenizer" else "train") for k in params}
 
     def logits(self, params, batch, rng=None, train: bool = False):
         """Teacher-forced logits [B, L, V] of every scale (labels dropped in training)."""
@@ -293,7 +289,7 @@ class VARFamily(TokenImageFamily):
         x_tf = self.teacher_forcing_inputs(params, batch["tokens"])
         return self.model.apply({"params": params["var"]}, labels, x_tf, train=train)
 
-    def loss(self, params, batch, rng, train):
+    def loss(self, params, batch, rng, train, step=None):
         tokens = batch["tokens"].astype(jnp.int32)
         mask = batch["mask"].astype(jnp.float32)
         logits = self.logits(params, batch, rng, train)

@@ -30,14 +30,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import linen as nn
 
 from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.evaluation.metrics import psnr, ssim
 from argen_jax.layers import quantizer as qlib
 from argen_jax.layers.shifted_conv import ShiftedConv2D
-from argen_jax.models.base import Family
+from argen_jax.models.base import ASSIGNED, FROZEN, Family, assign_surrogate
 
 STATE = qlib.STATE
 
@@ -373,17 +372,7 @@ def perceptual_distance(weights: dict, x: jax.Array, y: jax.Array) -> jax.Array:
     return total
 
 
-# --------------------------------------------------------------------------- image metrics
 # --------------------------------------------------------------------------- the family
-def assign_surrogate(old, new) -> jax.Array:
-    """A zero-valued loss term whose gradient w.r.t. `old` is (old - new): under
-    `optax.scale(-1)` the update is (new - old), i.e. the leaf is assigned `new`."""
-    terms = jax.tree.map(
-        lambda o, n: jnp.sum(jax.lax.stop_gradient(o - n) * (o - jax.lax.stop_gradient(o))),
-        old, new)
-    return sum(jax.tree.leaves(terms), jnp.zeros(()))
-
-
 def _masked_mean(v, mask):
     return jnp.sum(v * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
@@ -487,18 +476,12 @@ class VQGANFamily(Family):
                                     load_perceptual_weights(self.perceptual_path).items()}
         return {"params": params}
 
-    def make_optimizer(self, train_cfg):
-        from argen_jax.train.optim import make_optimizer
-
-        tx_g, schedule = make_optimizer(train_cfg)
-        tx_d, _ = make_optimizer(train_cfg)  # its own AdamW moments and gradient clipping
+    def param_groups(self, params):
+        """Two players with their own AdamW, the quantizer's EMA / restart state assigned,
+        the perceptual feature net frozen."""
         label = {"generator": "generator", "discriminator": "discriminator",
-                 "vq_state": "assign", "perceptual": "frozen"}
-        labels = lambda p: {k: label[k] for k in p}  # noqa: E731  (a prefix of params)
-        tx = optax.multi_transform(
-            {"generator": tx_g, "discriminator": tx_d, "assign": optax.scale(-1.0),
-             "frozen": optax.set_to_zero()}, labels)
-        return tx, schedule
+                 "vq_state": ASSIGNED, "perceptual": FROZEN}
+        return {k: label[k] for k in params}
 
     def _variables(self, params):
         v = {"params": params["generator"]}
@@ -506,13 +489,7 @@ class VQGANFamily(Family):
             v[STATE] = jax.lax.stop_gradient(params["vq_state"])
         return v
 
-    def loss(self, params, batch, rng, train):
-        return self._loss(params, batch, rng, train, None)
-
-    def loss_at_step(self, params, batch, rng, step):
-        return self._loss(params, batch, rng, True, step)
-
-    def _loss(self, params, batch, rng, train, step):
+    def loss(self, params, batch, rng, train, step=None):
         images, mask = batch["image"], batch["mask"].astype(jnp.float32)
         n = jnp.sum(mask)
         x = self.to_model(images)
@@ -659,9 +636,9 @@ class Tokenizer:
     def from_workdir(cls, workdir: str, config=None, use_ema: bool = True) -> Tokenizer:
         """Restores the newest checkpoint of a tokenizer run (config from workdir/config.json
         unless given). Builds the run's data builder to know the image spec."""
-        from argen_jax.train.checkpoint import Checkpointer
+        from argen_jax.io.checkpoint import Checkpointer
+        from argen_jax.io.run_dir import load_config
         from argen_jax.train.experiment import Experiment
-        from argen_jax.train.run_dir import load_config
 
         if config is None:
             config = load_config(workdir, CheckpointError, "a tokenizer workdir")

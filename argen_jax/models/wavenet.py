@@ -292,7 +292,7 @@ class WaveNetFamily(Family):
     def init(self, rng, batch):
         return self.model.init(rng, batch["audio"], *self._cond(batch))
 
-    def loss(self, params, batch, rng, train):
+    def loss(self, params, batch, rng, train, step=None):
         del rng, train
         x = batch["audio"]
         out = self.model.apply({"params": params}, x, *self._cond(batch))

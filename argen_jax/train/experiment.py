@@ -19,6 +19,7 @@ from argen_jax.errors import ConfigError
 from argen_jax.parallel import distributed
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.loop import sample_keys
+from argen_jax.train import optim
 from argen_jax.train.state import TrainState
 
 REQUIRED_SECTIONS = ("model", "data", "train")
@@ -48,7 +49,7 @@ class Experiment:
         self.rules = meshlib.rules_from_config(config.get("sharding", {}).get("rules"))
         self.data = registry.build_data(config)
         self.family = registry.build_family(config, self.data.spec)
-        self.tx, self.schedule = self.family.make_optimizer(config.train)
+        self.tx, self.schedule = optim.make_optimizer(config.train, self.family)
         self.ema_decay = float(config.train.get("ema_decay", 0.0))
         self.batch_sharding = meshlib.batch_sharding(self.mesh)
         self.replicated = meshlib.replicated(self.mesh)
@@ -149,7 +150,7 @@ class Experiment:
         rng = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params):
-            return self.family.loss_at_step(params, batch, rng, state.step)
+            return self.family.loss(params, batch, rng, True, state.step)
 
         (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)

@@ -20,11 +20,13 @@ from absl import logging
 from tqdm import tqdm
 
 from argen_jax.errors import CheckpointError, DivergenceError
+from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
-from argen_jax.train.checkpoint import Checkpointer
+from argen_jax.io.checkpoint import Checkpointer
+from argen_jax.io.run_dir import save_config
+from argen_jax.models.base import WritesSamples
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.metrics import MetricWriter
-from argen_jax.train.run_dir import save_config
 
 
 class Preemption:
@@ -91,9 +93,19 @@ def write_samples(exp: Experiment, params, workdir: str, step: int) -> list[str]
     samples = exp.sample(params, num, seed=scfg.get("seed", 0),
                          batch_size=scfg.get("batch_size", num))
     stem = os.path.join(workdir, "samples", f"step_{step:07d}")
-    paths = exp.family.save_samples(samples, stem) if jax.process_index() == 0 else []
+    paths = save_samples(exp.family, samples, stem) if jax.process_index() == 0 else []
     logging.info("Wrote %d samples in %.1fs: %s", num, time.time() - t0, paths)
     return paths
+
+
+def save_samples(family, samples: np.ndarray, path_stem: str) -> list[str]:
+    """The family's own sample files (`WritesSamples`), else an image grid PNG."""
+    if isinstance(family, WritesSamples):
+        return family.save_samples(samples, path_stem)
+    path = path_stem + ".png"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_image_grid(samples, path, levels=family.spec.levels)
+    return [path]
 
 
 def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:

@@ -1,9 +1,11 @@
 """Optax optimizer and learning-rate schedules from `config.train`."""
 from __future__ import annotations
 
+import jax
 import optax
 
 from argen_jax.errors import ConfigError
+from argen_jax.models.base import ASSIGNED, FROZEN, ParamGroups
 
 
 def make_schedule(cfg) -> optax.Schedule:
@@ -27,9 +29,8 @@ def make_schedule(cfg) -> optax.Schedule:
     return optax.join_schedules([warm, main], [warmup])
 
 
-def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW with global-norm gradient clipping."""
-    schedule = make_schedule(cfg)
+def adamw(cfg, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """AdamW with global-norm gradient clipping (one trained group)."""
     parts = []
     if cfg.get("grad_clip", 0.0):
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))
@@ -37,4 +38,43 @@ def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
         optax.adamw(schedule, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999),
                     eps=cfg.get("eps", 1e-8), weight_decay=cfg.get("weight_decay", 0.0))
     )
-    return optax.chain(*parts), schedule
+    return optax.chain(*parts)
+
+
+def make_optimizer(cfg, family) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The one optimizer over `params` from `config.train`: AdamW + clipping, or, for a family
+    with parameter groups (`models.base.ParamGroups`), `optax.multi_transform` over them:
+    FROZEN -> zero updates, ASSIGNED -> `optax.scale(-1)` (see `assign_surrogate`), every other
+    label its own AdamW (own moments and clipping, one shared schedule)."""
+    schedule = make_schedule(cfg)
+    if not isinstance(family, ParamGroups):
+        return adamw(cfg, schedule), schedule
+
+    def labels(params):
+        return family.param_groups(params)
+
+    def transform(label):
+        if label == FROZEN:
+            return optax.set_to_zero()
+        if label == ASSIGNED:
+            return optax.scale(-1.0)
+        return adamw(cfg, schedule)
+
+    return _grouped(labels, transform), schedule
+
+
+def _grouped(labels_fn, transform) -> optax.GradientTransformation:
+    """optax.multi_transform whose label set is read from the params tree it is given (the
+    groups a family has can depend on its config: no discriminator, no perceptual net)."""
+
+    def build(params):
+        names = sorted(set(jax.tree.leaves(labels_fn(params))))
+        return optax.multi_transform({n: transform(n) for n in names}, labels_fn)
+
+    def init(params):
+        return build(params).init(params)
+
+    def update(updates, state, params=None):
+        return build(params if params is not None else updates).update(updates, state, params)
+
+    return optax.GradientTransformation(init, update)

@@ -24,6 +24,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from argen_jax import xla_env  # noqa: E402
+
+xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -24,6 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from argen_jax import xla_env  # noqa: E402
+
+xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 from argen_jax.data.pipeline import DataSpec  # noqa: E402
 from argen_jax.models.vqgan import VQGANFamily  # noqa: E402
@@ -56,7 +59,7 @@ def main():
         c.model.impl = impl
         fam = VQGANFamily(c, spec)
         params = fam.init(rng, batch)["params"]
-        grad = jax.jit(jax.grad(lambda p, b, f=fam: f.loss_at_step(p, b, rng, jnp.int32(0))[0]))
+        grad = jax.jit(jax.grad(lambda p, b, f=fam: f.loss(p, b, rng, True, jnp.int32(0))[0]))
         step_t[name] = timeit(grad, params, batch, reps=a.reps)
         enc_t[name] = timeit(jax.jit(fam.encode), params, batch["image"], reps=a.reps)
     res["train_step_s"] = {k: round(v, 4) for k, v in step_t.items()}

@@ -13,7 +13,7 @@ Arguments (comma-separated, `mnist.py:tiny,idx`):
 """
 import ml_collections
 
-from experiments.common import parallel_config, parse_args
+from argen_jax.config_lib import parallel_config, parse_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

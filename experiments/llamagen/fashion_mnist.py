@@ -16,8 +16,8 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
+from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config
 from argen_jax.models.llamagen import SIZES
-from experiments.common import parallel_config, parse_args, sample_eval_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

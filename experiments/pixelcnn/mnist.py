@@ -9,7 +9,7 @@ Arguments (comma-separated, `mnist.py:tiny,8bit`):
 """
 import ml_collections
 
-from experiments.common import parallel_config, parse_args, sample_eval_config
+from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

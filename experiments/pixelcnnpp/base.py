@@ -2,7 +2,7 @@
 (cifar10.py, fashion_mnist.py, patches.py) fill in `data` and their sizes."""
 import ml_collections
 
-from experiments.common import parallel_config
+from argen_jax.config_lib import parallel_config
 
 
 def base_config(tiny: bool) -> ml_collections.ConfigDict:

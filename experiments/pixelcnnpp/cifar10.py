@@ -9,8 +9,9 @@ Arguments (comma-separated, `cifar10.py:tiny`):
 """
 import ml_collections
 
-from experiments.common import parse_args
-from experiments.pixelcnnpp.base import base_config
+from argen_jax.config_lib import load_sibling, parse_args
+
+base_config = load_sibling(__file__, "base").base_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -9,8 +9,10 @@ Data: `data.path` is a folder of idx files (default ../shared/data/fashion_mnist
 """
 import ml_collections
 
-from experiments.common import parse_args
-from experiments.pixelcnnpp.base import base_config, run_length
+from argen_jax.config_lib import load_sibling, parse_args
+
+_base = load_sibling(__file__, "base")
+base_config, run_length = _base.base_config, _base.run_length
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

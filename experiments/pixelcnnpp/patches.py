@@ -11,8 +11,10 @@ Arguments (comma-separated, `patches.py:cpu`):
 """
 import ml_collections
 
-from experiments.common import parse_args, photo_patches_data
-from experiments.pixelcnnpp.base import base_config, run_length
+from argen_jax.config_lib import load_sibling, parse_args, photo_patches_data
+
+_base = load_sibling(__file__, "base")
+base_config, run_length = _base.base_config, _base.run_length
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -19,7 +19,7 @@ The perceptual loss needs VGG16 LPIPS weights converted to the .npz layout docum
 """
 import ml_collections
 
-from experiments.common import parallel_config, parse_args
+from argen_jax.config_lib import parallel_config, parse_args
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

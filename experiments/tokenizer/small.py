@@ -12,7 +12,7 @@ Arguments (comma-separated, `small.py:multiscale,tiny`):
 """
 import ml_collections
 
-from experiments.common import parallel_config, parse_args, photo_patches_data
+from argen_jax.config_lib import parallel_config, parse_args, photo_patches_data
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -27,12 +27,15 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from argen_jax import xla_env  # noqa: E402
+
+xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 from argen_jax.data.pipeline import sequential_batches  # noqa: E402
 from argen_jax.errors import CheckpointError  # noqa: E402
+from argen_jax.io.run_dir import load_config  # noqa: E402
 from argen_jax.layers import quantizer as qlib  # noqa: E402
 from argen_jax.models.vqgan import Tokenizer  # noqa: E402
-from argen_jax.train.run_dir import load_config  # noqa: E402
 
 
 def _usage(tokens: np.ndarray, k: int) -> tuple[float, float]:

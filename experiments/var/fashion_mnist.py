@@ -15,7 +15,7 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from experiments.common import parallel_config, parse_args, sample_eval_config
+from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config
 
 DEPTHS = {"d16": 16, "d20": 20, "d24": 24, "d30": 30}
 

@@ -16,15 +16,18 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from argen_jax import xla_env  # noqa: E402
+
+xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from argen_jax.evaluation.images import save_image_grid  # noqa: E402
+from argen_jax.io.run_dir import load_config  # noqa: E402
 from argen_jax.sampling.loop import sample_keys  # noqa: E402
 from argen_jax.train.loop import _restored  # noqa: E402
-from argen_jax.train.run_dir import load_config  # noqa: E402
 
 
 def masks(p: int) -> dict[str, np.ndarray]:

@@ -21,6 +21,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from argen_jax import xla_env  # noqa: E402
+
+xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -28,8 +31,8 @@ from scipy.special import logsumexp  # noqa: E402
 
 from argen_jax.data import audio  # noqa: E402
 from argen_jax.heads import mulaw  # noqa: E402
+from argen_jax.io.checkpoint import Checkpointer  # noqa: E402
 from argen_jax.sampling.loop import sample_keys  # noqa: E402
-from argen_jax.train.checkpoint import Checkpointer  # noqa: E402
 from argen_jax.train.experiment import Experiment  # noqa: E402
 from experiments.wavenet import cpu  # noqa: E402
 

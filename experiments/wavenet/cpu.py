@@ -9,8 +9,10 @@ Same arguments as paper.py (tiny, nolocal, noglobal). 8 kHz audio, 10 layers (di
 """
 import ml_collections
 
+from argen_jax.config_lib import load_sibling
 from argen_jax.layers.causal_conv import receptive_field
-from experiments.wavenet import paper
+
+paper = load_sibling(__file__, "paper")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

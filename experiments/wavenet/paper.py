@@ -10,8 +10,8 @@ Data: a folder of WAVs, PATH/{train,test}/<speaker>/*.wav; make one offline with
 """
 import ml_collections
 
+from argen_jax.config_lib import parallel_config, parse_args
 from argen_jax.layers.causal_conv import receptive_field
-from experiments.common import parallel_config, parse_args
 
 KNOWN = {"tiny", "nolocal", "noglobal"}
 

@@ -1,0 +1,148 @@
+"""Configs: typed sections with one source of defaults, and the sections experiments share.
+
+Every family's settings are a frozen dataclass (defaults + validation in `__post_init__`)
+built from its ConfigDict section by `typed`, which rejects unknown keys with the list of
+known ones: the dataclass is the one place a default lives, so experiment files list only
+what differs from it. The helpers below build the sections every experiment file shares,
+written once so they cannot drift apart; `load_sibling` lets a config file reuse another
+file of its folder without putting the repository on sys.path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import types
+from typing import Any, TypeVar
+
+import ml_collections
+
+from argen_jax.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """A config value converted to the type of the field's default (ints from JSON stay
+    ints, lists become tuples, a float field takes an int)."""
+    if value is None or default is None or default is dataclasses.MISSING:
+        return value
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, (bool, int)):
+                raise TypeError
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if isinstance(default, tuple):
+            return tuple(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}={value!r} should be a {type(default).__name__}") from None
+    return value
+
+
+def typed(cls: type[T], section: Any, where: str, ignore: tuple[str, ...] = ()) -> T:
+    """The dataclass `cls` from a config section (ConfigDict, dict or None): absent keys take
+    the class defaults, an unknown key is a ConfigError naming it and the known keys, values
+    are coerced to the defaults' types, then `cls.__post_init__` validates. `ignore`: keys the
+    section may hold for someone else (e.g. `name`)."""
+    items = dict(section.items()) if section is not None else {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(items) - set(fields) - set(ignore))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(where + '.' + k for k in unknown)}; "
+                          f"known: {sorted(fields)}")
+    kw = {}
+    for name, f in fields.items():
+        if name not in items:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        value = items[name]
+        if isinstance(value, ml_collections.ConfigDict):
+            value = value.to_dict()
+        kw[name] = _coerce(value, default, f"{where}.{name}")
+    try:
+        return cls(**kw)
+    except TypeError as e:  # a required field is missing
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def load_sibling(config_file: str, name: str) -> types.ModuleType:
+    """The config module `name`.py next to `config_file` (pass `__file__`)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(config_file)), name + ".py")
+    spec = importlib.util.spec_from_file_location(f"_argen_config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+
+
+def parallel_config(model: int = 1, rules=None) -> tuple[ml_collections.ConfigDict,
+                                                          ml_collections.ConfigDict]:
+    """The `mesh` and `sharding` sections: (config.mesh, config.sharding)."""
+    mesh = ml_collections.ConfigDict()
+    mesh.data = -1  # -1: all devices not used by the other axes
+    mesh.model = model  # tensor parallelism (heads, kv_heads, mlp); 1 = none
+    mesh.fsdp = 1
+    mesh.num_devices = 0  # 0: every device; N: only the first N
+    sharding = ml_collections.ConfigDict()
+    # logical axis -> mesh axis (argen_jax/parallel/axes.py); None: DEFAULT_RULES
+    sharding.rules = rules
+    return mesh, sharding
+
+
+def parse_args(arg: str | None, known: set[str]) -> set[str]:
+    """`get_config`'s comma-separated argument ("tiny,8bit") -> the set of flags; an unknown
+    flag is an error that lists the known ones."""
+    args = set(filter(None, (arg or "").split(",")))
+    if args - known:
+        raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
+    return args
+
+
+def photo_patches_data(batch_size: int, eval_batch_size: int, train_limit: int = 0,
+                       test_limit: int = 0) -> ml_collections.ConfigDict:
+    """The `data` section for 32x32 RGB patches of the offline photos
+    (argen_jax/data/patches.py): the fixed split by source photo, shared by every model."""
+    from argen_jax.data.patches import TEST_PHOTOS, TRAIN_PHOTOS  # (data imports jax)
+
+    d = ml_collections.ConfigDict()
+    d.kind = "photo_patches"  # registry: argen_jax.data.patches
+    d.patch_size = 32  # patch side
+    d.train_stride = 16  # train patches overlap by half; test patches never overlap
+    d.train_per_photo = 1500  # at most N train patches per photo, spread (0 = all): without
+    # it retina and hubble_deep_field (mostly black) give 61% of the train patches
+    d.train_photos = TRAIN_PHOTOS  # photo names (argen_jax/data/patches.py)
+    d.test_photos = TEST_PHOTOS  # held-out photos (472 non-overlapping test patches)
+    d.batch_size = batch_size  # global batch
+    d.eval_batch_size = eval_batch_size
+    d.train_limit = train_limit  # spread subset of N train patches (0 = all)
+    d.test_limit = test_limit  # spread subset of N test patches (0 = all)
+    return d
+
+
+def sample_eval_config(num_samples: int, sample_batch_size: int, feature_batch_size: int = 200,
+                       feature_net: str = "") -> ml_collections.ConfigDict:
+    """The `eval` section: sample quality in --mode=eval (argen_jax/evaluation/sample_eval.py)."""
+    e = ml_collections.ConfigDict()
+    e.sample_metrics = False  # also sample (and decode) and score: FD, precision, recall
+    e.features = "smallnet"  # smallnet (28x28 feature_net.py; not FID) | inception
+    e.feature_net = feature_net  # .npz from experiments/evaluation/train_feature_net.py
+    e.inception_weights = ""  # .npz from experiments/evaluation/convert_pt_inception.py
+    e.num_samples = num_samples  # sample k is seeded by fold_in(sample_seed, k)
+    e.sample_seed = 0
+    e.sample_batch_size = sample_batch_size  # speed only: samples do not depend on it
+    e.feature_batch_size = feature_batch_size  # images per feature-extraction batch
+    e.pr_k = 3  # k of the k-NN manifolds of precision / recall
+    e.cache_dir = ""  # test-set features cache ('' = WORKDIR/eval_cache)
+    return e
