@@ -13,8 +13,9 @@ why the convolutional models default to `impl='conv'` (docs/design.md, rule 4).
 XLA reads XLA_FLAGS when the first backend is created, so this must run before any JAX
 computation; after that the flags are ignored (we log that when JAX was already imported).
 The flag is only known to some jaxlib versions and an unknown XLA flag aborts the process,
-so it is added only for the versions in `_TESTED_JAXLIB` (a test fails on an upgrade, as a reminder to re-measure). A flag the user set
-in XLA_FLAGS always wins; `ARGEN_XLA_CPU_FLAGS=0` turns ours off.
+so it is added only for the versions in `_TESTED_JAXLIB` (a test fails on an upgrade, as a
+reminder to re-measure). A flag the user set in XLA_FLAGS always wins;
+`ARGEN_XLA_CPU_FLAGS=0` turns ours off.
 """
 from __future__ import annotations
 
