@@ -76,6 +76,20 @@ def typed(cls: type[T], section: Any, where: str, ignore: tuple[str, ...] = ()) 
         raise ConfigError(f"{where}: {e}") from None
 
 
+def section(cls: type, *, name: str | None = None, **overrides) -> ml_collections.ConfigDict:
+    """A config section holding every field of the settings dataclass `cls`: its defaults,
+    then `overrides` (checked by `typed`). Experiment files call it with only what differs
+    from the defaults, yet every key exists for `--config.<section>.<key>=` overrides.
+    `name`: the registry name a `model` section carries besides the settings."""
+    settings = typed(cls, overrides, cls.__name__)
+    d = ml_collections.ConfigDict()
+    if name is not None:
+        d.name = name
+    for f in dataclasses.fields(settings):
+        d[f.name] = getattr(settings, f.name)
+    return d
+
+
 def load_sibling(config_file: str, name: str) -> types.ModuleType:
     """The config module `name`.py next to `config_file` (pass `__file__`)."""
     path = os.path.join(os.path.dirname(os.path.abspath(config_file)), name + ".py")
