@@ -2,6 +2,7 @@
 run (tokenizer loading, token datasets, tokenize_dataset.py, VAR in-painting) reads it here."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -11,6 +12,7 @@ import ml_collections
 from argen_jax.errors import ConfigError
 
 CONFIG_FILE = "config.json"
+SPEC_FILE = "data_spec.json"  # the DataSpec the run was trained on
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -33,3 +35,27 @@ def load_config(workdir: str, error: type[Exception] = ConfigError,
             return ml_collections.ConfigDict(json.load(f))
     except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise error(f"{path!r} is not a readable run config ({e})") from e
+
+
+def save_spec(spec, workdir: str) -> None:
+    """Writes workdir/data_spec.json (a `DataSpec` as JSON; process 0 only), so a run can be
+    reopened (a tokenizer, a token model) without building its data source."""
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, SPEC_FILE), "w") as f:
+            json.dump(dataclasses.asdict(spec), f, indent=2)
+
+
+def load_spec(workdir: str):
+    """The run's `DataSpec`, or None for a run written before data_spec.json existed."""
+    from argen_jax.data.pipeline import DataSpec
+
+    path = os.path.join(workdir, SPEC_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        return DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"{path!r} is not a readable data spec ({e})") from e

@@ -23,7 +23,7 @@ from argen_jax.errors import CheckpointError, DivergenceError
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
 from argen_jax.io.checkpoint import Checkpointer
-from argen_jax.io.run_dir import save_config
+from argen_jax.io.run_dir import save_config, save_spec
 from argen_jax.models.base import WritesSamples
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.metrics import MetricWriter
@@ -115,6 +115,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     tcfg = config.train
     num_steps = tcfg.num_steps
     save_config(config, workdir)
+    save_spec(exp.data.spec, workdir)
     ckpt = Checkpointer(workdir, tcfg.get("max_to_keep", 3))
     writer = MetricWriter(workdir, tcfg.get("tensorboard", True))
     bar = None
