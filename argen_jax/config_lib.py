@@ -104,15 +104,16 @@ def load_sibling(config_file: str, name: str) -> types.ModuleType:
 def parallel_config(model: int = 1, rules=None) -> tuple[ml_collections.ConfigDict,
                                                           ml_collections.ConfigDict]:
     """The `mesh` and `sharding` sections: (config.mesh, config.sharding)."""
-    mesh = ml_collections.ConfigDict()
-    mesh.data = -1  # -1: all devices not used by the other axes
-    mesh.model = model  # tensor parallelism (heads, kv_heads, mlp); 1 = none
-    mesh.fsdp = 1
-    mesh.num_devices = 0  # 0: every device; N: only the first N
-    sharding = ml_collections.ConfigDict()
-    # logical axis -> mesh axis (argen_jax/parallel/axes.py); None: DEFAULT_RULES
-    sharding.rules = rules
-    return mesh, sharding
+    from argen_jax.parallel.mesh import MeshSettings, ShardingSettings
+
+    return section(MeshSettings, model=model), section(ShardingSettings, rules=rules)
+
+
+def train_section(**overrides) -> ml_collections.ConfigDict:
+    """The `train` section (`train/settings.TrainSettings`) with only what differs from it."""
+    from argen_jax.train.settings import TrainSettings
+
+    return section(TrainSettings, **overrides)
 
 
 def parse_args(arg: str | None, known: set[str]) -> set[str]:
@@ -147,16 +148,8 @@ def photo_patches_data(batch_size: int, eval_batch_size: int, train_limit: int =
 
 def sample_eval_config(num_samples: int, sample_batch_size: int, feature_batch_size: int = 200,
                        feature_net: str = "") -> ml_collections.ConfigDict:
-    """The `eval` section: sample quality in --mode=eval (argen_jax/evaluation/sample_eval.py)."""
-    e = ml_collections.ConfigDict()
-    e.sample_metrics = False  # also sample (and decode) and score: FD, precision, recall
-    e.features = "smallnet"  # smallnet (28x28 feature_net.py; not FID) | inception
-    e.feature_net = feature_net  # .npz from experiments/evaluation/train_feature_net.py
-    e.inception_weights = ""  # .npz from experiments/evaluation/convert_pt_inception.py
-    e.num_samples = num_samples  # sample k is seeded by fold_in(sample_seed, k)
-    e.sample_seed = 0
-    e.sample_batch_size = sample_batch_size  # speed only: samples do not depend on it
-    e.feature_batch_size = feature_batch_size  # images per feature-extraction batch
-    e.pr_k = 3  # k of the k-NN manifolds of precision / recall
-    e.cache_dir = ""  # test-set features cache ('' = WORKDIR/eval_cache)
-    return e
+    """The `eval` section: sample quality in --mode=eval (`evaluation/sample_eval.EvalSettings`)."""
+    from argen_jax.evaluation.sample_eval import EvalSettings
+
+    return section(EvalSettings, num_samples=num_samples, sample_batch_size=sample_batch_size,
+                   feature_batch_size=feature_batch_size, feature_net=feature_net)

@@ -57,6 +57,11 @@ class Family(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} has no sampler")
 
 
+def has_sampler(family: Family) -> bool:
+    """Whether the family draws samples (a tokenizer, for one, does not)."""
+    return type(family).sample is not Family.sample
+
+
 @runtime_checkable
 class ParamGroups(Protocol):
     """A family whose parameters are not all trained alike."""

@@ -1,14 +1,51 @@
 """Mesh construction and logical -> mesh sharding."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from argen_jax.errors import ConfigError
 from argen_jax.parallel import axes
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSettings:
+    """The `config.mesh` section."""
+
+    data: int = -1  # data-parallel shards; -1: every device not used by the other axes
+    model: int = 1  # tensor parallelism (heads, kv_heads, mlp); 1 = none
+    fsdp: int = 1  # parameter sharding (ZeRO-3 style); 1 = none
+    num_devices: int = 0  # 0: every device; N: only the first N
+
+    def __post_init__(self):
+        for name in ("model", "fsdp"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"mesh.{name} must be >= 1, got {getattr(self, name)}")
+        if self.data < 1 and self.data != -1:
+            raise ConfigError(f"mesh.data must be >= 1 or -1 (all the rest), got {self.data}")
+        if self.num_devices < 0:
+            raise ConfigError(f"mesh.num_devices must be >= 0, got {self.num_devices}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingSettings:
+    """The `config.sharding` section."""
+
+    # logical axis -> mesh axis pairs (argen_jax/parallel/axes.py); None: axes.DEFAULT_RULES
+    rules: Any = None
+
+
+def mesh_from_settings(m: MeshSettings) -> Mesh:
+    try:
+        return create_mesh(data=m.data, model=m.model, fsdp=m.fsdp, num_devices=m.num_devices)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def create_mesh(data: int = -1, model: int = 1, fsdp: int = 1, devices=None,

@@ -15,11 +15,14 @@ import optax
 from flax import linen as nn
 
 from argen_jax import registry
+from argen_jax.config_lib import typed
 from argen_jax.errors import ConfigError
+from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.parallel import distributed
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.loop import sample_keys
 from argen_jax.train import optim
+from argen_jax.train.settings import TrainSettings
 from argen_jax.train.state import TrainState
 
 REQUIRED_SECTIONS = ("model", "data", "train")
@@ -31,26 +34,22 @@ def validate_config(config) -> None:
             raise ConfigError(f"config has no '{key}' section")
     if "name" not in config.model:
         raise ConfigError("config.model.name is required (which model family to build)")
-    if config.train.num_steps <= 0:
-        raise ConfigError(f"train.num_steps must be positive, got {config.train.num_steps}")
 
 
 class Experiment:
     def __init__(self, config):
         validate_config(config)
         self.config = config
-        mcfg = config.get("mesh", {})
-        try:
-            self.mesh = meshlib.create_mesh(
-                data=mcfg.get("data", -1), model=mcfg.get("model", 1),
-                fsdp=mcfg.get("fsdp", 1), num_devices=mcfg.get("num_devices", 0))
-        except ValueError as e:
-            raise ConfigError(str(e)) from e
-        self.rules = meshlib.rules_from_config(config.get("sharding", {}).get("rules"))
+        self.train_settings = typed(TrainSettings, config.train, "train")
+        self.eval_settings = typed(EvalSettings, config.get("eval"), "eval")
+        self.mesh = meshlib.mesh_from_settings(typed(meshlib.MeshSettings,
+                                                     config.get("mesh"), "mesh"))
+        sharding = typed(meshlib.ShardingSettings, config.get("sharding"), "sharding")
+        self.rules = meshlib.rules_from_config(sharding.rules)
         self.data = registry.build_data(config)
         self.family = registry.build_family(config, self.data.spec)
-        self.tx, self.schedule = optim.make_optimizer(config.train, self.family)
-        self.ema_decay = float(config.train.get("ema_decay", 0.0))
+        self.tx, self.schedule = optim.make_optimizer(self.train_settings, self.family)
+        self.ema_decay = self.train_settings.ema_decay
         self.batch_sharding = meshlib.batch_sharding(self.mesh)
         self.replicated = meshlib.replicated(self.mesh)
         dp = meshlib.data_parallel_size(self.mesh)

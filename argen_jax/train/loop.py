@@ -24,9 +24,10 @@ from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
 from argen_jax.io.checkpoint import Checkpointer
 from argen_jax.io.run_dir import save_config, save_spec
-from argen_jax.models.base import WritesSamples
+from argen_jax.models.base import WritesSamples, has_sampler
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.metrics import MetricWriter
+from argen_jax.train.settings import TrainSettings
 
 
 class Preemption:
@@ -54,15 +55,15 @@ class Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _check_finite(loss, step: int, ckpt: Checkpointer, tcfg) -> None:
+def _check_finite(loss, step: int, ckpt: Checkpointer, tcfg: TrainSettings) -> None:
     """Stops a diverged run before it logs on or checkpoints NaN parameters over good ones."""
     loss = float(jax.device_get(loss))
     if np.isfinite(loss):
         return
     saved = ckpt.latest_step()
     raise DivergenceError(
-        f"training diverged: loss is {loss} at step {step} (lr {tcfg.get('lr')}, grad_clip "
-        f"{tcfg.get('grad_clip', 0.0)}). Nothing was saved from it; the newest checkpoint is "
+        f"training diverged: loss is {loss} at step {step} (lr {tcfg.lr}, grad_clip "
+        f"{tcfg.grad_clip}). Nothing was saved from it; the newest checkpoint is "
         + (f"step {saved}" if saved is not None else "none")
         + ". Lower train.lr or set train.grad_clip, then run again.")
 
@@ -112,12 +113,12 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     """Train (resuming if `workdir` has checkpoints). `stop_after_steps` stops this run early
     after that many steps, as a preemption would (used by resume tests)."""
     exp = Experiment(config)
-    tcfg = config.train
+    tcfg = exp.train_settings
     num_steps = tcfg.num_steps
     save_config(config, workdir)
     save_spec(exp.data.spec, workdir)
-    ckpt = Checkpointer(workdir, tcfg.get("max_to_keep", 3))
-    writer = MetricWriter(workdir, tcfg.get("tensorboard", True))
+    ckpt = Checkpointer(workdir, tcfg.max_to_keep)
+    writer = MetricWriter(workdir, tcfg.tensorboard)
     bar = None
     try:  # whatever ends the run (done, an error, divergence), leave nothing running
         state, _ = restore_or_init(exp, ckpt)
@@ -128,7 +129,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
         every = lambda n, s: bool(n) and s % n == 0  # noqa: E731
         last: dict = {}
         bar = tqdm(total=num_steps, initial=start, desc="train", unit="step",
-                   disable=jax.process_index() != 0 or tcfg.get("quiet", False), mininterval=2.0)
+                   disable=jax.process_index() != 0 or tcfg.quiet, mininterval=2.0)
         with Preemption() as preempt:
             step = start
             in_flight = None
@@ -143,8 +144,8 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                 bar.update(1)
                 final = step == num_steps
                 stop = preempt.requested or (stop_after_steps and step - start >= stop_after_steps)
-                log_now = every(tcfg.get("log_every", 50), step) or final
-                checkpoint_now = every(tcfg.get("save_every", 500), step) or final or stop
+                log_now = every(tcfg.log_every, step) or final
+                checkpoint_now = every(tcfg.save_every, step) or final or stop
                 if log_now or checkpoint_now:
                     _check_finite(metrics["loss"], step, ckpt, tcfg)
                 if log_now:
@@ -157,14 +158,14 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                     writer.write(step, m)
                     last.update(m)
                     bar.set_postfix(loss=f"{m['train/loss']:.4f}")
-                if every(tcfg.get("eval_every", 0), step) or final:
+                if every(tcfg.eval_every, step) or final:
                     m = evaluate(exp, exp.eval_params(state))
                     writer.write(step, m)
                     last.update(m)
                     logging.info("step %d: %s", step, json.dumps(
                         {k: round(float(v), 5) for k, v in m.items()}))
-                if every(tcfg.get("sample_every", 0), step) or (final and tcfg.get("sample_at_end",
-                                                                                   True)):
+                sample_now = every(tcfg.sample_every, step) or (final and tcfg.sample_at_end)
+                if sample_now and has_sampler(exp.family):
                     write_samples(exp, exp.eval_params(state), workdir, step)
                 if checkpoint_now:
                     ckpt.save(step, state, {"step": step, "data_position": step})
@@ -196,8 +197,8 @@ def eval_only(config, workdir: str) -> dict:
     exp, state = _restored(config, workdir)
     step = int(jax.device_get(state.step))
     m = evaluate(exp, exp.eval_params(state))
-    if exp.config.get("eval", {}).get("sample_metrics", False):
-        from argen_jax.evaluation.sample_eval import evaluate_samples
+    if exp.eval_settings.sample_metrics:
+        from argen_jax.train.sample_metrics import evaluate_samples
 
         m.update(evaluate_samples(exp, exp.eval_params(state), workdir, step))
     writer = MetricWriter(workdir, tensorboard=False)

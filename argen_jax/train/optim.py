@@ -6,14 +6,15 @@ import optax
 
 from argen_jax.errors import ConfigError
 from argen_jax.models.base import ASSIGNED, FROZEN, ParamGroups
+from argen_jax.train.settings import TrainSettings
 
 
-def make_schedule(cfg) -> optax.Schedule:
+def make_schedule(cfg: TrainSettings) -> optax.Schedule:
     """'cosine': linear warm-up then cosine decay to lr * end_lr_fraction at num_steps;
     'constant': warm-up then constant; 'linear': warm-up then linear decay."""
-    lr, warmup, total = cfg.lr, cfg.get("warmup_steps", 0), cfg.num_steps
-    end = lr * cfg.get("end_lr_fraction", 0.0)
-    kind = cfg.get("schedule", "cosine")
+    lr, warmup, total = cfg.lr, cfg.warmup_steps, cfg.num_steps
+    end = lr * cfg.end_lr_fraction
+    kind = cfg.schedule
     warm = optax.linear_schedule(0.0, lr, max(warmup, 1))
     rest = max(total - warmup, 1)
     if kind == "cosine":
@@ -29,19 +30,18 @@ def make_schedule(cfg) -> optax.Schedule:
     return optax.join_schedules([warm, main], [warmup])
 
 
-def adamw(cfg, schedule: optax.Schedule) -> optax.GradientTransformation:
+def adamw(cfg: TrainSettings, schedule: optax.Schedule) -> optax.GradientTransformation:
     """AdamW with global-norm gradient clipping (one trained group)."""
     parts = []
-    if cfg.get("grad_clip", 0.0):
+    if cfg.grad_clip:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))
-    parts.append(
-        optax.adamw(schedule, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999),
-                    eps=cfg.get("eps", 1e-8), weight_decay=cfg.get("weight_decay", 0.0))
-    )
+    parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                             weight_decay=cfg.weight_decay))
     return optax.chain(*parts)
 
 
-def make_optimizer(cfg, family) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(cfg: TrainSettings,
+                   family) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The one optimizer over `params` from `config.train`: AdamW + clipping, or, for a family
     with parameter groups (`models.base.ParamGroups`), `optax.multi_transform` over them:
     FROZEN -> zero updates, ASSIGNED -> `optax.scale(-1)` (see `assign_surrogate`), every other

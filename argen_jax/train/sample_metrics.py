@@ -1,0 +1,47 @@
+"""Sample-quality metrics of a trained experiment (`--mode=eval` with
+`config.eval.sample_metrics`); the settings, extractors and metrics are in
+`evaluation/sample_eval.py`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from absl import logging
+
+from argen_jax.evaluation import reference_stats
+from argen_jax.evaluation.extract import extract_features
+from argen_jax.evaluation.sample_eval import build_extractor, feature_metrics, reference_images
+from argen_jax.models.base import images_of
+
+
+def evaluate_samples(exp, params, workdir: str, step: int) -> dict:
+    ecfg = exp.eval_settings
+    extractor = build_extractor(ecfg)
+    num = ecfg.num_samples
+    t0 = time.time()
+    samples = exp.sample(params, num, seed=ecfg.sample_seed,
+                         batch_size=ecfg.sample_batch_size or None)
+    samples, levels = images_of(exp.family, samples)  # token models: decoded
+    t_sample = time.time() - t0
+    bs = ecfg.feature_batch_size
+    data_key = hashlib.sha1(json.dumps(exp.config.data.to_dict(), sort_keys=True,
+                                       default=str).encode()).hexdigest()[:12]
+    cache_dir = os.path.expanduser(ecfg.cache_dir or os.path.join(workdir, "eval_cache"))
+    ref = reference_stats.cached_features(
+        cache_dir, f"test-{data_key}-{extractor.key}",
+        lambda: extract_features(extractor, reference_images(exp.data), levels, bs,
+                                 exp.mesh, desc="reference features"))
+    fake = extract_features(extractor, samples, levels, bs, exp.mesh,
+                            desc="sample features")
+    out = feature_metrics(ref, fake, extractor.suffix, ecfg.pr_k)
+    if jax.process_index() == 0:
+        scale = 255.0 / max(levels - 1, 1)
+        path = os.path.join(workdir, "samples", f"eval_{step:07d}.npz")
+        reference_stats.write_sample_batch(
+            path, np.round(samples * scale).astype(np.uint8))
+    logging.info("sampled %d in %.1fs; %s", num, t_sample, out)
+    return {f"eval_samples/{k}": v for k, v in out.items()}

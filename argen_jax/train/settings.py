@@ -1,0 +1,49 @@
+"""The `config.train` section: optimisation, schedule, and the loop's cadence."""
+from __future__ import annotations
+
+import dataclasses
+
+from argen_jax.errors import ConfigError
+
+SCHEDULES = ("cosine", "constant", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    num_steps: int  # optimizer steps of the whole run (resuming continues up to it)
+    lr: float  # peak learning rate (AdamW)
+    schedule: str = "cosine"  # cosine | constant | linear, after the linear warm-up
+    warmup_steps: int = 0  # linear warm-up from 0 to lr
+    end_lr_fraction: float = 0.0  # final lr = lr * this (cosine, linear)
+    b1: float = 0.9  # AdamW first-moment decay
+    b2: float = 0.999  # AdamW second-moment decay
+    eps: float = 1e-8  # AdamW epsilon
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 0.0  # global-norm gradient clipping (0 = off)
+    ema_decay: float = 0.0  # Polyak averaging of the weights for eval/sampling (0 = off)
+    log_every: int = 50  # train metrics every N steps (and at the end)
+    eval_every: int = 0  # test-set NLL every N steps (0: only at the end)
+    sample_every: int = 0  # a sample grid every N steps (0: only at the end)
+    sample_at_end: bool = True  # samples after the last step (families with a sampler)
+    save_every: int = 500  # checkpoint every N steps (and at the end / on SIGTERM)
+    max_to_keep: int = 3  # newest checkpoints kept
+    tensorboard: bool = True  # TensorBoard event files under WORKDIR/tb
+    quiet: bool = False  # no progress bar
+
+    def __post_init__(self):
+        if self.num_steps <= 0:
+            raise ConfigError(f"train.num_steps must be positive, got {self.num_steps}")
+        if self.lr < 0:
+            raise ConfigError(f"train.lr must be >= 0, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule must be cosine, constant or linear; got "
+                              f"{self.schedule!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.max_to_keep < 1:
+            raise ConfigError(f"train.max_to_keep must be >= 1 (it is how many checkpoints "
+                              f"are kept), got {self.max_to_keep}")
+        for name in ("warmup_steps", "log_every", "eval_every", "sample_every", "save_every",
+                     "grad_clip", "weight_decay", "end_lr_fraction"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
