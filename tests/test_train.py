@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from argen_jax.errors import CheckpointError, ConfigError
+from argen_jax.errors import CheckpointError, ConfigError, DataError
 from argen_jax.run import run
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.loop import train
@@ -83,6 +83,34 @@ def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
         w.write(s, {"train/loss": float(s)})
     w.truncate_after(4)
     assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4]
+
+
+def test_a_partial_last_metrics_line_is_dropped_and_a_damaged_one_named(tmp_path):
+    from argen_jax.train.metrics import MetricWriter
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 2, "train/loss": 1.0}\n{"step": 4, "tra')  # killed mid-write
+    w = MetricWriter(str(tmp_path), tensorboard=False)
+    w.truncate_after(2)
+    w.write(4, {"train/loss": 0.5})
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4]
+    path.write_text('{"step": 2}\nnot json\n{"step": 4}\n')
+    with pytest.raises(DataError, match="metrics.jsonl line 2"):
+        read_metrics(str(tmp_path))
+
+
+def test_settings_reject_bad_values_and_unknown_keys(tmp_path):
+    for key, value, match in [("train.max_to_keep", 0, "max_to_keep must be >= 1"),
+                              ("train.lr", -1.0, "lr must be >= 0"),
+                              ("mesh.model", 0, "mesh.model must be >= 1"),
+                              ("train.schedule", "step", "train.schedule")]:
+        with pytest.raises(ConfigError, match=match):
+            Experiment(tiny_config(**{key: value}))
+    cfg = tiny_config()
+    with cfg.unlocked():
+        cfg.train.nosuch = 1
+    with pytest.raises(ConfigError, match="unknown key.*train.nosuch"):
+        Experiment(cfg)
 
 
 def test_eight_device_step_equals_one_device_step():

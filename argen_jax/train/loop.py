@@ -8,6 +8,7 @@ the same command again resumes. Same seed => the same final metrics as an uninte
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -79,11 +80,11 @@ def restore_or_init(exp: Experiment, ckpt: Checkpointer):
 
 def evaluate(exp: Experiment, params) -> dict:
     """Exact test-set NLL: sums over every test example, then one division."""
-    totals: dict = {}
+    totals: dict = collections.defaultdict(np.float64)
     for batch in exp.data.eval_batches():
         sums = jax.device_get(exp.eval_step(params, exp.device_batch(batch)))
         for k, v in sums.items():
-            totals[k] = totals.get(k, 0.0) + np.float64(v)
+            totals[k] += np.float64(v)
     return {f"eval/{k}": v for k, v in summarize(totals).items()}
 
 

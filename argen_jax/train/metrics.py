@@ -10,6 +10,9 @@ import math
 import os
 
 import jax
+from absl import logging
+
+from argen_jax.errors import DataError
 
 
 class MetricWriter:
@@ -30,8 +33,10 @@ class MetricWriter:
         if not self.active or not os.path.exists(self.path):
             return
         rows = read_metrics(os.path.dirname(self.path))
-        keep = [r for r in rows if r.get("step", 0) <= step]
-        if len(keep) != len(rows):
+        keep = [r for r in rows if r["step"] <= step]
+        with open(self.path) as f:
+            written = sum(1 for ln in f if ln.strip())  # a dropped partial line counts too
+        if len(keep) != written:
             tmp = self.path + ".tmp"
             with open(tmp, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in keep)
@@ -62,8 +67,24 @@ def _to_py(v):
 
 
 def read_metrics(workdir: str) -> list[dict]:
+    """The rows of workdir/metrics.jsonl. A partial last line (a run killed while writing it)
+    is dropped; a damaged line elsewhere is a DataError naming the file and line."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [ln for ln in f.read().split("\n") if ln.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError("not a metrics row")
+        except ValueError as e:
+            if i == len(lines) - 1:
+                logging.warning("%s: dropping a partial last line (%s)", path, e)
+                break
+            raise DataError(f"{path} line {i + 1} is not a metrics row ({e}): move the file "
+                            f"aside or fix that line") from None
+        rows.append(row)
+    return rows
