@@ -22,3 +22,7 @@ class CheckpointError(UserError):
 
 class DivergenceError(UserError):
     """Training produced a non-finite loss; no checkpoint was written from that state."""
+
+
+class WorkdirBusyError(UserError):
+    """Another training run holds the workdir's lock."""

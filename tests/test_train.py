@@ -113,6 +113,33 @@ def test_settings_reject_bad_values_and_unknown_keys(tmp_path):
         Experiment(cfg)
 
 
+def test_a_refused_run_leaves_the_workdir_as_it_was(tmp_path):
+    wd = str(tmp_path)
+    train(tiny_config(), wd, stop_after_steps=4)
+    config_json = (tmp_path / "config.json").read_text()
+    with pytest.raises(CheckpointError):
+        train(tiny_config(**{"model.features": 8}), wd)  # another model's checkpoint
+    with pytest.raises(ConfigError, match="below the step of the newest checkpoint"):
+        train(tiny_config(**{"train.num_steps": 2}), wd)
+    assert (tmp_path / "config.json").read_text() == config_json
+
+
+def test_one_training_per_workdir(tmp_path):
+    from argen_jax.errors import WorkdirBusyError
+    from argen_jax.io.run_dir import lock_workdir
+
+    held = lock_workdir(str(tmp_path))
+    try:
+        with pytest.raises(WorkdirBusyError, match="another training run"):
+            train(tiny_config(), str(tmp_path))
+    finally:
+        held.release()
+    lock_workdir(str(tmp_path)).release()  # free again
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="not a directory"):
+        train(tiny_config(), str(tmp_path / "file"))
+
+
 def test_eight_device_step_equals_one_device_step():
     assert jax.device_count() == 8
     cfg = dict(**{"train.ema_decay": 0.0})

@@ -3,13 +3,14 @@ run (tokenizer loading, token datasets, tokenize_dataset.py, VAR in-painting) re
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 
 import jax
 import ml_collections
 
-from argen_jax.errors import ConfigError
+from argen_jax.errors import ConfigError, WorkdirBusyError
 
 CONFIG_FILE = "config.json"
 SPEC_FILE = "data_spec.json"  # the DataSpec the run was trained on
@@ -59,3 +60,40 @@ def load_spec(workdir: str):
         return DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
     except (OSError, ValueError, TypeError) as e:
         raise ConfigError(f"{path!r} is not a readable data spec ({e})") from e
+
+
+LOCK_FILE = ".lock"
+
+
+class WorkdirLock:
+    """An exclusive advisory lock on workdir/.lock (fcntl; released when the process exits,
+    also on kill -9). Process 0 holds it for a multi-process run."""
+
+    def __init__(self, workdir: str):
+        self._file = None
+        if jax.process_index() != 0:
+            return
+        if os.path.exists(workdir) and not os.path.isdir(workdir):
+            raise ConfigError(f"workdir {workdir!r} exists and is not a directory")
+        try:
+            os.makedirs(workdir, exist_ok=True)
+            self._file = open(os.path.join(workdir, LOCK_FILE), "a")  # noqa: SIM115
+        except OSError as e:
+            raise ConfigError(f"cannot write to workdir {workdir!r}: {e.strerror}") from None
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            self._file = None
+            raise WorkdirBusyError(f"another training run is using {workdir!r} (it holds "
+                                   f"{LOCK_FILE}); wait for it or use another workdir") from None
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def lock_workdir(workdir: str) -> WorkdirLock:
+    return WorkdirLock(workdir)

@@ -20,11 +20,11 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from argen_jax.errors import CheckpointError, DivergenceError
+from argen_jax.errors import CheckpointError, ConfigError, DivergenceError
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
 from argen_jax.io.checkpoint import Checkpointer
-from argen_jax.io.run_dir import save_config, save_spec
+from argen_jax.io.run_dir import lock_workdir, save_config, save_spec
 from argen_jax.models.base import WritesSamples, has_sampler
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.metrics import MetricWriter
@@ -116,14 +116,20 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     exp = Experiment(config)
     tcfg = exp.train_settings
     num_steps = tcfg.num_steps
-    save_config(config, workdir)
-    save_spec(exp.data.spec, workdir)
+    lock = lock_workdir(workdir)  # one training per workdir at a time
     ckpt = Checkpointer(workdir, tcfg.max_to_keep)
-    writer = MetricWriter(workdir, tcfg.tensorboard)
-    bar = None
+    writer = bar = None
     try:  # whatever ends the run (done, an error, divergence), leave nothing running
-        state, _ = restore_or_init(exp, ckpt)
+        state, _ = restore_or_init(exp, ckpt)  # a checkpoint of another model stops here
         start = int(jax.device_get(state.step))
+        if start > num_steps:
+            raise ConfigError(f"train.num_steps={num_steps} is below the step of the newest "
+                              f"checkpoint in {workdir} ({start}): raise it to continue the "
+                              f"run, or use another workdir")
+        # only a run that will go ahead describes the workdir (a refused one leaves it as it was)
+        save_config(config, workdir)
+        save_spec(exp.data.spec, workdir)
+        writer = MetricWriter(workdir, tcfg.tensorboard)
         writer.truncate_after(start)
         logging.info("Model %s: %.3fM parameters; mesh %s; steps %d -> %d", config.model.name,
                      exp.num_params() / 1e6, dict(exp.mesh.shape), start, num_steps)
@@ -159,6 +165,8 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                     writer.write(step, m)
                     last.update(m)
                     bar.set_postfix(loss=f"{m['train/loss']:.4f}")
+                if checkpoint_now:  # before evaluation / sampling: a crash there loses no steps
+                    ckpt.save(step, state, {"step": step, "data_position": step})
                 if every(tcfg.eval_every, step) or final:
                     m = evaluate(exp, exp.eval_params(state))
                     writer.write(step, m)
@@ -168,8 +176,6 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                 sample_now = every(tcfg.sample_every, step) or (final and tcfg.sample_at_end)
                 if sample_now and has_sampler(exp.family):
                     write_samples(exp, exp.eval_params(state), workdir, step)
-                if checkpoint_now:
-                    ckpt.save(step, state, {"step": step, "data_position": step})
                 if stop:
                     logging.info("Stopping at step %d (%s); run again to resume.", step,
                                  "SIGTERM" if preempt.requested else "stop_after_steps")
@@ -178,7 +184,9 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
         if bar is not None:
             bar.close()
         ckpt.close()  # waits for a checkpoint still being written
-        writer.close()
+        if writer is not None:
+            writer.close()
+        lock.release()
     return last
 
 
