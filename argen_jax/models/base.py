@@ -66,6 +66,10 @@ def has_sampler(family: Family) -> bool:
 class ParamGroups(Protocol):
     """A family whose parameters are not all trained alike."""
 
+    # every label `param_groups` can return: the optimizer state holds one entry per name
+    # (whether or not this config has parameters in that group), so its layout is fixed
+    group_names: tuple[str, ...]
+
     def param_groups(self, params: dict) -> dict:
         """A prefix tree of `params` whose leaves are group labels: FROZEN, ASSIGNED, or
         the name of a trained group (each trained group gets its own AdamW + clipping)."""

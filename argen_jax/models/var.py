@@ -278,6 +278,8 @@ class VARFamily(TokenImageFamily):
         tok = jax.tree.map(jnp.asarray, tokenizer_subtree(self.tokenizer.params))
         return {"params": {"var": variables["params"], "tokenizer": tok}}
 
+    group_names = ("train", FROZEN)
+
     def param_groups(self, params):
         """The copied tokenizer subtree is frozen; the transformer is trained."""
         return {k: (FROZEN if k == "tokenizer" else "train") for k in params}

@@ -476,6 +476,8 @@ class VQGANFamily(Family):
                                     load_perceptual_weights(self.perceptual_path).items()}
         return {"params": params}
 
+    group_names = ("generator", "discriminator", ASSIGNED, FROZEN)
+
     def param_groups(self, params):
         """Two players with their own AdamW, the quantizer's EMA / restart state assigned,
         the perceptual feature net frozen."""

@@ -1,7 +1,6 @@
 """Optax optimizer and learning-rate schedules from `config.train`."""
 from __future__ import annotations
 
-import jax
 import optax
 
 from argen_jax.errors import ConfigError
@@ -50,9 +49,6 @@ def make_optimizer(cfg: TrainSettings,
     if not isinstance(family, ParamGroups):
         return adamw(cfg, schedule), schedule
 
-    def labels(params):
-        return family.param_groups(params)
-
     def transform(label):
         if label == FROZEN:
             return optax.set_to_zero()
@@ -60,21 +56,6 @@ def make_optimizer(cfg: TrainSettings,
             return optax.scale(-1.0)
         return adamw(cfg, schedule)
 
-    return _grouped(labels, transform), schedule
-
-
-def _grouped(labels_fn, transform) -> optax.GradientTransformation:
-    """optax.multi_transform whose label set is read from the params tree it is given (the
-    groups a family has can depend on its config: no discriminator, no perceptual net)."""
-
-    def build(params):
-        names = sorted(set(jax.tree.leaves(labels_fn(params))))
-        return optax.multi_transform({n: transform(n) for n in names}, labels_fn)
-
-    def init(params):
-        return build(params).init(params)
-
-    def update(updates, state, params=None):
-        return build(params if params is not None else updates).update(updates, state, params)
-
-    return optax.GradientTransformation(init, update)
+    tx = optax.multi_transform({n: transform(n) for n in family.group_names},
+                               family.param_groups)
+    return tx, schedule
