@@ -29,10 +29,6 @@ def summarize(sums: dict) -> dict:
     return out
 
 
-def bits_per_dim(nll_nats_total: float, num_dims: float) -> float:
-    return nll_nats_total / (num_dims * math.log(2.0))
-
-
 def nll_loss_and_sums(nll: jax.Array, mask: jax.Array, dims: float) -> tuple[jax.Array, dict]:
     """Per-example NLL [B] (nats over `dims` dimensions each), batch mask [B] ->
     (loss = masked mean nats per dimension, the metric sums of the Family contract)."""
