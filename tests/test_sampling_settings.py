@@ -8,7 +8,7 @@ import pytest
 
 from argen_jax.config_lib import section, typed
 from argen_jax.errors import ConfigError
-from argen_jax.models.labels import ClassLabels
+from argen_jax.models.labels import ClassLabels, LabelSettings
 from argen_jax.models.llamagen import SIZES, LlamaGenSettings, ffn_dim, llamagen_decoder
 from argen_jax.models.transformer import IGPTSettings
 from argen_jax.models.var import VARSettings
@@ -70,7 +70,7 @@ def test_guided_step_fn_combines_the_halves():
 
 
 def test_class_labels():
-    cond = ClassLabels.of(True, 10, 1.0)
+    cond = ClassLabels.of(LabelSettings(True, 1.0), 10)
     assert cond.conditional and cond.null_class == 10
     labels = jnp.array([1, 2, 3])
     np.testing.assert_array_equal(cond.train(labels, 3), labels)
@@ -78,12 +78,12 @@ def test_class_labels():
     lab, null = cond.for_sampling(labels, 3, guided=True)
     np.testing.assert_array_equal(null, [10] * 3)
     assert cond.for_sampling(labels, 3, guided=False)[1] is None
-    uncond = ClassLabels.of(False, 10, 0.1)
+    uncond = ClassLabels.of(LabelSettings(False, 0.1), 10)
     assert uncond.null_class == 0
     lab, null = uncond.for_sampling(labels, 3, guided=True)
     np.testing.assert_array_equal(lab, [0, 0, 0])
     assert null is None
-    assert ClassLabels.of(True, 0, 0.1).conditional is False  # data without classes
+    assert ClassLabels.of(LabelSettings(), 0).conditional is False  # data without classes
 
 
 def test_model_settings_defaults_and_validation():

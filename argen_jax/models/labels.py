@@ -11,7 +11,22 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from argen_jax.errors import ConfigError
 from argen_jax.models.base import drop_labels
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSettings:
+    """The `config.model` fields of class conditioning, subclassed by the settings of every
+    class-conditional family (IGPT, LlamaGen, VAR), which may change the defaults."""
+
+    conditional: bool = True  # class-conditional (False: the null class only)
+    label_dropout: float = 0.1  # training: label -> null class with this probability (CFG)
+
+    def __post_init__(self):
+        if not 0.0 <= self.label_dropout <= 1.0:
+            raise ConfigError(f"model.label_dropout must be in [0, 1], got "
+                              f"{self.label_dropout}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,9 +35,10 @@ class ClassLabels:
     label_dropout: float = 0.0  # training: label -> null class with this probability
 
     @classmethod
-    def of(cls, conditional: bool, data_classes: int, label_dropout: float) -> ClassLabels:
-        """Conditional only when asked for and the data has classes."""
-        return cls(data_classes if conditional and data_classes > 0 else 0, label_dropout)
+    def of(cls, settings: LabelSettings, data_classes: int) -> ClassLabels:
+        """Conditional only when the settings ask for it and the data has classes."""
+        return cls(data_classes if settings.conditional and data_classes > 0 else 0,
+                   settings.label_dropout)
 
     @property
     def conditional(self) -> bool:

@@ -33,7 +33,8 @@ from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
-from argen_jax.models.token_family import TokenImageFamily, TokenModelSettings
+from argen_jax.models.labels import LabelSettings
+from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.models.transformer import Decoder, DecoderSettings, sample_decoder
 from argen_jax.sampling.processors import SamplingSettings
 
@@ -59,10 +60,10 @@ def ffn_dim(width: int, multiplier: float | None = None, multiple_of: int = 256)
 
 
 @dataclasses.dataclass(frozen=True)
-class LlamaGenSettings(DecoderSettings, TokenModelSettings):
+class LlamaGenSettings(DecoderSettings, LabelSettings):
     """`config.model` of 'llamagen' (experiments/llamagen/fashion_mnist.py). The Decoder fields
     (width, depth, heads, dropout, dtype, ...) are `DecoderSettings`'; label conditioning is
-    `TokenModelSettings`'."""
+    `LabelSettings`'."""
 
     size: str = ""  # LlamaGen's shape (SIZES: B, L, XL, XXL, 3B); '' = width / depth /
     #   num_heads / num_kv_heads / head_dim / mlp_dim below
@@ -79,7 +80,7 @@ class LlamaGenSettings(DecoderSettings, TokenModelSettings):
 
     def __post_init__(self):
         DecoderSettings.__post_init__(self)
-        TokenModelSettings.__post_init__(self)
+        LabelSettings.__post_init__(self)
         if self.size and self.size not in SIZES:
             raise ConfigError(f"model.size must be one of {sorted(SIZES)} or '', got "
                               f"{self.size!r}")
@@ -172,11 +173,6 @@ class LlamaGenFamily(TokenImageFamily):
         logits = self.logits(params, inputs, labels, drop_rng, train)  # [B, L, V]
         nll = categorical_nll(logits, tokens).sum(-1)  # [B] nats
         return nll_loss_and_sums(nll, batch["mask"], float(self.num_tokens))
-
-    def guidance_scale(self):
-        """The CFG scale per step t. `cfg_interval` as LlamaGen's: its prefill token and decode
-        steps i <= cfg_interval are guided (t <= cfg_interval + 1)."""
-        return self.sampling.guidance(self.num_tokens)
 
     def sample(self, params, keys, labels=None):
         """keys [B, 2] -> token maps int32 [B, L]."""

@@ -5,9 +5,9 @@ A `TokenImageFamily` trains on `data.kind='tokens'` (`data/tokens.py`: batches o
 tokens (`models.vqgan.Tokenizer`, loaded lazily from `config.data.tokenizer` or the workdir
 stored in the token file). It owns:
 
-    conditioning   `labels(batch, rng, train)`: class labels, dropped to the null class
-                   (= num_classes) at rate `model.label_dropout` in training (CFG); the null
-                   class everywhere for unconditional models
+    conditioning   `labels(batch, rng, train)` (`models.labels.ClassLabels`): class labels,
+                   dropped to the null class (= num_classes) at rate `model.label_dropout` in
+                   training (CFG); the null class everywhere for unconditional models
     token maps     `token_maps(tokens)`: [B, L] -> the tokenizer's index structure
                    ([B, h, w] or one [B, p_s, p_s] per scale)
     images         `to_images` (decode, for sample-quality metrics) and `save_samples` (a grid
@@ -15,7 +15,6 @@ stored in the token file). It owns:
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import jax
@@ -26,24 +25,11 @@ from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.layers import quantizer as qlib
 from argen_jax.models.base import Family
-from argen_jax.models.labels import ClassLabels
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenModelSettings:
-    """The `config.model` fields every token model has (subclassed by each family's settings)."""
-
-    conditional: bool = True  # class-conditional (False: the null class only)
-    label_dropout: float = 0.1  # training: label -> null class with this probability (CFG)
-
-    def __post_init__(self):
-        if not 0.0 <= self.label_dropout <= 1.0:
-            raise ConfigError(f"model.label_dropout must be in [0, 1], got "
-                              f"{self.label_dropout}")
+from argen_jax.models.labels import ClassLabels, LabelSettings
 
 
 class TokenImageFamily(Family):
-    Settings: type = TokenModelSettings  # the family's `config.model` dataclass
+    Settings: type = LabelSettings  # the family's `config.model` dataclass (a subclass)
 
     def __init__(self, config, spec):
         super().__init__(config, spec)
@@ -52,8 +38,7 @@ class TokenImageFamily(Family):
                               f"(data.kind='tokens'), got data.kind={spec.kind!r}")
         self.settings = config_lib.typed(self.Settings, config.model, "model",
                                          ignore=("name",))
-        self.classes = ClassLabels.of(self.settings.conditional, spec.num_classes,
-                                      self.settings.label_dropout)
+        self.classes = ClassLabels.of(self.settings, spec.num_classes)
         self.conditional = self.classes.conditional
         self.num_classes = self.classes.num_classes
         self.null_class = self.classes.null_class  # the unconditional / start class

@@ -31,7 +31,7 @@ from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.layers.transformer import LlamaBlock, RMSNorm
 from argen_jax.models.base import Family
-from argen_jax.models.labels import ClassLabels
+from argen_jax.models.labels import ClassLabels, LabelSettings
 from argen_jax.parallel import axes
 from argen_jax.sampling.processors import SamplingSettings
 from argen_jax.sampling.tokens import sample_tokens
@@ -252,20 +252,19 @@ class DecoderSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class IGPTSettings(DecoderSettings):
-    """`config.model` of 'igpt' (experiments/igpt/mnist.py)."""
+class IGPTSettings(DecoderSettings, LabelSettings):
+    """`config.model` of 'igpt' (experiments/igpt/mnist.py): the Decoder fields and the
+    label conditioning (`LabelSettings`), with IGPT's defaults."""
 
     rope: str = "1d"  # '1d' over positions, '2d' over (row, col) of the sub-pixel grid, 'none'
     conditional: bool = False  # class token = the label (else the null class: a start token)
     label_dropout: float = 0.0  # training: label -> null class with this probability (CFG)
 
     def __post_init__(self):
-        super().__post_init__()
+        DecoderSettings.__post_init__(self)
+        LabelSettings.__post_init__(self)
         if self.rope not in ("1d", "2d", "none"):
             raise ConfigError(f"model.rope must be '1d', '2d' or 'none', got {self.rope!r}")
-        if not 0.0 <= self.label_dropout <= 1.0:
-            raise ConfigError(f"model.label_dropout must be in [0, 1], got "
-                              f"{self.label_dropout}")
 
 
 class IGPTFamily(Family):
@@ -280,7 +279,7 @@ class IGPTFamily(Family):
             raise ConfigError(f"igpt needs image data [H, W, C], got {spec.kind} {spec.shape}")
         h, w, c = spec.shape
         self.num_tokens = h * w * c
-        self.classes = ClassLabels.of(m.conditional, spec.num_classes, m.label_dropout)
+        self.classes = ClassLabels.of(m, spec.num_classes)
         self.conditional = self.classes.conditional
         self.num_classes = self.classes.num_classes
         self.model = m.decoder(spec.levels, self.num_classes, self.num_tokens, rope=m.rope,

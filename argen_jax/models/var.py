@@ -53,7 +53,8 @@ from argen_jax.layers.adaln import AdaLNBlock, AdaLNHead, var_init_std
 from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes
 from argen_jax.models.base import FROZEN
-from argen_jax.models.token_family import TokenImageFamily, TokenModelSettings
+from argen_jax.models.labels import LabelSettings
+from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.models.transformer import config_dtype
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
@@ -199,9 +200,9 @@ class VARTransformer(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class VARSettings(TokenModelSettings):
+class VARSettings(LabelSettings):
     """`config.model` of 'var' (experiments/var/fashion_mnist.py); label conditioning is
-    `TokenModelSettings`'."""
+    `LabelSettings`'."""
 
     depth: int = 16  # AdaLN blocks (VAR's d16, d20, d24, d30)
     width: int = 0  # residual width (0: 64 * depth, VAR's rule)
