@@ -198,6 +198,7 @@ def sample_decoder(model: Decoder, params, keys: jax.Array, labels: jax.Array,
 
 
 def config_dtype(name: str, key: str):
+    """The jnp dtype a `config.model.<key>` string names; a ConfigError naming the key."""
     try:
         return jnp.dtype(name)
     except TypeError:

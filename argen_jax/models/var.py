@@ -229,13 +229,14 @@ class VARSettings(LabelSettings):
 
     def transformer(self, vocab_size: int, code_dim: int, num_classes: int,
                     patch_nums: Sequence[int]) -> VARTransformer:
+        """The VARTransformer of these settings (width and heads by VAR's rules when 0)."""
         return VARTransformer(
             vocab_size=vocab_size, code_dim=code_dim, num_classes=num_classes,
             patch_nums=tuple(int(p) for p in patch_nums), width=self.width or 64 * self.depth,
             depth=self.depth, num_heads=self.num_heads or self.depth, mlp_ratio=self.mlp_ratio,
             attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps,
-            dtype=config_dtype(self.dtype, "dtype"), param_dtype=config_dtype(self.param_dtype,
-                                                                  "param_dtype"))
+            dtype=config_dtype(self.dtype, "dtype"),
+            param_dtype=config_dtype(self.param_dtype, "param_dtype"))
 
 
 def tokenizer_subtree(tok_params: dict) -> dict:
