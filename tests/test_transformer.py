@@ -57,7 +57,7 @@ def test_decoder_is_causal_through_grad():
 
 @pytest.mark.parametrize("kind", ["1d_gqa", "2d_prefix", "block_causal", "chunked"])
 def test_prefill_and_decoding_equal_full_pass(kind):
-    """prompt of 3 through `prefill`, then `decode_step` (1 token, or whole blocks for the
+    """prompt of 3 through `extend`, then `extend` again (1 token, or whole blocks for the
     block-causal model) gives the full forward pass's logits (f32). 'chunked' reads the
     filled cache slots 3 at a time (several chunks, the last one clamped to the cache end)."""
     if kind == "1d_gqa":
@@ -79,10 +79,9 @@ def test_prefill_and_decoding_equal_full_pass(kind):
         full, _ = model.apply(variables, ids)
         cache = model.init_cache(ids.shape[0])
         outs = []
-        for i, (start, n) in enumerate(steps):
-            method = Decoder.prefill if i == 0 else Decoder.decode_step
+        for start, n in steps:
             logits, cache = model.apply(variables, ids[:, start:start + n], cache,
-                                        method=method)
+                                        method=Decoder.extend)
             outs.append(logits)
         return full, jnp.concatenate(outs, axis=1), cache
 
@@ -104,7 +103,7 @@ def test_decode_step_compiles_once():
     @jax.jit
     @chex.assert_max_traces(n=1)
     def step(variables, tok, cache):
-        return model.apply(variables, tok, cache, method=Decoder.decode_step)
+        return model.apply(variables, tok, cache, method=Decoder.extend)
 
     cache = model.init_cache(2)
     for t in range(4):

@@ -157,9 +157,7 @@ def load_torch_checkpoint(path: str) -> dict:
 
 
 def main(argv=None):
-    import ml_collections
-
-    from argen_jax.models.llamagen import SIZES, llamagen_decoder
+    from argen_jax.models.llamagen import SIZES, LlamaGenSettings
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="LlamaGen c2i .pt file")
@@ -169,8 +167,8 @@ def main(argv=None):
     p.add_argument("--vocab", type=int, default=16384)
     p.add_argument("--out", required=True, help="output .msgpack of {'params': ...}")
     a = p.parse_args(argv)
-    model = llamagen_decoder(ml_collections.ConfigDict({"size": a.size}), a.vocab,
-                             a.num_classes, (a.grid, a.grid))
+    model = LlamaGenSettings(size=a.size).llamagen_decoder(a.vocab, a.num_classes,
+                                                           (a.grid, a.grid))
     params = convert_gpt(load_torch_checkpoint(a.ckpt), model)
     with open(a.out, "wb") as f:
         f.write(serialization.to_bytes({"params": params}))

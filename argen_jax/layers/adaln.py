@@ -27,8 +27,6 @@ from flax import linen as nn
 from argen_jax.layers.attention import Attention, KVCache
 from argen_jax.parallel import axes
 
-ACT = (axes.BATCH, axes.LENGTH, axes.EMBED)  # the residual stream [B, T, E]
-
 
 def var_init_std(width: int) -> float:
     """VAR's automatic init std: sqrt(1 / (3 * width))."""
@@ -100,15 +98,16 @@ class AdaLNBlock(nn.Module):
             ada.astype(jnp.float32)[:, None, :], 6, axis=-1)  # each [B, 1, E]
         # VAR's softmax scale without l2 attention is 0.25 / sqrt(head_dim)
         hd = width // self.num_heads
-        attn = Attention(self.num_heads, biases="qvo", qk_l2_norm=self.attn_l2_norm,
+        attn = Attention(self.num_heads, biases=("query", "value", "out"),
+                         qk_l2_norm=self.attn_l2_norm,
                          softmax_scale=None if self.attn_l2_norm else 0.25 * hd ** -0.5,
                          name="attn", **kw)
         h = _layer_norm(x, self.norm_eps) * (1.0 + scale1) + shift1
         h, cache = attn(h.astype(self.dtype), mask, None, cache, train)
-        x = nn.with_logical_constraint(x + (h * gamma1).astype(x.dtype), ACT)
+        x = nn.with_logical_constraint(x + (h * gamma1).astype(x.dtype), axes.RESIDUAL)
         h = _layer_norm(x, self.norm_eps) * (1.0 + scale2) + shift2
         h = MLP(round(width * self.mlp_ratio), std, name="ffn", **kw)(h.astype(self.dtype))
-        return nn.with_logical_constraint(x + (h * gamma2).astype(x.dtype), ACT), cache
+        return nn.with_logical_constraint(x + (h * gamma2).astype(x.dtype), axes.RESIDUAL), cache
 
 
 class AdaLNHead(nn.Module):

@@ -14,7 +14,8 @@ far cost, not what the preallocated `max_len` would. The same call serves
 so prefill + decoding runs exactly the arithmetic of the full pass (tested to f32 tolerance).
 
 Options for other transformer families (defaults are Llama's: no biases, 1/sqrt(D) logits):
-`biases` names the projections that carry a bias (VAR: 'qvo', q and v but not k, as in BEiT),
+`biases` names the projections that carry a bias (VAR: query, value and out but not key, as in
+BEiT),
 `qk_l2_norm` is cosine attention with a learned per-head temperature (VAR's attn_l2_norm,
 Swin v2), `softmax_scale` overrides 1/sqrt(D).
 """
@@ -31,6 +32,7 @@ from argen_jax.layers.rope import apply_rotary
 from argen_jax.parallel import axes
 
 CACHE_AXES = (axes.BATCH, axes.LENGTH, axes.KV_HEADS, axes.HEAD_DIM)
+PROJECTIONS = ("query", "key", "value", "out")  # Attention's projections (`biases` names)
 
 
 @struct.dataclass
@@ -135,7 +137,8 @@ class Attention(nn.Module):
     dropout: float = 0.0  # on the attention output (before the residual add)
     decode_chunk: int = 256  # with a cache: read only the filled slots, this many at a time
     #   (caches of at most this many slots are read whole: one chunk gains nothing)
-    biases: str = ""  # projections with a bias: any of 'q', 'k', 'v', 'o' (VAR: 'qvo')
+    biases: tuple[str, ...] = ()  # projections with a bias, any of PROJECTIONS (VAR:
+    #   ('query', 'value', 'out'))
     qk_l2_norm: bool = False  # cosine attention: l2-normalised q, k; q times a learned
     #   per-head temperature exp(min(s, log 100)), s initialised to log 4 (VAR attn_l2_norm)
     softmax_scale: float | None = None  # logit scale; None: head_dim ** -0.5 (1 if qk_l2_norm)
@@ -155,6 +158,9 @@ class Attention(nn.Module):
         angles [B, T, D/2] rotary angles or None. Returns (y [B, T, E], cache)."""
         width = x.shape[-1]
         hkv, hd = self.dims(width)
+        if isinstance(self.biases, str) or set(self.biases) - set(PROJECTIONS):
+            raise ValueError(f"Attention biases must be a tuple of {PROJECTIONS}, got "
+                             f"{self.biases!r}")
         init = nn.initializers.normal(width ** -0.5)
 
         def proj(heads, name, names):
@@ -162,7 +168,7 @@ class Attention(nn.Module):
                                                                      axes.HEAD_DIM)),
                            (width, heads, hd), self.param_dtype)
             y = jnp.einsum("bte,ehd->bthd", x.astype(self.dtype), w.astype(self.dtype))
-            if name[0] in self.biases:
+            if name in self.biases:
                 bias = self.param(f"{name}_bias", nn.with_logical_partitioning(
                     nn.initializers.zeros, (names, axes.HEAD_DIM)), (heads, hd),
                     self.param_dtype)
@@ -208,7 +214,7 @@ class Attention(nn.Module):
             (axes.HEADS, axes.HEAD_DIM, axes.EMBED)), (self.num_heads, hd, width),
             self.param_dtype)
         y = jnp.einsum("bthd,hde->bte", out, wo.astype(self.dtype))
-        if "o" in self.biases:
+        if "out" in self.biases:
             bo = self.param("out_bias", nn.with_logical_partitioning(
                 nn.initializers.zeros, (axes.EMBED,)), (width,), self.param_dtype)
             y = y + bo.astype(self.dtype)

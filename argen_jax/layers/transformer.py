@@ -10,8 +10,6 @@ from flax import linen as nn
 from argen_jax.layers.attention import Attention, KVCache
 from argen_jax.parallel import axes
 
-ACT = (axes.BATCH, axes.LENGTH, axes.EMBED)  # the residual stream [B, T, E]
-
 
 class RMSNorm(nn.Module):
     """x / rms(x) * scale, computed in float32."""
@@ -75,7 +73,7 @@ class LlamaBlock(nn.Module):
         h = RMSNorm(self.norm_eps, name="attn_norm", **kw)(x)
         h, cache = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.dropout,
                              self.decode_chunk, name="attn", **kw)(h, mask, angles, cache, train)
-        x = nn.with_logical_constraint(x + h, ACT)
+        x = nn.with_logical_constraint(x + h, axes.RESIDUAL)
         h = SwiGLU(self.mlp_dim, self.dropout, name="mlp", **kw)(
             RMSNorm(self.norm_eps, name="mlp_norm", **kw)(x), train)
-        return nn.with_logical_constraint(x + h, ACT), cache
+        return nn.with_logical_constraint(x + h, axes.RESIDUAL), cache

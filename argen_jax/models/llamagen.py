@@ -24,16 +24,19 @@ PyTorch checkpoints into these parameters.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
+from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
+from argen_jax.models.labels import LabelSettings
 from argen_jax.models.token_family import TokenImageFamily
-from argen_jax.models.transformer import Decoder
+from argen_jax.models.transformer import Decoder, DecoderSettings, sample_decoder
 from argen_jax.sampling.processors import SamplingSettings
-from argen_jax.sampling.tokens import sample_tokens
 
 # LlamaGen's GPT configs (autoregressive/models/gpt.py): name -> (layers, heads, width), with
 # the parameter counts the paper states (ImageNet 256: 16384 codes, 1000 classes, 16x16 map).
@@ -56,53 +59,87 @@ def ffn_dim(width: int, multiplier: float | None = None, multiple_of: int = 256)
     return -(-hidden // multiple_of) * multiple_of
 
 
-def model_shape(m) -> dict:
-    """width / depth / heads / mlp_dim of a `config.model` section: LlamaGen's shape when
-    `m.size` names one of SIZES, else the section's own fields."""
-    size = m.get("size", "")
-    if size:
-        if size not in SIZES:
-            raise ConfigError(f"model.size must be one of {sorted(SIZES)} or '', got {size!r}")
-        depth, heads, width = SIZES[size]
-        return dict(width=width, depth=depth, num_heads=heads, num_kv_heads=None,
-                    head_dim=None, mlp_dim=ffn_dim(width))
-    return dict(width=m.width, depth=m.depth, num_heads=m.num_heads,
-                num_kv_heads=m.get("num_kv_heads") or None, head_dim=m.get("head_dim") or None,
-                mlp_dim=m.get("mlp_dim") or ffn_dim(m.width, None, m.get("multiple_of", 256)))
+@dataclasses.dataclass(frozen=True)
+class LlamaGenSettings(DecoderSettings, LabelSettings):
+    """`config.model` of 'llamagen' (experiments/llamagen/fashion_mnist.py). The Decoder fields
+    (width, depth, heads, dropout, dtype, ...) are `DecoderSettings`'; label conditioning is
+    `LabelSettings`'."""
+
+    size: str = ""  # LlamaGen's shape (SIZES: B, L, XL, XXL, 3B); '' = width / depth /
+    #   num_heads / num_kv_heads / head_dim / mlp_dim below
+    width: int = 192  # residual stream width (size='' only)
+    depth: int = 6  # Llama blocks (size='' only)
+    num_heads: int = 6  # query heads (size='' only)
+    mlp_dim: int = 0  # SwiGLU width; 0: LlamaGen's rule (2/3 * 4 * width, rounded up)
+    multiple_of: int = 256  # rounding of that rule (LlamaGen: 256; small models: 32)
+    cls_token_num: int = 1  # class tokens before the map (LlamaGen c2i: 1)
+    prefix_rope: str = "zero"  # class tokens' RoPE: 'zero' (LlamaGen: cos = sin = 0) |
+    #   'identity' (no rotation)
+    norm_eps: float = 1e-5  # RMSNorm epsilon (LlamaGen)
+    token_noise: float = 0.0  # training: input token -> random code with this probability
+
+    def __post_init__(self):
+        DecoderSettings.__post_init__(self)
+        LabelSettings.__post_init__(self)
+        if self.size and self.size not in SIZES:
+            raise ConfigError(f"model.size must be one of {sorted(SIZES)} or '', got "
+                              f"{self.size!r}")
+        if self.cls_token_num < 1:
+            raise ConfigError(f"model.cls_token_num must be >= 1, got {self.cls_token_num}")
+        if self.multiple_of < 1:
+            raise ConfigError(f"model.multiple_of must be >= 1, got {self.multiple_of}")
+        if self.prefix_rope not in ("identity", "zero"):
+            raise ConfigError(f"model.prefix_rope must be 'identity' or 'zero', got "
+                              f"{self.prefix_rope!r}")
+        if not 0.0 <= self.token_noise <= 1.0:
+            raise ConfigError(f"model.token_noise must be in [0, 1], got {self.token_noise}")
+
+    def shape(self) -> dict:
+        """width / depth / heads / mlp_dim: LlamaGen's shape when `size` names one of SIZES,
+        else the fields'."""
+        if self.size:
+            depth, heads, width = SIZES[self.size]
+            return dict(width=width, depth=depth, num_heads=heads, num_kv_heads=None,
+                        head_dim=None, mlp_dim=ffn_dim(width))
+        return dict(super().shape(),
+                    mlp_dim=self.mlp_dim or ffn_dim(self.width, None, self.multiple_of))
+
+    def llamagen_decoder(self, vocab_size: int, num_classes: int,
+                         grid: tuple[int, int]) -> Decoder:
+        """The c2i Decoder over an h x w token grid (2-D RoPE after the class tokens)."""
+        return self.decoder(vocab_size, num_classes,
+                            self.cls_token_num + grid[0] * grid[1] - 1, rope="2d",
+                            grid=tuple(grid), num_prefix=self.cls_token_num,
+                            prefix_rope=self.prefix_rope)
 
 
 def llamagen_decoder(m, vocab_size: int, num_classes: int, grid: tuple[int, int]) -> Decoder:
-    """The c2i Decoder of a `config.model` section over an h x w token grid."""
-    n_cls = int(m.get("cls_token_num", 1))
-    if n_cls < 1:
-        raise ConfigError(f"model.cls_token_num must be >= 1, got {n_cls}")
-    return Decoder(
-        vocab_size=vocab_size, num_classes=num_classes, max_len=n_cls + grid[0] * grid[1] - 1,
-        dropout=m.get("dropout", 0.0), rope="2d", rope_theta=m.get("rope_theta", 10000.0),
-        grid=tuple(grid), num_prefix=n_cls, prefix_rope=m.get("prefix_rope", "zero"),
-        norm_eps=m.get("norm_eps", 1e-5), dtype=jnp.dtype(m.get("dtype", "float32")),
-        param_dtype=jnp.dtype(m.get("param_dtype", "float32")), **model_shape(m))
+    """The c2i Decoder of `LlamaGenSettings` or of a `config.model` section (a dict such as
+    {'size': 'B'} works: absent keys take the defaults)."""
+    if not isinstance(m, LlamaGenSettings):
+        m = config_lib.typed(LlamaGenSettings, m, "model", ignore=("name",))
+    return m.llamagen_decoder(vocab_size, num_classes, grid)
 
 
 class LlamaGenFamily(TokenImageFamily):
+    Settings = LlamaGenSettings
+
     def __init__(self, config, spec):
         super().__init__(config, spec)
         if spec.scales:
             raise ConfigError("llamagen models one raster token map; this token file is "
                               f"multi-scale (scales {spec.scales}): use a single-scale file")
-        m = config.model
-        self.cls_token_num = int(m.get("cls_token_num", 1))
+        m = self.settings
+        self.cls_token_num = m.cls_token_num
         self.num_tokens = spec.shape[0]
-        self.model = llamagen_decoder(m, spec.levels, self.num_classes, spec.grid)
-        self.token_noise = float(m.get("token_noise", 0.0))
+        self.model = m.llamagen_decoder(spec.levels, self.num_classes, spec.grid)
+        self.token_noise = m.token_noise
         self.sampling = SamplingSettings.from_config(config)
 
     # ---------------------------------------------------------------- sequences
     def prompt(self, labels: jax.Array) -> jax.Array:
         """labels [B] -> the class tokens [B, cls_token_num] (the class id, repeated)."""
-        ids = self.model.class_ids(labels)[:, None]
-        return jnp.repeat(ids, self.cls_token_num, axis=1)
-
+        return self.model.class_prompt(labels)
     def inputs(self, tokens: jax.Array, labels: jax.Array) -> jax.Array:
         """tokens [B, L], labels [B] -> input ids [B, cls_token_num + L - 1]."""
         return jnp.concatenate([self.prompt(labels), tokens[:, :-1]], axis=1)
@@ -137,24 +174,8 @@ class LlamaGenFamily(TokenImageFamily):
         nll = categorical_nll(logits, tokens).sum(-1)  # [B] nats
         return nll_loss_and_sums(nll, batch["mask"], float(self.num_tokens))
 
-    def guidance_scale(self):
-        """The CFG scale per step t. `cfg_interval` as LlamaGen's: its prefill token and decode
-        steps i <= cfg_interval are guided (t <= cfg_interval + 1)."""
-        return self.sampling.guidance(self.num_tokens)
-
     def sample(self, params, keys, labels=None):
         """keys [B, 2] -> token maps int32 [B, L]."""
-        b = keys.shape[0]
-        labels = self.sample_labels(labels, b)
-        guided = self.conditional and self.sampling.cfg_scale != 1.0
-        prompt = self.prompt(labels)  # [B, P]
-        uncond = self.prompt(jnp.full((b,), self.null_class, jnp.int32)) if guided else None
-        cache = self.model.init_cache(2 * b if guided else b)
-
-        def logits_fn(ids, cache):
-            return self.model.apply({"params": params}, ids, cache, method=Decoder.extend)
-
-        tokens, _ = sample_tokens(logits_fn, cache, prompt, self.num_tokens, keys,
-                                  uncond_prompt=uncond, cfg_scale=self.guidance_scale(),
-                                  draw_fn=self.sampling.draw_fn())
-        return tokens  # [B, L]
+        labels, null = self.classes.for_sampling(labels, keys.shape[0], self.sampling.guided)
+        return sample_decoder(self.model, params, keys, labels, null, self.num_tokens,
+                              self.sampling)

@@ -5,9 +5,9 @@ A `TokenImageFamily` trains on `data.kind='tokens'` (`data/tokens.py`: batches o
 tokens (`models.vqgan.Tokenizer`, loaded lazily from `config.data.tokenizer` or the workdir
 stored in the token file). It owns:
 
-    conditioning   `labels(batch, rng, train)`: class labels, dropped to the null class
-                   (= num_classes) at rate `model.label_dropout` in training (CFG); the null
-                   class everywhere for unconditional models
+    conditioning   `labels(batch, rng, train)` (`models.labels.ClassLabels`): class labels,
+                   dropped to the null class (= num_classes) at rate `model.label_dropout` in
+                   training (CFG); the null class everywhere for unconditional models
     token maps     `token_maps(tokens)`: [B, L] -> the tokenizer's index structure
                    ([B, h, w] or one [B, p_s, p_s] per scale)
     images         `to_images` (decode, for sample-quality metrics) and `save_samples` (a grid
@@ -21,41 +21,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.layers import quantizer as qlib
-from argen_jax.models.base import Family, drop_labels
+from argen_jax.models.base import Family
+from argen_jax.models.labels import ClassLabels, LabelSettings
 
 
 class TokenImageFamily(Family):
+    Settings: type = LabelSettings  # the family's `config.model` dataclass (a subclass)
+
     def __init__(self, config, spec):
         super().__init__(config, spec)
         if spec.kind != "tokens":
             raise ConfigError(f"model {config.model.name!r} trains on token maps "
                               f"(data.kind='tokens'), got data.kind={spec.kind!r}")
-        m = config.model
-        self.conditional = bool(m.get("conditional", True)) and spec.num_classes > 0
-        self.num_classes = spec.num_classes if self.conditional else 0
-        self.null_class = self.num_classes  # the unconditional / start class
-        self.label_dropout = float(m.get("label_dropout", 0.1))
+        self.settings = config_lib.typed(self.Settings, config.model, "model",
+                                         ignore=("name",))
+        self.classes = ClassLabels.of(self.settings, spec.num_classes)
+        self.conditional = self.classes.conditional
+        self.num_classes = self.classes.num_classes
+        self.null_class = self.classes.null_class  # the unconditional / start class
         self.codebook_size = spec.levels
         self._tokenizer = None
 
     # ---------------------------------------------------------------- conditioning
     def labels(self, batch, rng: jax.Array | None = None, train: bool = False) -> jax.Array:
         """int32 [B] class ids in [0, num_classes]; num_classes is the null class."""
-        n = batch["tokens"].shape[0]
-        if not self.conditional:
-            return jnp.full((n,), self.null_class, jnp.int32)
-        labels = batch["label"].astype(jnp.int32)
-        if train and rng is not None:
-            labels = drop_labels(rng, labels, self.label_dropout, self.null_class)
-        return labels
-
-    def sample_labels(self, labels, batch: int) -> jax.Array:
-        """The labels `sample` conditions on (the null class for unconditional models)."""
-        if not self.conditional or labels is None:
-            return jnp.full((batch,), self.null_class, jnp.int32)
-        return labels.astype(jnp.int32)
+        labels = batch["label"] if self.conditional else None
+        return self.classes.train(labels, batch["tokens"].shape[0], rng, train)
 
     # ---------------------------------------------------------------- tokens <-> images
     def token_maps(self, tokens):

@@ -6,13 +6,15 @@ class: the start token of unconditional models and the unconditional branch of C
 and class tables are separate parameters; the output head is untied.
 
 Positions come from the call: a full forward pass uses 0 .. T-1; with a cache (a tuple of
-per-layer `KVCache`), tokens go at the cache's fill index, so `prefill(prompt, cache)` and
-`decode_step(block, cache)` are the same call on different lengths. The attention mask is
-block-causal over `block_sizes` (VAR's scales) or causal (None); RoPE is '1d' over the
-position, '2d' over (row, col) of a `grid` of tokens after `num_prefix` class tokens, or off.
+per-layer `KVCache`), tokens go at the cache's fill index, so prefilling a prompt and
+decoding one token (or one block) are the same call, `extend(ids, cache)`, on different
+lengths. The attention mask is block-causal over `block_sizes` (VAR's scales) or causal
+(None); RoPE is '1d' over the position, '2d' over (row, col) of a `grid` of tokens after
+`num_prefix` class tokens, or off.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -20,14 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_ids
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
-from argen_jax.layers.transformer import ACT, LlamaBlock, RMSNorm
-from argen_jax.models.base import Family, drop_labels
+from argen_jax.layers.transformer import LlamaBlock, RMSNorm
+from argen_jax.models.base import Family
+from argen_jax.models.labels import ClassLabels, LabelSettings
 from argen_jax.parallel import axes
 from argen_jax.sampling.processors import SamplingSettings
 from argen_jax.sampling.tokens import sample_tokens
@@ -67,6 +71,11 @@ class Decoder(nn.Module):
     def class_ids(self, labels: jax.Array) -> jax.Array:
         """labels [B] in [0, num_classes] (num_classes = null) -> input ids [B]."""
         return self.vocab_size + labels.astype(jnp.int32)
+
+    def class_prompt(self, labels: jax.Array) -> jax.Array:
+        """labels [B] -> the class tokens before the sequence [B, num_prefix] (the class id,
+        repeated: LlamaGen's cls_token_num)."""
+        return jnp.repeat(self.class_ids(labels)[:, None], self.num_prefix, axis=1)
 
     def _head_dim(self) -> int:
         return self.head_dim or self.width // self.num_heads
@@ -141,7 +150,7 @@ class Decoder(nn.Module):
         is_tok = (ids < self.vocab_size)[..., None]
         x = jnp.where(is_tok, tok(jnp.clip(ids, 0, self.vocab_size - 1)),
                       cls(jnp.clip(ids - self.vocab_size, 0, self.num_classes)))  # [B, T, E]
-        x = nn.with_logical_constraint(x, ACT)
+        x = nn.with_logical_constraint(x, axes.RESIDUAL)
         if self.perturb_embeddings:  # identity; lets tests take d logits / d embeddings
             x = self.perturb("embed", x)
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
@@ -164,23 +173,99 @@ class Decoder(nn.Module):
 
     def extend(self, ids, cache: Cache, train: bool = False):
         """Feeds ids [B, n] at the cache's position: (logits [B, n, V], advanced cache).
-        `prefill` (a prompt) and `decode_step` (one token, or one VAR block) are this call."""
+        Prefilling a prompt and decoding one token (or one VAR block) are this call."""
         return self(ids, cache=cache, train=train)
 
-    prefill = extend
-    decode_step = extend
+
+def sample_decoder(model: Decoder, params, keys: jax.Array, labels: jax.Array,
+                   null_labels: jax.Array | None, num_tokens: int,
+                   sampling: SamplingSettings) -> jax.Array:
+    """The KV-cache sampler of the class-prompted decoders (IGPT, LlamaGen): `num_tokens`
+    tokens [B, num_tokens] after the class prompt of `labels` [B], guided by the prompt of
+    `null_labels` (CFG on a doubled batch) unless it is None."""
+    b = keys.shape[0]
+    guided = null_labels is not None
+    uncond = model.class_prompt(null_labels) if guided else None
+    cache = model.init_cache(2 * b if guided else b)
+
+    def logits_fn(ids, cache):
+        return model.apply({"params": params}, ids, cache, method=Decoder.extend)
+
+    tokens, _ = sample_tokens(logits_fn, cache, model.class_prompt(labels), num_tokens, keys,
+                              uncond_prompt=uncond, cfg_scale=sampling.guidance(num_tokens),
+                              draw_fn=sampling.draw_fn())
+    return tokens
 
 
-def decoder_from_config(m, vocab_size: int, num_classes: int, max_len: int,
-                        grid: tuple[int, int] | None = None) -> Decoder:
-    """A Decoder from a `config.model` section (see experiments/igpt/mnist.py)."""
-    return Decoder(
-        vocab_size=vocab_size, num_classes=num_classes, max_len=max_len, width=m.width,
-        depth=m.depth, num_heads=m.num_heads, num_kv_heads=m.get("num_kv_heads") or None,
-        head_dim=m.get("head_dim") or None, mlp_dim=m.mlp_dim, dropout=m.get("dropout", 0.0),
-        rope=m.get("rope", "1d"), rope_theta=m.get("rope_theta", 10000.0), grid=grid,
-        num_prefix=1, dtype=jnp.dtype(m.get("dtype", "float32")),
-        param_dtype=jnp.dtype(m.get("param_dtype", "float32")))
+def config_dtype(name: str, key: str):
+    """The jnp dtype a `config.model.<key>` string names; a ConfigError naming the key."""
+    try:
+        return jnp.dtype(name)
+    except TypeError:
+        raise ConfigError(f"model.{key}={name!r} is not a dtype (e.g. 'float32', "
+                          f"'bfloat16')") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderSettings:
+    """The `Decoder` fields of a `config.model` section (IGPT, LlamaGen)."""
+
+    width: int = 128  # residual stream width
+    depth: int = 4  # Llama blocks
+    num_heads: int = 4  # query heads
+    num_kv_heads: int = 0  # grouped KV heads (0: = num_heads)
+    head_dim: int = 0  # 0: width // num_heads
+    mlp_dim: int = 384  # SwiGLU hidden width
+    dropout: float = 0.0  # embeddings and residual branches
+    rope_theta: float = 10000.0  # RoPE base
+    norm_eps: float = 1e-6  # RMSNorm epsilon
+    dtype: str = "float32"  # compute dtype ('bfloat16' on accelerators)
+    param_dtype: str = "float32"  # parameter storage dtype
+
+    def __post_init__(self):
+        for key in ("width", "depth", "num_heads"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"model.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("num_kv_heads", "head_dim", "mlp_dim"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"model.{key} must be >= 0, got {getattr(self, key)}")
+        if self.num_kv_heads and self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"model.num_heads={self.num_heads} is not a multiple of "
+                              f"model.num_kv_heads={self.num_kv_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        config_dtype(self.dtype, "dtype")
+        config_dtype(self.param_dtype, "param_dtype")
+
+    def shape(self) -> dict:
+        """Decoder width / depth / heads / mlp_dim."""
+        return dict(width=self.width, depth=self.depth, num_heads=self.num_heads,
+                    num_kv_heads=self.num_kv_heads or None, head_dim=self.head_dim or None,
+                    mlp_dim=self.mlp_dim)
+
+    def decoder(self, vocab_size: int, num_classes: int, max_len: int, **fields) -> Decoder:
+        """The Decoder of these settings; `fields`: the family's own (rope, grid, ...)."""
+        return Decoder(vocab_size=vocab_size, num_classes=num_classes, max_len=max_len,
+                       dropout=self.dropout, rope_theta=self.rope_theta,
+                       norm_eps=self.norm_eps, dtype=config_dtype(self.dtype, "dtype"),
+                       param_dtype=config_dtype(self.param_dtype, "param_dtype"),
+                       **self.shape(), **fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class IGPTSettings(DecoderSettings, LabelSettings):
+    """`config.model` of 'igpt' (experiments/igpt/mnist.py): the Decoder fields and the
+    label conditioning (`LabelSettings`), with IGPT's defaults."""
+
+    rope: str = "1d"  # '1d' over positions, '2d' over (row, col) of the sub-pixel grid, 'none'
+    conditional: bool = False  # class token = the label (else the null class: a start token)
+    label_dropout: float = 0.0  # training: label -> null class with this probability (CFG)
+
+    def __post_init__(self):
+        DecoderSettings.__post_init__(self)
+        LabelSettings.__post_init__(self)
+        if self.rope not in ("1d", "2d", "none"):
+            raise ConfigError(f"model.rope must be '1d', '2d' or 'none', got {self.rope!r}")
 
 
 class IGPTFamily(Family):
@@ -189,39 +274,35 @@ class IGPTFamily(Family):
 
     def __init__(self, config, spec):
         super().__init__(config, spec)
-        m = config.model
+        self.settings = m = config_lib.typed(IGPTSettings, config.model, "model",
+                                             ignore=("name",))
         if spec.kind != "image" or len(spec.shape) != 3:
             raise ConfigError(f"igpt needs image data [H, W, C], got {spec.kind} {spec.shape}")
         h, w, c = spec.shape
         self.num_tokens = h * w * c
-        self.conditional = bool(m.get("conditional", False)) and spec.num_classes > 0
-        self.num_classes = spec.num_classes if self.conditional else 0
-        grid = (h, w * c)
-        self.model = decoder_from_config(m, spec.levels, self.num_classes, self.num_tokens, grid)
-        self.label_dropout = float(m.get("label_dropout", 0.0))
+        self.classes = ClassLabels.of(m, spec.num_classes)
+        self.conditional = self.classes.conditional
+        self.num_classes = self.classes.num_classes
+        self.model = m.decoder(spec.levels, self.num_classes, self.num_tokens, rope=m.rope,
+                               grid=(h, w * c), num_prefix=1)
         self.sampling = SamplingSettings.from_config(config)
 
     def _inputs(self, batch, labels):
         """[B, T]: the class token, then the tokens shifted right by one."""
         x = batch["image"].reshape(batch["image"].shape[0], -1).astype(jnp.int32)  # [B, T]
-        return jnp.concatenate([self.model.class_ids(labels)[:, None], x[:, :-1]], axis=1), x
+        return jnp.concatenate([self.model.class_prompt(labels), x[:, :-1]], axis=1), x
 
-    def _labels(self, batch):
-        n = batch["image"].shape[0]
-        if not self.conditional:
-            return jnp.full((n,), self.num_classes, jnp.int32)
-        return batch["label"].astype(jnp.int32)
+    def _labels(self, batch, rng=None, train: bool = False):
+        labels = batch["label"] if self.conditional else None
+        return self.classes.train(labels, batch["image"].shape[0], rng, train)
 
     def init(self, rng, batch):
         ids, _ = self._inputs(batch, self._labels(batch))
         return self.model.init(rng, ids)
 
     def loss(self, params, batch, rng, train, step=None):
-        labels = self._labels(batch)
         drop_rng, label_rng = jax.random.split(rng)
-        if train and self.conditional:
-            labels = drop_labels(label_rng, labels, self.label_dropout, self.num_classes)
-        ids, targets = self._inputs(batch, labels)
+        ids, targets = self._inputs(batch, self._labels(batch, label_rng, train))
         logits, _ = self.model.apply({"params": params}, ids, train=train,
                                      rngs={"dropout": drop_rng})
         nll = categorical_nll(logits, targets).sum(-1)  # [B] nats
@@ -229,18 +310,7 @@ class IGPTFamily(Family):
 
     def sample(self, params, keys, labels=None):
         b = keys.shape[0]
-        guided = self.conditional and self.sampling.cfg_scale != 1.0
-        labels = (jnp.full((b,), self.num_classes, jnp.int32) if not self.conditional
-                  else labels.astype(jnp.int32))
-        prompt = self.model.class_ids(labels)[:, None]  # [B, 1]
-        uncond = (jnp.full_like(prompt, self.model.null_id) if guided else None)
-        cache = self.model.init_cache(2 * b if guided else b)
-
-        def logits_fn(ids, cache):
-            return self.model.apply({"params": params}, ids, cache, method=Decoder.extend)
-
-        scale = self.sampling.guidance(self.num_tokens)
-        tokens, _ = sample_tokens(logits_fn, cache, prompt, self.num_tokens, keys,
-                                  uncond_prompt=uncond, cfg_scale=scale,
-                                  draw_fn=self.sampling.draw_fn())
+        labels, null = self.classes.for_sampling(labels, b, self.sampling.guided)
+        tokens = sample_decoder(self.model, params, keys, labels, null, self.num_tokens,
+                                self.sampling)
         return tokens.reshape(b, *self.spec.shape)

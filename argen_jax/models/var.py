@@ -36,6 +36,7 @@ Not implemented: VAR's drop-path (stochastic depth) and the shared-AdaLN variant
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,14 +49,16 @@ from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.layers import quantizer as qlib
-from argen_jax.layers.adaln import ACT, AdaLNBlock, AdaLNHead, var_init_std
+from argen_jax.layers.adaln import AdaLNBlock, AdaLNHead, var_init_std
 from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes
 from argen_jax.models.base import FROZEN
+from argen_jax.models.labels import LabelSettings
 from argen_jax.models.token_family import TokenImageFamily
+from argen_jax.models.transformer import config_dtype
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
-from argen_jax.sampling.processors import SamplingSettings, categorical_draw, cfg_combine
+from argen_jax.sampling.processors import SamplingSettings
 
 Cache = tuple  # tuple[KVCache, ...], one per block
 
@@ -158,7 +161,7 @@ class VARTransformer(nn.Module):
         lvl = jnp.asarray(self.block_ids()[start:end])
         x = x + (jnp.take(self.lvl_embed, lvl, axis=0) + self.pos_embed[start:end]).astype(
             jnp.float32)[None]
-        return nn.with_logical_constraint(x.astype(self.dtype), ACT)
+        return nn.with_logical_constraint(x.astype(self.dtype), axes.RESIDUAL)
 
     def _backbone(self, x, cond, mask, cache, train):
         new_cache = []
@@ -196,16 +199,44 @@ class VARTransformer(nn.Module):
         return self._backbone(x, cond, mask, cache, train)
 
 
-def transformer_from_config(m, vocab_size: int, code_dim: int, num_classes: int,
-                            patch_nums: Sequence[int]) -> VARTransformer:
-    depth = int(m.depth)
-    return VARTransformer(
-        vocab_size=vocab_size, code_dim=code_dim, num_classes=num_classes,
-        patch_nums=tuple(int(p) for p in patch_nums), width=int(m.get("width", 0) or 64 * depth),
-        depth=depth, num_heads=int(m.get("num_heads", 0) or depth),
-        mlp_ratio=float(m.get("mlp_ratio", 4.0)), attn_l2_norm=bool(m.get("attn_l2_norm", True)),
-        norm_eps=float(m.get("norm_eps", 1e-6)), dtype=jnp.dtype(m.get("dtype", "float32")),
-        param_dtype=jnp.dtype(m.get("param_dtype", "float32")))
+@dataclasses.dataclass(frozen=True)
+class VARSettings(LabelSettings):
+    """`config.model` of 'var' (experiments/var/fashion_mnist.py); label conditioning is
+    `LabelSettings`'."""
+
+    depth: int = 16  # AdaLN blocks (VAR's d16, d20, d24, d30)
+    width: int = 0  # residual width (0: 64 * depth, VAR's rule)
+    num_heads: int = 0  # attention heads (0: = depth, VAR's rule)
+    mlp_ratio: float = 4.0  # GELU MLP hidden width = mlp_ratio * width
+    attn_l2_norm: bool = True  # cosine attention with a learned temperature (VAR default)
+    norm_eps: float = 1e-6  # LayerNorm epsilon
+    code_dim: int = 0  # tokenizer latent channels (0: read from the tokenizer)
+    dtype: str = "float32"  # compute dtype ('bfloat16' on accelerators)
+    param_dtype: str = "float32"  # parameter storage dtype
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.depth <= 0:
+            raise ConfigError(f"model.depth must be > 0, got {self.depth}")
+        for key in ("width", "num_heads", "code_dim"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"model.{key} must be >= 0 (0: the default rule), got "
+                                  f"{getattr(self, key)}")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"model.mlp_ratio must be > 0, got {self.mlp_ratio}")
+        config_dtype(self.dtype, "dtype")
+        config_dtype(self.param_dtype, "param_dtype")
+
+    def transformer(self, vocab_size: int, code_dim: int, num_classes: int,
+                    patch_nums: Sequence[int]) -> VARTransformer:
+        """The VARTransformer of these settings (width and heads by VAR's rules when 0)."""
+        return VARTransformer(
+            vocab_size=vocab_size, code_dim=code_dim, num_classes=num_classes,
+            patch_nums=tuple(int(p) for p in patch_nums), width=self.width or 64 * self.depth,
+            depth=self.depth, num_heads=self.num_heads or self.depth, mlp_ratio=self.mlp_ratio,
+            attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps,
+            dtype=config_dtype(self.dtype, "dtype"),
+            param_dtype=config_dtype(self.param_dtype, "param_dtype"))
 
 
 def tokenizer_subtree(tok_params: dict) -> dict:
@@ -220,6 +251,8 @@ def tokenizer_subtree(tok_params: dict) -> dict:
 class VARFamily(TokenImageFamily):
     """VAR on multi-scale token maps (data.kind='tokens' with scales); see the module
     docstring. params = {'var': transformer, 'tokenizer': frozen quantizer subtree}."""
+
+    Settings = VARSettings
 
     def __init__(self, config, spec):
         super().__init__(config, spec)
@@ -242,8 +275,8 @@ class VARFamily(TokenImageFamily):
     @property
     def model(self) -> VARTransformer:
         if self._model is None:
-            self._model = transformer_from_config(self.config.model, self.codebook_size,
-                                                  self.code_dim, self.num_classes, self.scales)
+            self._model = self.settings.transformer(self.codebook_size, self.code_dim,
+                                                    self.num_classes, self.scales)
         return self._model
 
     def attach_tokenizer(self, tokenizer) -> None:
@@ -312,26 +345,22 @@ class VARFamily(TokenImageFamily):
         return self.generate(params, keys, labels)
 
     def generate(self, params, keys, labels=None, known_tokens=None, known_mask=None, *,
-                 cfg_scale: float | None = None, temperature: float | None = None,
-                 top_k: int | None = None, top_p: float | None = None,
-                 return_logits: bool = False):
+                 return_logits: bool = False, **sampling):
         """Tokens [B, L] drawn scale by scale. keys [B, 2] per-sample keys; labels [B].
         known_tokens int [B, L] / known_mask bool [B, L]: positions whose token is given
         (in-/out-painting); they replace the draws and condition every finer scale.
-        return_logits: also return the (guided) logits of every scale [B, L, V]."""
+        return_logits: also return the (guided) logits of every scale [B, L, V].
+        sampling: `SamplingSettings` fields that override `config.sample` (cfg_scale=...)."""
         b = keys.shape[0]
         model, tokf = self.model, self._tok_family
-        st = self.sampling
-        cfg = st.cfg_scale if cfg_scale is None else cfg_scale
-        guided = self.conditional and cfg != 1.0
-        labels = self.sample_labels(labels, b)
-        both = (jnp.concatenate([labels, jnp.full_like(labels, self.null_class)])
-                if guided else labels)  # [B'] conditional rows first
+        st = self.sampling.replace(**sampling) if sampling else self.sampling
+        labels, null = self.classes.for_sampling(labels, b, st.guided)
+        guided = null is not None
+        both = jnp.concatenate([labels, null]) if guided else labels  # cond rows first
         tok = params["tokenizer"]
-        scale_at = st.guidance(len(self.scales), cfg)
         ends = np.cumsum(self.sizes)
 
-        def step_fn(seq, cache, s):
+        def step_fn(seq, cache, s):  # -> logits [B', p_s^2, V] of the (doubled) batch
             kv, f_hat = cache
             inputs = None
             if s > 0:
@@ -343,14 +372,9 @@ class VARFamily(TokenImageFamily):
                     inputs = jnp.concatenate([inputs, inputs])
             logits, kv = model.apply({"params": params["var"]}, both, inputs, kv, s,
                                      method=VARTransformer.extend)
-            if guided:
-                cond, uncond = jnp.split(logits, 2, axis=0)
-                logits = cfg_combine(cond, uncond, scale_at(s))
             return logits, (kv, f_hat)
 
-        base_draw = categorical_draw(st.temperature if temperature is None else temperature,
-                                     st.top_k if top_k is None else top_k,
-                                     st.top_p if top_p is None else top_p)
+        base_draw = st.draw_fn()
         collected = []
 
         def draw_fn(keys_t, logits, s):
@@ -368,7 +392,8 @@ class VARFamily(TokenImageFamily):
         f_hat = jnp.zeros((b, h, h, self.code_dim), jnp.float32)
         cache = (model.init_cache(2 * b if guided else b), f_hat)
         state = LoopState(seq=jnp.zeros((b, self.seq_len), jnp.int32), cache=cache, keys=keys)
-        state, _ = autoregressive_scan(step_fn, draw_fn, write_fn, state, len(self.scales),
+        step = st.guide(step_fn, len(self.scales)) if guided else step_fn
+        state, _ = autoregressive_scan(step, draw_fn, write_fn, state, len(self.scales),
                                        static_steps=True)
         if return_logits:
             return state.seq, jnp.concatenate(collected, axis=1)

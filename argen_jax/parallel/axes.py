@@ -2,7 +2,9 @@
 
 Every parameter and large activation is annotated with these names
 (`nn.with_logical_partitioning(init, (EMBED, MLP))`); the config's `sharding.rules` maps
-them to mesh axes. Nothing outside `argen_jax/parallel/` names a mesh axis.
+them to mesh axes. Nothing outside `argen_jax/parallel/` names a mesh axis. The model width
+has two names, as MaxText's `embed` / `activation_embed`: `EMBED` on parameters (split over
+`fsdp` by FSDP) and `ACT_EMBED` on activations (replicated unless a rule names it).
 """
 
 # Activations.
@@ -10,8 +12,9 @@ BATCH = "batch"
 LENGTH = "length"  # sequence / time axis
 HEIGHT = "height"
 WIDTH = "width"
+ACT_EMBED = "activation_embed"  # model width of activations (the residual stream)
 # Parameters / features.
-EMBED = "embed"  # model width
+EMBED = "embed"  # model width of parameters
 MLP = "mlp"  # hidden width of feed-forward blocks
 HEADS = "heads"  # attention heads (query)
 KV_HEADS = "kv_heads"  # attention heads (keys / values)
@@ -23,15 +26,17 @@ CONV_IN = "conv_in"  # conv input channels
 CONV_OUT = "conv_out"  # conv output channels
 CODE_DIM = "code_dim"
 
+RESIDUAL = (BATCH, LENGTH, ACT_EMBED)  # a transformer's residual stream [B, T, E]
+
 # Mesh axes.
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
 FSDP_AXIS = "fsdp"
 
 # Default rules: data parallelism for the batch (over data x fsdp), tensor parallelism over
-# heads and the MLP hidden width, and FSDP (ZeRO-3): parameters' model-width axis split over
-# `fsdp`, gathered by XLA where used. Activations keep `embed` unsplit because a mesh axis is
-# used once per tensor and `batch` already took `fsdp`. With mesh.fsdp = 1 the embed rule is a
+# heads and the MLP hidden width, and FSDP (ZeRO-3): parameters' model-width axis (`embed`)
+# split over `fsdp`, gathered by XLA where used. Activations' width (`activation_embed`) has no
+# rule: it stays unsplit (`batch` already took `fsdp`). With mesh.fsdp = 1 the embed rule is a
 # no-op. Override per experiment in `config.sharding.rules`.
 DEFAULT_RULES = (
     (BATCH, (DATA_AXIS, FSDP_AXIS)),

@@ -1,7 +1,10 @@
-"""Logit processors and draws: temperature, top-k, top-p (nucleus), classifier-free guidance.
+"""Logit processors and draws: temperature, top-k, top-p (nucleus), classifier-free guidance,
+and `SamplingSettings`, the typed `config.sample` section.
 
 Processors map logits [..., V] -> logits [..., V] (excluded entries set to -inf) and know
-nothing of the model. `categorical_draw` turns them into a `draw_fn` for the sampling loop.
+nothing of the model. `categorical_draw` turns them into a `draw_fn` for the sampling loop;
+`guided_step_fn` is the one place CFG combines a doubled batch's logits. A new processor
+touches only this file: its function, `process_logits`, and a `SamplingSettings` field.
 """
 from __future__ import annotations
 
@@ -11,7 +14,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from argen_jax import config_lib
+from argen_jax.errors import ConfigError
+
 NEG_INF = -1e30  # finite: keeps softmax NaN-free even if a whole row were masked
+CFG_SCHEDULES = ("constant", "linear", "cosine")  # cfg_scale_schedule kinds
 
 
 def apply_temperature(logits: jax.Array, temperature: float | jax.Array) -> jax.Array:
@@ -64,13 +71,14 @@ def cfg_combine(cond: jax.Array, uncond: jax.Array, scale) -> jax.Array:
 
 
 def guided_step_fn(step_fn: Callable, scale: float | Callable) -> Callable:
-    """Wraps a step_fn that runs on a doubled batch (conditional rows first, then
-    unconditional) into one on the real batch. `scale` is a constant or a function of t.
-    The model's cache must be built for the doubled batch; the sequence is not doubled."""
+    """Classifier-free guidance around a sampling loop's step_fn: the one place CFG is
+    applied. `step_fn(seq, cache, t)` runs the model on a doubled batch (conditional rows
+    first, then unconditional; its cache is built for 2B rows) and returns its outputs
+    [2B, ...]; the guided step returns `cfg_combine` of the two halves [B, ...] (float32).
+    `scale` is a constant or a function of t (`SamplingSettings.guidance`)."""
 
     def guided(seq, cache, t):
-        both = jax.tree.map(lambda a: jnp.concatenate([a, a], axis=0), seq)
-        out, cache = step_fn(both, cache, t)
+        out, cache = step_fn(seq, cache, t)
         cond, uncond = jnp.split(out.astype(jnp.float32), 2, axis=0)
         s = scale(t) if callable(scale) else scale
         return cfg_combine(cond, uncond, s), cache
@@ -82,8 +90,8 @@ def cfg_scale_schedule(scale: float, num_steps: int, kind: str = "constant") -> 
     """Guidance scale as a function of the step t in [0, num_steps):
     'constant' scale; 'linear' ramps 1 -> scale (VAR's schedule: no guidance on the first
     step, full guidance on the last); 'cosine' the same ramp along a half cosine."""
-    if kind not in ("constant", "linear", "cosine"):
-        raise ValueError(f"cfg schedule must be constant, linear or cosine, got {kind!r}")
+    if kind not in CFG_SCHEDULES:
+        raise ValueError(f"cfg schedule must be one of {CFG_SCHEDULES}, got {kind!r}")
 
     def at(t):
         if kind == "constant":
@@ -98,32 +106,72 @@ def cfg_scale_schedule(scale: float, num_steps: int, kind: str = "constant") -> 
 
 @dataclasses.dataclass(frozen=True)
 class SamplingSettings:
-    """A token sampler's knobs, read once from `config.sample` by every token family."""
+    """The `config.sample` section, read once by every family (`from_config`) and by the
+    loop (how many samples to write, with which seed)."""
 
-    temperature: float = 1.0
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1.0: off
-    cfg_scale: float = 1.0  # classifier-free guidance; 1.0: off
-    cfg_schedule: str = "constant"  # constant | linear | cosine (cfg_scale_schedule)
-    cfg_interval: int = -1  # >= 0: guide only steps t <= cfg_interval + 1 (LlamaGen)
+    num: int = 16  # samples written by the loop at the end / every train.sample_every steps
+    batch_size: int = 0  # samples per jitted call (0: = num); speed only: samples do not
+    #   depend on it (sample k uses fold_in(PRNGKey(seed), k))
+    seed: int = 0  # sample k uses fold_in(PRNGKey(seed), k)
+    temperature: float = 1.0  # logits / temperature; 1.0 samples the model's distribution
+    top_k: int = 0  # keep the k most likely tokens; 0: off
+    top_p: float = 1.0  # nucleus: the most likely tokens holding probability p; 1.0: off
+    cfg_scale: float = 1.0  # classifier-free guidance (conditional models); 1.0: off
+    cfg_schedule: str = "constant"  # constant | linear | cosine ramp from 1 to cfg_scale
+    #   over the steps (VAR's family default: linear, over its scales)
+    cfg_interval: int = -1  # >= 0: guide only steps t <= cfg_interval + 1 (LlamaGen); -1: all
+    length: int = 0  # WaveNet: audio samples generated (0: the data's example length)
+
+    def __post_init__(self):
+        if self.num < 0 or self.batch_size < 0 or self.length < 0:
+            raise ConfigError(f"sample.num, sample.batch_size and sample.length must be >= 0, "
+                              f"got {self.num}, {self.batch_size}, {self.length}")
+        if not self.temperature > 0:
+            raise ConfigError(f"sample.temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ConfigError(f"sample.top_k must be >= 0 (0: off), got {self.top_k}")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise ConfigError(f"sample.top_p must be in [0, 1] (1: off), got {self.top_p}")
+        if self.cfg_schedule not in CFG_SCHEDULES:
+            raise ConfigError(f"sample.cfg_schedule must be one of {CFG_SCHEDULES}, got "
+                              f"{self.cfg_schedule!r}")
+        if self.cfg_interval < -1:
+            raise ConfigError(f"sample.cfg_interval must be >= -1 (-1: every step), got "
+                              f"{self.cfg_interval}")
 
     @classmethod
-    def from_config(cls, config, **defaults) -> SamplingSettings:
-        """`config.sample` fields over `defaults` over the class defaults."""
-        s = config.get("sample", {})
-        kw = {f.name: s.get(f.name, defaults.get(f.name, f.default))
-              for f in dataclasses.fields(cls)}
-        return cls(float(kw["temperature"]), int(kw["top_k"]), float(kw["top_p"]),
-                   float(kw["cfg_scale"]), str(kw["cfg_schedule"]), int(kw["cfg_interval"]))
+    def from_config(cls, config, **family_defaults) -> SamplingSettings:
+        """`config.sample` (keys it holds) over `family_defaults` (e.g. VAR's
+        cfg_schedule='linear') over the class defaults; unknown keys are a ConfigError."""
+        section = dict(config.sample.items()) if "sample" in config else {}
+        return config_lib.typed(cls, {**family_defaults, **section}, "sample")
+
+    def replace(self, **overrides) -> SamplingSettings:
+        """These settings with some fields changed (validated again)."""
+        return dataclasses.replace(self, **overrides)
+
+    @property
+    def samples_per_call(self) -> int:
+        """The batch of one sampling call: batch_size, or num when it is 0."""
+        return self.batch_size or self.num
+
+    @property
+    def guided(self) -> bool:
+        return self.cfg_scale != 1.0
 
     def draw_fn(self) -> Callable:
+        """The sampling loop's draw: temperature, top-k, top-p, then a categorical draw."""
         return categorical_draw(self.temperature, self.top_k, self.top_p)
 
-    def guidance(self, num_steps: int, scale: float | None = None) -> Callable:
+    def guidance(self, num_steps: int) -> Callable:
         """The CFG scale as a function of the step t: the schedule over `num_steps`, cut to 1
         (the conditional logits) after t = cfg_interval + 1 when cfg_interval >= 0."""
-        base = cfg_scale_schedule(self.cfg_scale if scale is None else scale, num_steps,
-                                  self.cfg_schedule)
+        base = cfg_scale_schedule(self.cfg_scale, num_steps, self.cfg_schedule)
         if self.cfg_interval < 0:
             return base
         return lambda t: jnp.where(t <= self.cfg_interval + 1, base(t), 1.0)
+
+    def guide(self, step_fn: Callable, num_steps: int) -> Callable:
+        """`guided_step_fn(step_fn, self.guidance(num_steps))`: step_fn runs on the doubled
+        batch (conditional rows, then unconditional)."""
+        return guided_step_fn(step_fn, self.guidance(num_steps))

@@ -13,7 +13,8 @@ its callbacks:
 
 Classifier-free guidance runs the conditional and the unconditional prompt as one doubled
 batch (conditional rows first) whose cache the caller allocates for 2B rows; the drawn token
-is fed to both halves. `cfg_scale` is a constant or a schedule t -> scale (`processors`).
+is fed to both halves and `processors.guided_step_fn` combines the logits. `cfg_scale` is a
+constant or a schedule t -> scale (`SamplingSettings.guidance`).
 """
 from __future__ import annotations
 
@@ -24,21 +25,21 @@ import jax
 import jax.numpy as jnp
 
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
-from argen_jax.sampling.processors import categorical_draw, cfg_combine
+from argen_jax.sampling.processors import categorical_draw, guided_step_fn
 
 LogitsFn = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
 
 
 def sample_tokens(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: int,
                   keys: jax.Array, *, uncond_prompt: jax.Array | None = None,
-                  cfg_scale: float | Callable = 1.0, temperature: float = 1.0,
-                  top_k: int = 0, top_p: float = 1.0,
+                  cfg_scale: float | Callable = 1.0,
                   draw_fn: Callable | None = None) -> tuple[jax.Array, Any]:
     """prompt [B, P] ids (P >= 1); keys [B, 2] per-sample keys (`loop.sample_keys`).
     Returns (new tokens [B, num_new], final cache). Call inside `jax.jit`.
 
     With `uncond_prompt` [B, P], `cache` must hold 2B rows; logits are combined as
-    uncond + scale * (cond - uncond) with scale = cfg_scale or cfg_scale(t)."""
+    uncond + scale * (cond - uncond) with scale = cfg_scale or cfg_scale(t).
+    draw_fn: the loop's draw (`SamplingSettings.draw_fn()`; None: plain categorical)."""
     b, p = prompt.shape
     guided = uncond_prompt is not None
     both = jnp.concatenate([prompt, uncond_prompt], axis=0) if guided else prompt  # [B', P]
@@ -46,23 +47,19 @@ def sample_tokens(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: i
         _, cache = logits_fn(both[:, :-1], cache)
     last = both[:, -1]  # [B']: what step 0 feeds
 
-    def step_fn(seq, cache, t):
+    def step_fn(seq, cache, t):  # -> logits [B', V] of the (doubled) model batch
         prev = jax.lax.dynamic_index_in_dim(seq, jnp.maximum(t - 1, 0), axis=1,
                                             keepdims=False)  # [B]
         prev = jnp.concatenate([prev, prev]) if guided else prev
         ids = jnp.where(t == 0, last, prev.astype(last.dtype))[:, None]  # [B', 1]
         logits, cache = logits_fn(ids, cache)
-        logits = logits[:, 0].astype(jnp.float32)  # [B', V]
-        if guided:
-            cond, uncond = jnp.split(logits, 2, axis=0)
-            scale = cfg_scale(t) if callable(cfg_scale) else cfg_scale
-            logits = cfg_combine(cond, uncond, scale)
-        return logits, cache
+        return logits[:, 0].astype(jnp.float32), cache
 
     def write_fn(seq, x, t):
         return jax.lax.dynamic_update_slice_in_dim(seq, x[:, None].astype(seq.dtype), t, axis=1)
 
-    draw = draw_fn or categorical_draw(temperature, top_k, top_p)
+    step = guided_step_fn(step_fn, cfg_scale) if guided else step_fn
     state = LoopState(seq=jnp.zeros((b, num_new), prompt.dtype), cache=cache, keys=keys)
-    state, _ = autoregressive_scan(step_fn, draw, write_fn, state, num_new)
+    state, _ = autoregressive_scan(step, draw_fn or categorical_draw(), write_fn, state,
+                                   num_new)
     return state.seq, state.cache

@@ -1,7 +1,7 @@
 """Cached (KV-cache scan) vs naive (re-run the whole sequence each step) token sampling.
 
 Both samplers are the shared `autoregressive_scan` with the same model, keys and draw; the
-cached one is `sampling.tokens.sample_tokens` (one token per step through `decode_step`), the
+cached one is `sampling.tokens.sample_tokens` (one token per step through `extend`), the
 naive one re-runs the full forward pass over the [B, L] token buffer at every step (the
 static-shape way a jitted sampler without a cache must work). For each length L the cached
 sampler generates all L tokens; the naive one runs `naive_steps` steps (its per-step cost does
@@ -56,7 +56,7 @@ def bench(length, args):
     def cached_with(m):
         @jax.jit
         def run(variables, keys):
-            fn = lambda ids, c: m.apply(variables, ids, c, method=Decoder.decode_step)
+            fn = lambda ids, c: m.apply(variables, ids, c, method=Decoder.extend)
             return sample_tokens(fn, m.init_cache(b), prompt, n_new, keys)[0]
         return run
 

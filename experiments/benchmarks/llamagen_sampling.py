@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 from argen_jax.data.pipeline import DataSpec  # noqa: E402
 from argen_jax.models.llamagen import LlamaGenFamily  # noqa: E402
 from argen_jax.sampling.loop import LoopState, autoregressive_scan, sample_keys  # noqa: E402
-from argen_jax.sampling.processors import cfg_combine  # noqa: E402
 from experiments.benchmarks.timing import best_time  # noqa: E402
 
 
@@ -48,30 +47,27 @@ def load_config(spec: str):
 
 def naive_sampler(fam: LlamaGenFamily, b: int):
     """Full forward over the whole buffer at every step (no cache)."""
-    guided = fam.sampling.cfg_scale != 1.0
     n = fam.num_tokens
 
     def sample(params, keys, labels):
-        labels = jnp.concatenate([labels, jnp.full((b,), fam.null_class)]) if guided else labels
-        prompt = fam.prompt(labels)  # [B', P]
-        scale = fam.guidance_scale()
+        labels, null = fam.classes.for_sampling(labels, b, fam.sampling.guided)
+        guided = null is not None
+        prompt = fam.prompt(jnp.concatenate([labels, null]) if guided else labels)  # [B', P]
 
-        def step(seq, cache, t):
+        def step(seq, cache, t):  # -> logits [B', V] of the (doubled) batch
             both = jnp.concatenate([seq, seq]) if guided else seq  # [B', L]
             ids = jnp.concatenate([prompt, both[:, :-1]], axis=1)  # [B', P + L - 1]
             logits, _ = fam.model.apply({"params": params}, ids)
             logits = jax.lax.dynamic_index_in_dim(logits, t + fam.cls_token_num - 1, axis=1,
                                                   keepdims=False)  # [B', V]
-            if guided:
-                cond, uncond = jnp.split(logits, 2, axis=0)
-                logits = cfg_combine(cond, uncond, scale(t))
             return logits, cache
 
         def write(seq, x, t):
             return jax.lax.dynamic_update_slice_in_dim(seq, x[:, None].astype(seq.dtype), t, 1)
 
         state = LoopState(jnp.zeros((b, n), jnp.int32), None, keys)
-        state, _ = autoregressive_scan(step, fam.sampling.draw_fn(), write, state, n)
+        step_fn = fam.sampling.guide(step, n) if guided else step
+        state, _ = autoregressive_scan(step_fn, fam.sampling.draw_fn(), write, state, n)
         return state.seq
 
     return sample

@@ -13,7 +13,9 @@ Arguments (comma-separated, `mnist.py:tiny,idx`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args
+from argen_jax.config_lib import parallel_config, parse_args, section
+from argen_jax.models.transformer import IGPTSettings
+from argen_jax.sampling.processors import SamplingSettings
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -22,21 +24,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "igpt"  # registry name
-    c.model.width = 32 if tiny else 64 if cpu else 128  # residual stream width
-    c.model.depth = 2 if tiny else 4  # Llama blocks
-    c.model.num_heads = 2 if cpu else 4  # query heads
-    c.model.num_kv_heads = 0 if tiny else 1 if cpu else 2  # grouped KV heads (0: = num_heads)
-    c.model.head_dim = 0  # 0: width // num_heads
-    c.model.mlp_dim = 64 if tiny else 192 if cpu else 384  # SwiGLU hidden width
-    c.model.dropout = 0.0  # embedding / residual dropout
-    c.model.rope = "2d"  # '1d' over positions, '2d' over (row, col), 'none'
-    c.model.rope_theta = 10000.0
-    c.model.conditional = "cond" in args  # class token = the label (else a start token)
-    c.model.label_dropout = 0.1  # training: label -> null class with this probability (CFG)
-    c.model.dtype = "float32"  # compute dtype ('bfloat16' on accelerators)
-    c.model.param_dtype = "float32"  # parameter storage dtype
+    # argen_jax/models/transformer.py IGPTSettings: every field, its default and its meaning
+    c.model = section(IGPTSettings, name="igpt",
+                      width=32 if tiny else 64 if cpu else 128,
+                      depth=2 if tiny else 4,
+                      num_heads=2 if cpu else 4,
+                      num_kv_heads=0 if tiny else 1 if cpu else 2,
+                      mlp_dim=64 if tiny else 192 if cpu else 384,
+                      rope="2d",
+                      conditional="cond" in args,
+                      label_dropout=0.1)
 
     c.data = ml_collections.ConfigDict()
     c.data.kind = "image"  # registry: which data builder
@@ -71,15 +68,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.tensorboard = True
     c.train.quiet = False  # no progress bar
 
-    c.sample = ml_collections.ConfigDict()
-    c.sample.num = 16 if tiny else 64
-    c.sample.batch_size = 16 if tiny else 64
-    c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
-    c.sample.temperature = 1.0  # 1.0 samples the model's distribution (no tricks)
-    c.sample.top_k = 0  # 0: off
-    c.sample.top_p = 1.0  # 1.0: off
-    c.sample.cfg_scale = 1.0  # classifier-free guidance (conditional models; 1.0 = off)
-    c.sample.cfg_schedule = "constant"  # constant | linear | cosine ramp from 1 to cfg_scale
+    # argen_jax/sampling/processors.py SamplingSettings (temperature, top-k/p, CFG: all off)
+    c.sample = section(SamplingSettings, num=16 if tiny else 64, batch_size=16 if tiny else 64)
 
     # vocab (2 levels) stays replicated: it cannot split over the model axis.
     rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],

@@ -16,8 +16,9 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config
-from argen_jax.models.llamagen import SIZES
+from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config, section
+from argen_jax.models.llamagen import SIZES, LlamaGenSettings
+from argen_jax.sampling.processors import SamplingSettings
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -30,27 +31,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "llamagen"  # registry name
-    c.model.size = sizes[0] if sizes else ""  # LlamaGen shape (B..3B); '' = the fields below
-    c.model.width = 32 if tiny else 128 if cpu else 192  # residual stream width (size='' only)
-    c.model.depth = 2 if tiny else 4 if cpu else 6  # Llama blocks (size='' only)
-    c.model.num_heads = 2 if tiny else 4 if cpu else 6  # query heads (size='' only)
-    c.model.num_kv_heads = 0  # grouped KV heads (0: = num_heads; LlamaGen: MHA)
-    c.model.head_dim = 0  # 0: width // num_heads
-    c.model.mlp_dim = 0  # SwiGLU width; 0: LlamaGen's rule (2/3 * 4 * width, rounded up)
-    c.model.multiple_of = 32  # rounding of that rule (LlamaGen: 256; small models: 32)
-    c.model.cls_token_num = 1  # class tokens before the map (LlamaGen c2i: 1)
-    c.model.prefix_rope = "zero"  # class tokens' RoPE: 'zero' (LlamaGen) | 'identity'
-    c.model.rope_theta = 10000.0  # LlamaGen's rope_base
-    c.model.norm_eps = 1e-5  # RMSNorm epsilon (LlamaGen)
-    c.model.conditional = True  # class-conditional (False: the null class only)
-    c.model.label_dropout = 0.1  # training: label -> null class (CFG), LlamaGen's 0.1
-    c.model.dropout = 0.0 if tiny or cpu else 0.1  # embeddings + residual branches (LlamaGen
-    #   token_dropout_p = resid_dropout_p = ffn_dropout_p = 0.1)
-    c.model.token_noise = 0.0  # training: input token -> random code with this prob.
-    c.model.dtype = "float32" if tiny or cpu else "bfloat16"  # compute dtype
-    c.model.param_dtype = "float32"  # parameter storage dtype
+    # argen_jax/models/llamagen.py LlamaGenSettings: every field, its default and its meaning
+    c.model = section(LlamaGenSettings, name="llamagen",
+                      size=sizes[0] if sizes else "",
+                      width=32 if tiny else 128 if cpu else 192,
+                      depth=2 if tiny else 4 if cpu else 6,
+                      num_heads=2 if tiny else 4 if cpu else 6,
+                      multiple_of=32,  # LlamaGen's 256 is for its large widths
+                      dropout=0.0 if tiny or cpu else 0.1,  # LlamaGen: 0.1
+                      dtype="float32" if tiny or cpu else "bfloat16")
 
     c.data = ml_collections.ConfigDict()
     c.data.kind = "tokens"  # registry: token maps (argen_jax/data/tokens.py)
@@ -82,16 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.tensorboard = not tiny
     c.train.quiet = False  # no progress bar
 
-    c.sample = ml_collections.ConfigDict()
-    c.sample.num = 20 if tiny else 100  # grid: one column per class (sample k: class k % 10)
-    c.sample.batch_size = 20 if tiny else 100
-    c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
-    c.sample.temperature = 1.0  # 1.0 samples the model's distribution
-    c.sample.top_k = 0  # 0: off
-    c.sample.top_p = 1.0  # 1.0: off
-    c.sample.cfg_scale = 1.0  # classifier-free guidance (1.0 = off; LlamaGen B: 2.0)
-    c.sample.cfg_schedule = "constant"  # constant | linear | cosine ramp from 1 to cfg_scale
-    c.sample.cfg_interval = -1  # LlamaGen's: guide tokens t <= N + 1 only (-1: all)
+    # argen_jax/sampling/processors.py SamplingSettings (CFG off; LlamaGen B: cfg_scale 2.0);
+    # sample k has class k % 10: a grid with one column per class
+    c.sample = section(SamplingSettings, num=20 if tiny else 100, batch_size=20 if tiny else 100)
 
     c.eval = sample_eval_config(num_samples=20 if tiny else 2000,
                                 sample_batch_size=20 if tiny else 250,

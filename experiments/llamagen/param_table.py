@@ -15,15 +15,14 @@ xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
-from argen_jax.models.llamagen import PUBLISHED_PARAMS, SIZES, ffn_dim, llamagen_decoder  # noqa: E402
+from argen_jax.models.llamagen import PUBLISHED_PARAMS, SIZES, LlamaGenSettings, ffn_dim  # noqa: E402,E501
 
 
 def count(size: str) -> int:
-    model = llamagen_decoder(ml_collections.ConfigDict({"size": size}), 16384, 1000, (16, 16))
+    model = LlamaGenSettings(size=size).llamagen_decoder(16384, 1000, (16, 16))
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 2), jnp.int32))
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(shapes)))
 

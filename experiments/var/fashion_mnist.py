@@ -15,7 +15,9 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config
+from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config, section
+from argen_jax.models.var import VARSettings
+from argen_jax.sampling.processors import SamplingSettings
 
 DEPTHS = {"d16": 16, "d20": 20, "d24": 24, "d30": 30}
 
@@ -27,19 +29,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "var"  # registry name
-    c.model.depth = depth  # AdaLN blocks
-    c.model.width = 64 if tiny else 128 if cpu else 0  # residual width (0: 64 * depth, VAR)
-    c.model.num_heads = 2 if tiny else 0  # attention heads (0: = depth, VAR's rule)
-    c.model.mlp_ratio = 4.0  # GELU MLP hidden width = mlp_ratio * width
-    c.model.attn_l2_norm = True  # cosine attention with a learned temperature (VAR default)
-    c.model.norm_eps = 1e-6  # LayerNorm epsilon
-    c.model.code_dim = 0  # tokenizer latent channels (0: read from the tokenizer)
-    c.model.conditional = True  # class-conditional (AdaLN + start token from the class)
-    c.model.label_dropout = 0.1  # training: label -> null class with this prob. (CFG)
-    c.model.dtype = "float32"  # compute dtype ('bfloat16' on accelerators)
-    c.model.param_dtype = "float32"  # parameter storage dtype
+    # argen_jax/models/var.py VARSettings: every field, its default and its meaning
+    c.model = section(VARSettings, name="var", depth=depth,
+                      width=64 if tiny else 128 if cpu else 0,  # 0: 64 * depth (VAR)
+                      num_heads=2 if tiny else 0)  # 0: = depth (VAR)
 
     c.data = ml_collections.ConfigDict()
     c.data.kind = "tokens"  # registry: token maps of a tokenized dataset
@@ -70,15 +63,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.tensorboard = not tiny
     c.train.quiet = tiny  # no progress bar
 
-    c.sample = ml_collections.ConfigDict()
-    c.sample.num = 20 if tiny else 100  # a grid with one column per class
-    c.sample.batch_size = 20 if tiny else 100
-    c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
-    c.sample.temperature = 1.0
-    c.sample.top_k = 0  # 0: off (VAR ImageNet: 900 of 4096)
-    c.sample.top_p = 1.0  # 1.0: off (VAR ImageNet: 0.96)
-    c.sample.cfg_scale = 3.0  # guidance at the last scale (VAR's cfg=2 -> 3.0); 1.0 = off
-    c.sample.cfg_schedule = "linear"  # VAR: ramps 1 -> cfg_scale over the scales
+    # argen_jax/sampling/processors.py SamplingSettings; a grid with one column per class.
+    # VAR ImageNet: top_k 900 of 4096, top_p 0.96, cfg=2 (our cfg_scale 3.0) ramped linearly
+    # over the scales (VARFamily's default schedule, written here as every key is)
+    c.sample = section(SamplingSettings, num=20 if tiny else 100, batch_size=20 if tiny else 100,
+                       cfg_scale=3.0, cfg_schedule="linear")
 
     c.eval = sample_eval_config(num_samples=40 if tiny else 2000 if cpu else 10000,
                                 sample_batch_size=40 if tiny else 250, feature_batch_size=500,
