@@ -21,6 +21,7 @@ from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.parallel import distributed
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.loop import sample_keys
+from argen_jax.sampling.processors import SamplingSettings
 from argen_jax.train import optim
 from argen_jax.train.settings import TrainSettings
 from argen_jax.train.state import TrainState
@@ -42,6 +43,7 @@ class Experiment:
         self.config = config
         self.train_settings = typed(TrainSettings, config.train, "train")
         self.eval_settings = typed(EvalSettings, config.get("eval"), "eval")
+        self.sample_settings = SamplingSettings.from_config(config)
         self.mesh = meshlib.mesh_from_settings(typed(meshlib.MeshSettings,
                                                      config.get("mesh"), "mesh"))
         sharding = typed(meshlib.ShardingSettings, config.get("sharding"), "sharding")

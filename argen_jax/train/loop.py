@@ -89,11 +89,14 @@ def evaluate(exp: Experiment, params) -> dict:
 
 
 def write_samples(exp: Experiment, params, workdir: str, step: int) -> list[str]:
-    scfg = exp.config.get("sample", {})
-    num = scfg.get("num", 16)
+    if not has_sampler(exp.family):
+        raise ConfigError(f"model {exp.config.model.name!r} has no sampler")
+    s = exp.sample_settings
+    num = s.num
+    if num == 0:  # sample.num=0: no sample files
+        return []
     t0 = time.time()
-    samples = exp.sample(params, num, seed=scfg.get("seed", 0),
-                         batch_size=scfg.get("batch_size", num))
+    samples = exp.sample(params, num, seed=s.seed, batch_size=s.samples_per_call)
     stem = os.path.join(workdir, "samples", f"step_{step:07d}")
     paths = save_samples(exp.family, samples, stem) if jax.process_index() == 0 else []
     logging.info("Wrote %d samples in %.1fs: %s", num, time.time() - t0, paths)
