@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -322,11 +322,14 @@ class WaveNetFamily(Family):
 
     What it knows of the data comes from the `DataSpec` (levels, speakers, sample_rate, hop,
     n_mels). With local conditioning, samples are conditioned on the features of held-out
-    utterances: `conditioning` (e.g. `AudioData.speaker_conditioning(length)`), else read
-    here, once, from the test split of the spec's `source` folder, before anything is traced.
+    utterances, fixed before anything is traced: `conditioning` is a `SpeakerConditioning`
+    or a function of the sample length that returns one (`AudioData.speaker_conditioning`,
+    no second read of the folder); without it they are read here, once, from the test split
+    of the spec's `source` folder.
     """
 
-    def __init__(self, config, spec, conditioning: audio.SpeakerConditioning | None = None):
+    def __init__(self, config, spec,
+                 conditioning: audio.SpeakerConditioning | Callable | None = None):
         super().__init__(config, spec)
         self.settings = s = typed(WaveNetSettings, config.model, "model", ignore=("name",))
         if spec.kind != "audio" or len(spec.shape) != 1:
@@ -349,9 +352,13 @@ class WaveNetFamily(Family):
         self.sample_length = self._sample_length(config)
         self._bank = None  # per speaker: local conditioning of `sample` (test utterances)
         if self.local_cond:
-            self._bank = conditioning if conditioning is not None else (
-                audio.load_speaker_conditioning(spec.source, audio.AudioFormat.from_spec(spec),
-                                                self.sample_length))
+            if conditioning is None:
+                self._bank = audio.load_speaker_conditioning(
+                    spec.source, audio.AudioFormat.from_spec(spec), self.sample_length)
+            elif callable(conditioning):
+                self._bank = conditioning(self.sample_length)
+            else:
+                self._bank = conditioning
             if self._bank.features.shape[1] * self.hop < self.sample_length:
                 raise ConfigError(f"the conditioning covers {self._bank.features.shape[1]} "
                                   f"frames, sample.length={self.sample_length} needs more")
@@ -359,7 +366,7 @@ class WaveNetFamily(Family):
     def _sample_length(self, config) -> int:
         """`sample.length` (default: the training crop), rounded up to whole frames."""
         n = getattr(self.sampling, "length", None)
-        if n is None:  # SamplingSettings without `length` (until #16's sampling part)
+        if n is None:  # SamplingSettings gains `length` in #16's sampling part; until then
             n = config.sample.length if "sample" in config and "length" in config.sample else 0
         n = int(n) or self.spec.shape[0]
         hop = max(self.hop, 1)
