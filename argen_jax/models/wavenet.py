@@ -116,7 +116,8 @@ HEADS = {"softmax": CategoricalHead, "logistic_mixture": LogisticMixtureHead}
 # --------------------------------------------------------------------------- settings
 @dataclasses.dataclass(frozen=True)
 class WaveNetSettings:
-    """`config.model` of wavenet. The defaults are the paper-sized model (paper.py)."""
+    """`config.model` of wavenet. Sizes that had no default before are the paper-sized
+    model's (experiments/wavenet/paper.py); the others keep their earlier defaults."""
 
     head: str = "softmax"  # output head: 'softmax' (256 mu-law codes) | 'logistic_mixture'
     num_mixtures: int = 10  # components of the 'logistic_mixture' head (PixelCNN++'s)
