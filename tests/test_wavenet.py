@@ -11,6 +11,7 @@ import pytest
 from flax import linen as nn
 
 from argen_jax.data import audio
+from argen_jax.data.pipeline import DataBuilder
 from argen_jax.heads import mulaw
 from argen_jax.layers.causal_conv import CausalConv1D, receptive_field
 from argen_jax.models.wavenet import WaveNet, WaveNetFamily
@@ -234,6 +235,7 @@ def test_sampling_conditioning_is_loaded_before_tracing(sine_folder, tmp_path):
     cfg = _config(folder)
     data = audio.build_audio_data(cfg.data, cfg.seed)
     assert data.spec.source == folder and (data.spec.hop, data.spec.n_mels) == (40, 8)
+    assert isinstance(data, DataBuilder)
     fam = WaveNetFamily(cfg, data.spec)  # reads the test utterances here
     passed = WaveNetFamily(cfg, data.spec, data.speaker_conditioning)  # no second read
     for a, b in zip(fam.conditioning_bank(), passed.conditioning_bank(), strict=True):
