@@ -92,3 +92,47 @@ def test_fixed_binarization_is_bernoulli_of_intensity():
 def test_bad_binarize_value():
     with pytest.raises(ConfigError, match="binarize"):
         _data("sometimes")
+
+
+def test_data_settings_defaults_and_errors_name_the_key():
+    import ml_collections
+
+    from argen_jax.config_lib import typed
+    from argen_jax.data import batch
+    from argen_jax.data.audio import AudioDataSettings
+    from argen_jax.data.images import ImageDataSettings
+    from argen_jax.data.patches import PatchDataSettings
+    from argen_jax.data.tokens import TokenDataSettings
+
+    d = pipeline.build_image_data(ml_collections.ConfigDict({"name": "digits",
+                                                             "batch_size": 32}), 0)
+    assert d.eval_batch_size == 32  # eval_batch_size 0: the training batch
+    assert isinstance(d, pipeline.DataBuilder)
+    assert set(d.train_batch(0)) == {batch.IMAGE, batch.LABEL, batch.MASK}
+    with pytest.raises(ConfigError, match="data.binarise"):
+        typed(ImageDataSettings, {"binarise": "dynamic"}, "data")
+    with pytest.raises(ConfigError, match="data.binarize"):
+        typed(ImageDataSettings, {"binarize": "half"}, "data")
+    with pytest.raises(ConfigError, match="data.tfds_name"):
+        ImageDataSettings(name="tfds")
+    with pytest.raises(ConfigError, match="data.batch_size"):
+        PatchDataSettings(batch_size=0)
+    with pytest.raises(ConfigError, match="data.kind"):
+        TokenDataSettings(kind="image")
+    with pytest.raises(ConfigError, match="n_fft >= hop"):
+        AudioDataSettings(hop=200, n_fft=100)
+    assert AudioDataSettings(hop=80).format().n_fft == 320  # n_fft 0: 4 * hop
+    # a section with every field, only the differences given
+    from argen_jax.config_lib import section
+
+    s = section(PatchDataSettings, batch_size=8)
+    assert s.kind == "photo_patches" and s.batch_size == 8 and s.train_photos
+
+
+def test_audio_spec_round_trips_through_the_run_directory(tmp_path):
+    from argen_jax.io.run_dir import load_spec, save_spec
+
+    spec = pipeline.DataSpec((400,), 256, 2, "audio", sample_rate=8000, hop=40, n_fft=160,
+                             n_mels=8, source="/data/speech")
+    save_spec(spec, str(tmp_path))
+    assert load_spec(str(tmp_path)) == spec

@@ -109,3 +109,33 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
     a, b = f32.apply(params, x), bf16.apply(params, x)
     assert b.dtype == jnp.float32
     np.testing.assert_allclose(a, b, atol=0.1)
+
+
+def test_settings_defaults_validation_and_sampling_temperature():
+    from ml_collections import ConfigDict
+
+    from argen_jax.config_lib import typed
+    from argen_jax.errors import ConfigError
+    from argen_jax.models.pixelcnn import PixelCNNSettings
+
+    s = typed(PixelCNNSettings, {"name": "pixelcnn", "features": 12}, "model",
+              ignore=("name",))
+    assert s.network_fields()["out_hidden"] == 12  # out_hidden 0: the width of the layers
+    with pytest.raises(ConfigError, match="model.featurez"):
+        typed(PixelCNNSettings, {"featurez": 3}, "model")
+    with pytest.raises(ConfigError, match="model.impl"):
+        PixelCNNSettings(impl="fft")
+    with pytest.raises(ConfigError, match="model.num_layers"):
+        PixelCNNSettings(num_layers=0)
+    # the draw follows config.sample: at temperature ~0 every key draws the argmax
+    cfg = ConfigDict({"model": {"name": "gated_pixelcnn", "features": 6, "num_layers": 1,
+                                "in_kernel": 3}, "sample": {"temperature": 1e-6}})
+    fam = PixelCNNFamily(cfg, DataSpec((3, 3, 1), 4, 0))
+    params = fam.init(jax.random.PRNGKey(0), {"image": jnp.zeros((1, 3, 3, 1), jnp.int32)})
+    leaves, tree = jax.tree.flatten(params["params"])  # random biases too: no ties
+    params = jax.tree.unflatten(tree, [p + jax.random.normal(jax.random.PRNGKey(i), p.shape)
+                                       for i, p in enumerate(leaves)])
+    a = jax.jit(fam.sample)(params, sample_keys(jax.random.PRNGKey(1), 0, 3), None)
+    b = jax.jit(fam.sample)(params, sample_keys(jax.random.PRNGKey(2), 0, 3), None)
+    np.testing.assert_array_equal(a, b)
+    assert (np.asarray(a) == np.asarray(a)[:1]).all()

@@ -179,3 +179,26 @@ def test_cifar10_config_reads_tfds_data_source():
     assert batch["image"].dtype == np.uint8 and batch["image"].max() > 0
     assert sum(int(np.asarray(b["mask"]).sum()) for b in evals) == c.data.test_limit
     registry.build_family(c, data.spec)  # the family takes this spec
+
+
+def test_settings_defaults_are_the_paper_and_bad_values_are_named():
+    from ml_collections import ConfigDict
+
+    from argen_jax.config_lib import typed
+    from argen_jax.data.pipeline import DataSpec
+    from argen_jax.models.pixelcnnpp import PixelCNNPPFamily, PixelCNNPPSettings
+
+    s = PixelCNNPPSettings()
+    assert (s.features, s.num_resnet, s.num_resolutions, s.num_mixtures, s.dropout) == (
+        160, 5, 3, 10, 0.5)
+    with pytest.raises(ConfigError, match="model.dropout"):
+        typed(PixelCNNPPSettings, {"dropout": 1.5}, "model")
+    with pytest.raises(ConfigError, match="model.num_resnets"):
+        typed(PixelCNNPPSettings, {"num_resnets": 2}, "model")
+    cfg = ConfigDict({"model": {"name": "pixelcnnpp", "features": 4, "num_resnet": 1},
+                      "sample": {"temperature": 0.5}})
+    fam = PixelCNNPPFamily(cfg, DataSpec((4, 4, 1), 256))
+    assert fam.sampling.temperature == 0.5 and fam.model.features == 4
+    cfg.sample.top_k = 3  # a mixture has no top-k: said, not ignored
+    with pytest.raises(ConfigError, match="sample.top_k"):
+        PixelCNNPPFamily(cfg, DataSpec((4, 4, 1), 256))

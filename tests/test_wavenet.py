@@ -11,6 +11,7 @@ import pytest
 from flax import linen as nn
 
 from argen_jax.data import audio
+from argen_jax.data.pipeline import DataBuilder
 from argen_jax.heads import mulaw
 from argen_jax.layers.causal_conv import CausalConv1D, receptive_field
 from argen_jax.models.wavenet import WaveNet, WaveNetFamily
@@ -222,3 +223,47 @@ def test_tiny_training_run_writes_wavs(sine_folder, tmp_path):
     assert len(wavs) == cfg.sample.num + 2  # samples + the 2 conditioning utterances
     x, rate = audio.read_wav(wavs[0])
     assert rate == cfg.data.sample_rate and len(x) == cfg.sample.length
+
+
+def test_sampling_conditioning_is_loaded_before_tracing(sine_folder, tmp_path):
+    """The test utterances that condition `sample` are read at construction (or passed in):
+    the jitted sampler reads no file, so it runs after the folder is gone."""
+    import shutil
+
+    folder = str(tmp_path / "sines")
+    shutil.copytree(sine_folder, folder)
+    cfg = _config(folder)
+    data = audio.build_audio_data(cfg.data, cfg.seed)
+    assert data.spec.source == folder and (data.spec.hop, data.spec.n_mels) == (40, 8)
+    assert isinstance(data, DataBuilder)
+    fam = WaveNetFamily(cfg, data.spec)  # reads the test utterances here
+    passed = WaveNetFamily(cfg, data.spec, data.speaker_conditioning)  # no second read
+    for a, b in zip(fam.conditioning_bank(), passed.conditioning_bank(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert fam.conditioning_bank().features.shape == (2, cfg.sample.length // 40, 8)
+    shutil.rmtree(folder)
+    batch = jax.tree.map(jnp.asarray, data.train_batch(0))
+    params = nn.unbox(fam.init(jax.random.PRNGKey(0), batch)["params"])
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    codes = jax.jit(fam.sample)(params, keys, jnp.array([0, 1]))
+    chex.assert_shape(codes, (2, cfg.sample.length))
+    np.testing.assert_array_equal(codes, jax.jit(passed.sample)(params, keys, jnp.array([0, 1])))
+
+
+def test_settings_validate_and_name_the_key(sine_folder):
+    from argen_jax.config_lib import typed
+    from argen_jax.errors import ConfigError
+    from argen_jax.models.wavenet import WaveNetSettings
+
+    with pytest.raises(ConfigError, match="model.max_dilation"):
+        WaveNetSettings(max_dilation=6)
+    with pytest.raises(ConfigError, match="model.head"):
+        WaveNetSettings(head="gaussian")
+    with pytest.raises(ConfigError, match="model.residual_chanels"):
+        typed(WaveNetSettings, {"residual_chanels": 4}, "model")
+    cfg = _config(sine_folder, "nolocal")
+    cfg.model.head = "logistic_mixture"
+    cfg.sample.top_p = 0.9
+    spec = audio.build_audio_data(cfg.data, cfg.seed).spec
+    with pytest.raises(ConfigError, match="sample.top_p"):
+        WaveNetFamily(cfg, spec)

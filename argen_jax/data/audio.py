@@ -12,7 +12,7 @@ silence code to a whole number of feature frames. Log-mel features are computed 
 *dequantised* codes (what the model sees), one frame per `hop` samples: frame f is centred on
 samples [f*hop, (f+1)*hop), so frame f is the local conditioning of those samples.
 
-Batches (dicts of numpy arrays, leading batch axis):
+Batches (dicts of numpy arrays, leading batch axis; keys from `data/batch.py`):
     audio  uint8   [B, T]          mu-law codes
     valid  float32 [B, T]          1 where the code is real audio that counts in the NLL
     mel    float32 [B, T/hop, M]   normalised log-mel features of the same samples
@@ -32,9 +32,13 @@ import math
 import os
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 
+from argen_jax.config_lib import typed
+from argen_jax.data import batch as keys
+from argen_jax.data.batch import check_batching
 from argen_jax.data.pipeline import DataSpec, RandomAccessBatcher, sequential_batches
 from argen_jax.errors import ConfigError, DataError
 from argen_jax.heads import mulaw
@@ -122,6 +126,36 @@ def to_features(logmel: np.ndarray) -> np.ndarray:
     return ((logmel + FEATURE_SHIFT) / FEATURE_SCALE).astype(np.float32)
 
 
+# --------------------------------------------------------------------------- settings
+@dataclasses.dataclass(frozen=True)
+class AudioDataSettings:
+    """`config.data` of data.kind='audio'."""
+
+    kind: str = "audio"  # registry: which data builder (data/builders.py)
+    path: str = ""  # PATH/{train,test}/<speaker>/*.wav (experiments/wavenet/prepare_speech.py)
+    sample_rate: int = 16000  # every file is resampled to this rate
+    hop: int = 200  # samples per log-mel frame (12.5 ms at 16 kHz)
+    n_fft: int = 0  # log-mel analysis window (Hann; 0: 4 * hop)
+    n_mels: int = 80  # mel bands (the local conditioning features)
+    crop_length: int = 8000  # training crop in samples (a multiple of hop)
+    batch_size: int = 16  # global batch of crops (split over the data mesh axis)
+    eval_length: int = 0  # eval chunk in samples (a multiple of hop; 0: crop_length)
+    eval_batch_size: int = 0  # global eval batch (0: batch_size)
+    eval_context: int = 0  # real history (scored 0) carried by every eval chunk, a multiple
+    # of hop: >= the receptive field - 1 scores every sample with a full history
+    train_limit: int = 0  # use only the first N train utterances, round-robin (0 = all)
+    test_limit: int = 0  # use only the first N test utterances, round-robin (0 = all)
+
+    def __post_init__(self):
+        if self.kind != "audio":
+            raise ConfigError(f"data.kind={self.kind!r}: these are the settings of 'audio'")
+        self.format()  # validates sample_rate, hop, n_fft, n_mels
+        check_batching(self)
+
+    def format(self) -> AudioFormat:
+        return AudioFormat(self.sample_rate, self.hop, self.n_fft or 4 * self.hop, self.n_mels)
+
+
 # --------------------------------------------------------------------------- data sets
 @dataclasses.dataclass
 class AudioSet:
@@ -144,13 +178,15 @@ class AudioFormat:
     n_fft: int = 512
     n_mels: int = 40
 
+    def __post_init__(self):
+        if self.sample_rate <= 0 or self.hop <= 0 or self.n_fft < self.hop or self.n_mels <= 0:
+            raise ConfigError(f"audio format needs sample_rate > 0, hop > 0, n_fft >= hop, "
+                              f"n_mels > 0: {self}")
+
     @classmethod
-    def from_config(cls, cfg) -> AudioFormat:
-        f = cls(int(cfg.sample_rate), int(cfg.hop), int(cfg.get("n_fft", 4 * cfg.hop)),
-                int(cfg.n_mels))
-        if f.hop <= 0 or f.n_fft < f.hop or f.n_mels <= 0:
-            raise ConfigError(f"audio format needs hop > 0, n_fft >= hop, n_mels > 0: {f}")
-        return f
+    def from_spec(cls, spec: DataSpec) -> AudioFormat:
+        """The format an audio `DataSpec` records (data.kind='audio')."""
+        return cls(spec.sample_rate, spec.hop, spec.n_fft, spec.n_mels)
 
     def features(self, codes: np.ndarray) -> np.ndarray:
         """mu-law codes [N] -> conditioning features [N / hop, n_mels]."""
@@ -209,12 +245,20 @@ def load_audio_folder(path: str, split: str, fmt: AudioFormat, speakers: list[st
 
 
 # --------------------------------------------------------------------------- batching
+class SpeakerConditioning(NamedTuple):
+    """Per speaker (in speaker-id order) the start of one held-out test utterance: what
+    conditions WaveNet's samples (`WaveNetFamily.sample`)."""
+
+    features: np.ndarray  # float32 [S, length / hop, n_mels]
+    codes: np.ndarray  # uint8 [S, length]: the utterance itself (to listen to)
+
+
 class AudioData:
     """Train / eval batches over in-memory utterances (see the module docstring)."""
 
     def __init__(self, train: AudioSet, test: AudioSet, fmt: AudioFormat, num_speakers: int,
                  crop_length: int, batch_size: int, eval_batch_size: int,
-                 eval_length: int, eval_context: int, seed: int = 0):
+                 eval_length: int, eval_context: int, seed: int = 0, source: str = ""):
         for name, v in (("crop_length", crop_length), ("eval_length", eval_length),
                         ("eval_context", eval_context)):
             if v % fmt.hop or v < 0 or (v == 0 and name != "eval_context"):
@@ -224,7 +268,9 @@ class AudioData:
         self.train_set, self.test_set = train, test
         self.crop, self.eval_length, self.eval_context = crop_length, eval_length, eval_context
         self.eval_batch_size = eval_batch_size
-        self.spec = DataSpec((crop_length,), 256, num_speakers, "audio")
+        self.spec = DataSpec((crop_length,), 256, num_speakers, "audio",
+                             sample_rate=fmt.sample_rate, hop=fmt.hop, n_fft=fmt.n_fft,
+                             n_mels=fmt.n_mels, source=source)
         self._silence_feat = fmt.silence_features()
         self.train_batch = RandomAccessBatcher(len(train), batch_size, seed, self._fetch_train)
         self.chunks = [(i, s) for i, c in enumerate(test.codes)
@@ -259,8 +305,8 @@ class AudioData:
     @staticmethod
     def _stack(windows, speakers):
         audio, valid, mel = (np.stack(z) for z in zip(*windows, strict=True))
-        return {"audio": audio, "valid": valid, "mel": mel,
-                "label": np.asarray(speakers, np.int32)}
+        return {keys.AUDIO: audio, keys.VALID: valid, keys.MEL: mel,
+                keys.LABEL: np.asarray(speakers, np.int32)}
 
     def _fetch_eval(self, idx):
         c = self.eval_context
@@ -282,32 +328,41 @@ class AudioData:
         return mel, audio
 
 
+    def speaker_conditioning(self, length: int) -> SpeakerConditioning:
+        """Per speaker, the first `length` samples (a multiple of hop) of its first test
+        utterance; speakers without test audio get the first test utterance overall."""
+        mels, codes = zip(*(self.conditioning(s, length) for s in range(self.spec.num_classes)),
+                          strict=True)
+        return SpeakerConditioning(np.stack(mels), np.stack(codes))
+
+
 def build_audio_data(cfg, seed: int) -> AudioData:
-    fmt = AudioFormat.from_config(cfg)
-    path = os.path.expanduser(cfg.path)
+    """data.kind='audio': `cfg` is `config.data` (or its `AudioDataSettings`)."""
+    s = cfg if isinstance(cfg, AudioDataSettings) else typed(AudioDataSettings, cfg, "data")
+    fmt = s.format()
+    path = os.path.expanduser(s.path)
+    speakers = _speakers(path)
+    train = load_audio_folder(path, "train", fmt, speakers, s.train_limit)
+    test = load_audio_folder(path, "test", fmt, speakers, s.test_limit)
+    return AudioData(train, test, fmt, len(speakers), crop_length=s.crop_length,
+                     batch_size=s.batch_size, eval_batch_size=s.eval_batch_size or s.batch_size,
+                     eval_length=s.eval_length or s.crop_length, eval_context=s.eval_context,
+                     seed=seed, source=path)
+
+
+def _speakers(path: str) -> list[str]:
     speakers = list_speakers(path)
     if not speakers:
         raise DataError(f"no speaker folders under {path}/train (expected PATH/train/"
                         "<speaker>/*.wav; see experiments/wavenet/prepare_speech.py)")
-    train = load_audio_folder(path, "train", fmt, speakers, cfg.get("train_limit", 0))
-    test = load_audio_folder(path, "test", fmt, speakers, cfg.get("test_limit", 0))
-    return AudioData(train, test, fmt, len(speakers), crop_length=cfg.crop_length,
-                     batch_size=cfg.batch_size,
-                     eval_batch_size=cfg.get("eval_batch_size", cfg.batch_size),
-                     eval_length=cfg.get("eval_length", cfg.crop_length),
-                     eval_context=cfg.get("eval_context", 0), seed=seed)
+    return speakers
 
 
-def test_conditioning(cfg, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per speaker (in speaker-id order), the first `length` samples (a multiple of hop) of
-    its first test utterance: (features [S, length / hop, M], codes uint8 [S, length]).
-    Speakers without test audio get the first test utterance overall."""
-    fmt = AudioFormat.from_config(cfg)
-    path = os.path.expanduser(cfg.path)
-    speakers = list_speakers(path)
+def load_speaker_conditioning(path: str, fmt: AudioFormat, length: int) -> SpeakerConditioning:
+    """`AudioData.speaker_conditioning` of the whole test split of the folder `path` (no
+    `test_limit`), read from disk: what a family needs before it samples."""
+    speakers = _speakers(path)
     test = load_audio_folder(path, "test", fmt, speakers)
     data = AudioData(test, test, fmt, len(speakers), crop_length=fmt.hop, batch_size=1,
                      eval_batch_size=1, eval_length=fmt.hop, eval_context=0)
-    mels, codes = zip(*(data.conditioning(s, length) for s in range(len(speakers))),
-                      strict=True)
-    return np.stack(mels), np.stack(codes)
+    return data.speaker_conditioning(length)

@@ -2,6 +2,8 @@
 
 Every source returns an `ImageSet`: uint8 images [N, H, W, C] and int32 labels [N], held in
 memory (or any random-access object with the same indexing, e.g. a `tfds.data_source`).
+`ImageDataSettings` is the `config.data` section of data.kind='image' (the source and the
+batching of `pipeline.ImageData`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,46 @@ import struct as pystruct
 
 import numpy as np
 
-from argen_jax.errors import DataError
+from argen_jax.config_lib import typed
+from argen_jax.data.batch import check_batching
+from argen_jax.errors import ConfigError, DataError
+
+SOURCES = ("mnist_offline", "digits", "idx", "tfds")  # data.name
+BINARIZE = ("none", "dynamic", "fixed", "threshold")  # data.binarize (pipeline.ImageData)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataSettings:
+    """`config.data` of data.kind='image'."""
+
+    kind: str = "image"  # registry: which data builder (data/builders.py)
+    name: str = "mnist_offline"  # source: mnist_offline | digits | idx | tfds
+    path: str = ""  # idx folder (name='idx'): {train,t10k}-{images,labels}-idx*-ubyte[.gz]
+    tfds_name: str = ""  # name='tfds': the TFDS dataset, e.g. 'mnist', 'cifar10'
+    data_dir: str = ""  # TFDS data_dir ('' = default ~/tensorflow_datasets)
+    train_split: str = "train"  # TFDS split of the training set
+    test_split: str = "test"  # TFDS split of the test set
+    # none (8-bit, 256 levels) | dynamic (train: a fresh Bernoulli(x/255) draw every step) |
+    # fixed (one fixed-seed draw) | threshold (x > 127): see pipeline.ImageData
+    binarize: str = "none"
+    binarize_seed: int = 1234  # seed of the fixed binarized test set
+    batch_size: int = 64  # global batch (split over the data mesh axis)
+    eval_batch_size: int = 0  # global eval batch (0: batch_size)
+    train_limit: int = 0  # use only the first N train examples (0 = all)
+    test_limit: int = 0  # use only the first N test examples (0 = all)
+
+    def __post_init__(self):
+        if self.kind != "image":
+            raise ConfigError(f"data.kind={self.kind!r}: these are the settings of 'image'")
+        if self.name not in SOURCES:
+            raise DataError(f"unknown data.name {self.name!r}; known image sources: "
+                            f"{', '.join(SOURCES)}")
+        if self.binarize not in BINARIZE:
+            raise ConfigError(f"data.binarize must be one of {BINARIZE}, got "
+                              f"{self.binarize!r}")
+        if self.name == "tfds" and not self.tfds_name:
+            raise ConfigError("data.name='tfds' needs data.tfds_name (the TFDS dataset)")
+        check_batching(self)
 
 
 @dataclasses.dataclass
@@ -128,21 +169,18 @@ def load_tfds(name: str, split: str, data_dir: str | None = None,
 
 
 def load_image_set(cfg, split: str) -> ImageSet:
-    """Dispatch on `cfg.name` (see experiments' `config.data`)."""
-    name = cfg.name
-    if name == "mnist_offline":
+    """The `split` ('train' | 'test') of the source `cfg.name`; `cfg` is an
+    `ImageDataSettings` or a data.kind='image' config section (e.g. a run's config.json)."""
+    s = cfg if isinstance(cfg, ImageDataSettings) else typed(ImageDataSettings, cfg, "data")
+    if s.name == "mnist_offline":
         out = load_mnist_offline(split)
-    elif name == "digits":
+    elif s.name == "digits":
         out = load_digits(split)
-    elif name == "idx":
-        if not cfg.get("path"):
+    elif s.name == "idx":
+        if not s.path:
             raise DataError("data.name='idx' needs data.path (a folder of idx files)")
-        out = load_idx_folder(os.path.expanduser(cfg.path), split)
-    elif name == "tfds":
-        out = load_tfds(cfg.tfds_name, cfg.get(f"{split}_split", split), cfg.get("data_dir"))
-    else:
-        raise DataError(
-            f"unknown data.name {name!r}; known image sources: mnist_offline, digits, idx, tfds"
-        )
-    limit = cfg.get("train_limit" if split == "train" else "test_limit", 0)
-    return out.take(limit)
+        out = load_idx_folder(os.path.expanduser(s.path), split)
+    else:  # tfds
+        out = load_tfds(s.tfds_name, s.train_split if split == "train" else s.test_split,
+                        s.data_dir)
+    return out.take(s.train_limit if split == "train" else s.test_limit)

@@ -14,11 +14,15 @@ Real users train on CIFAR-10 through the TFDS path instead (`data.kind='image'`,
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from argen_jax.config_lib import typed
+from argen_jax.data.batch import check_batching
 from argen_jax.data.images import ImageSet
 from argen_jax.data.pipeline import ImageData
-from argen_jax.errors import DataError
+from argen_jax.errors import ConfigError, DataError
 
 # Real colour photographs that need no download (synthetic images such as skimage's colorwheel
 # / logo and the duplicate `cat` (= chelsea) are left out). Before 2026-11-23 the training
@@ -28,6 +32,33 @@ TRAIN_PHOTOS = ("chelsea", "rocket", "hubble_deep_field", "immunohistochemistry"
                 "stereo_motorcycle", "sklearn:china", "sklearn:flower", "matplotlib:grace_hopper")
 TEST_PHOTOS = ("astronaut", "coffee")
 SOURCES = ("skimage", "sklearn", "matplotlib")
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchDataSettings:
+    """`config.data` of data.kind='photo_patches' (`config_lib.photo_patches_data` is the
+    split every model of these patches shares)."""
+
+    kind: str = "photo_patches"  # registry: which data builder (data/builders.py)
+    patch_size: int = 32  # patch side
+    train_stride: int = 0  # step between train patches (0: patch_size // 2, half overlap);
+    # test patches never overlap
+    train_per_photo: int = 0  # at most N train patches per photo, spread (0 = all)
+    train_photos: tuple[str, ...] = TRAIN_PHOTOS  # photo names (see the module docstring)
+    test_photos: tuple[str, ...] = TEST_PHOTOS  # held-out photos, none of train_photos
+    batch_size: int = 64  # global batch (split over the data mesh axis)
+    eval_batch_size: int = 0  # global eval batch (0: batch_size)
+    train_limit: int = 0  # spread subset of N train patches (0 = all)
+    test_limit: int = 0  # spread subset of N test patches (0 = all)
+
+    def __post_init__(self):
+        if self.kind != "photo_patches":
+            raise ConfigError(f"data.kind={self.kind!r}: these are the settings of "
+                              "'photo_patches'")
+        if self.patch_size <= 0 or self.train_stride < 0 or self.train_per_photo < 0:
+            raise ConfigError("data.patch_size must be positive, data.train_stride and "
+                              "data.train_per_photo >= 0")
+        check_batching(self)
 
 
 def _read(source: str, key: str):
@@ -105,19 +136,24 @@ def spread_subset(s: ImageSet, n: int) -> ImageSet:
     return s if len(idx) == len(s) else ImageSet(s.images[idx], s.labels[idx], s.num_classes)
 
 
+def load_patch_split(s: PatchDataSettings, split: str) -> ImageSet:
+    """The train patches of `s.train_photos` (stride `s.train_stride`, at most
+    `s.train_per_photo` per photo) or the test patches (non-overlapping, all of them) of
+    `s.test_photos`, cut to their spread subset of `{split}_limit`."""
+    if set(s.train_photos) & set(s.test_photos):
+        raise DataError(f"photos in both splits: "
+                        f"{sorted(set(s.train_photos) & set(s.test_photos))}")
+    size = s.patch_size
+    if split == "train":
+        out = load_patches(s.train_photos, size, s.train_stride or size // 2,
+                           s.train_per_photo)
+        return spread_subset(out, s.train_limit)
+    return spread_subset(load_patches(s.test_photos, size, size), s.test_limit)
+
+
 def build_patch_data(cfg, seed: int) -> ImageData:
-    """registry.DATA['photo_patches']: train patches from `cfg.train_photos` (stride
-    `cfg.train_stride`, at most `cfg.train_per_photo` per photo), test patches
-    (non-overlapping, all of them) from `cfg.test_photos`."""
-    size = cfg.get("patch_size", 32)
-    train_photos = tuple(cfg.get("train_photos", TRAIN_PHOTOS))
-    test_photos = tuple(cfg.get("test_photos", TEST_PHOTOS))
-    if set(train_photos) & set(test_photos):
-        raise DataError(f"photos in both splits: {sorted(set(train_photos) & set(test_photos))}")
-    train = load_patches(train_photos, size, cfg.get("train_stride", size // 2),
-                         cfg.get("train_per_photo", 0))
-    test = load_patches(test_photos, size, size)
-    train = spread_subset(train, cfg.get("train_limit", 0))
-    test = spread_subset(test, cfg.get("test_limit", 0))
-    return ImageData(train, test, batch_size=cfg.batch_size,
-                     eval_batch_size=cfg.get("eval_batch_size", cfg.batch_size), seed=seed)
+    """data.kind='photo_patches': `cfg` is `config.data` (or its `PatchDataSettings`)."""
+    s = cfg if isinstance(cfg, PatchDataSettings) else typed(PatchDataSettings, cfg, "data")
+    train, test = load_patch_split(s, "train"), load_patch_split(s, "test")
+    return ImageData(train, test, batch_size=s.batch_size,
+                     eval_batch_size=s.eval_batch_size or s.batch_size, seed=seed)

@@ -6,17 +6,25 @@ The batch of training step k is a pure function of (seed, k): the epoch's permut
 checkpoint stores; resuming replays exactly the batches an uninterrupted run would see, on any
 number of devices or processes.
 
-A batch is a dict of numpy arrays with a leading global-batch axis. Every batch carries
-`mask` [B] float32 (1 for real examples, 0 for padding in the last eval batch); losses weight
-their sums by it.
+A batch is a dict of numpy arrays with a leading global-batch axis, keyed by the names in
+`data/batch.py`. Every batch carries `mask` [B] float32 (1 for real examples, 0 for padding in
+the last eval batch); losses weight their sums by it.
+
+A data source is a `DataBuilder`: `spec`, `train_batch(step)`, `eval_batches()`, and
+optionally `test_images()` (`HasTestImages`). `data/builders.py` maps `config.data.kind` to
+the function that builds one from its typed `config.data` settings.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from argen_jax.config_lib import typed
+from argen_jax.data import batch as keys
+from argen_jax.data.images import BINARIZE, ImageDataSettings, ImageSet, load_image_set
 from argen_jax.errors import ConfigError, DataError
 
 
@@ -31,6 +39,34 @@ class DataSpec:
     grid: tuple[int, int] | None = None  # tokens: the (finest) h x w token map
     scales: tuple[int, ...] | None = None  # tokens: VAR's side lengths p_s, coarse to fine
     tokenizer: str = ""  # tokens: the tokenizer run's workdir ('' = unknown)
+    sample_rate: int = 0  # audio: samples per second
+    hop: int = 0  # audio: samples per feature frame (local conditioning)
+    n_fft: int = 0  # audio: analysis window of the features
+    n_mels: int = 0  # audio: features per frame
+    source: str = ""  # audio: the data folder (its test utterances condition samples)
+
+
+@runtime_checkable
+class DataBuilder(Protocol):
+    """What the loop needs of a data source (`data/builders.py` builds one per kind). Batches
+    are dicts keyed by `data/batch.py`, a pure function of (seed, step) in training."""
+
+    spec: DataSpec
+
+    def train_batch(self, step: int) -> dict:
+        """The global training batch of `step` (always full: mask is all ones)."""
+
+    def eval_batches(self) -> Iterator[dict]:
+        """Every test example once, in a fixed order; the last batch padded (mask 0)."""
+
+
+@runtime_checkable
+class HasTestImages(Protocol):
+    """A data source whose test examples are not images (token maps) but come from images:
+    the reference set of sample-quality metrics."""
+
+    def test_images(self) -> np.ndarray:
+        """uint8 [N, H, W, C], in the order of the test examples."""
 
 
 class RandomAccessBatcher:
@@ -71,9 +107,6 @@ def sequential_batches(size: int, batch_size: int,
 
 
 # --------------------------------------------------------------------------- image data
-BINARIZE = ("none", "dynamic", "fixed", "threshold")
-
-
 def binarize_fixed(images: np.ndarray, seed: int) -> np.ndarray:
     """Bernoulli(x / 255) with a fixed seed: the standard evaluation set for binarized MNIST."""
     u = np.random.default_rng(seed).random(images.shape, dtype=np.float32)
@@ -87,8 +120,8 @@ class ImageData:
     every step; eval: fixed seed), 'fixed' (fixed-seed draw for both), 'threshold' (x > 127).
     """
 
-    def __init__(self, train, test, batch_size: int, eval_batch_size: int, seed: int = 0,
-                 binarize: str = "none", binarize_seed: int = 1234):
+    def __init__(self, train: ImageSet, test: ImageSet, batch_size: int, eval_batch_size: int,
+                 seed: int = 0,                 binarize: str = "none", binarize_seed: int = 1234):
         if binarize not in BINARIZE:
             raise ConfigError(f"data.binarize must be one of {BINARIZE}, got {binarize!r}")
         self.binarize, self.seed = binarize, seed
@@ -113,24 +146,24 @@ class ImageData:
         if self.binarize == "dynamic":
             u = np.random.default_rng([self.seed, 1, int(step)]).random(x.shape, np.float32)
             x = (u < x.astype(np.float32) / 255.0).astype(np.uint8)
-        return {"image": x, "label": self.train_set.labels[idx]}
+        return {keys.IMAGE: x, keys.LABEL: self.train_set.labels[idx]}
 
     def eval_batches(self) -> Iterator[dict]:
         return sequential_batches(
             len(self.test_set), self.eval_batch_size,
-            lambda idx: {"image": self._test_x[idx], "label": self.test_set.labels[idx]},
+            lambda idx: {keys.IMAGE: self._test_x[idx], keys.LABEL: self.test_set.labels[idx]},
         )
 
 
 def build_image_data(cfg, seed: int) -> ImageData:
-    from argen_jax.data.images import load_image_set
-
+    """data.kind='image': `cfg` is `config.data` (or its `ImageDataSettings`)."""
+    s = cfg if isinstance(cfg, ImageDataSettings) else typed(ImageDataSettings, cfg, "data")
     return ImageData(
-        load_image_set(cfg, "train"),
-        load_image_set(cfg, "test"),
-        batch_size=cfg.batch_size,
-        eval_batch_size=cfg.get("eval_batch_size", cfg.batch_size),
+        load_image_set(s, "train"),
+        load_image_set(s, "test"),
+        batch_size=s.batch_size,
+        eval_batch_size=s.eval_batch_size or s.batch_size,
         seed=seed,
-        binarize=cfg.get("binarize", "none"),
-        binarize_seed=cfg.get("binarize_seed", 1234),
+        binarize=s.binarize,
+        binarize_seed=s.binarize_seed,
     )

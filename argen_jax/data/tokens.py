@@ -15,16 +15,38 @@ through the tokenizer run's own data config: `test_images()`.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 
 import numpy as np
 
+from argen_jax.config_lib import typed
+from argen_jax.data import batch as keys
+from argen_jax.data.batch import check_batching
 from argen_jax.data.pipeline import DataSpec, RandomAccessBatcher, sequential_batches
 from argen_jax.errors import ConfigError, DataError
 
 REQUIRED = ("train_tokens", "train_labels", "test_tokens", "test_labels", "token_shape",
             "codebook_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenDataSettings:
+    """`config.data` of data.kind='tokens'."""
+
+    kind: str = "tokens"  # registry: which data builder (data/builders.py)
+    path: str = ""  # the token .npz written by experiments/tokenizer/tokenize_dataset.py
+    tokenizer: str = ""  # the tokenizer run's workdir ('' = the one stored in the .npz)
+    batch_size: int = 64  # global batch (split over the data mesh axis)
+    eval_batch_size: int = 0  # global eval batch (0: batch_size)
+    train_limit: int = 0  # use only the first N train maps (0 = all)
+    test_limit: int = 0  # use only the first N test maps (0 = all)
+
+    def __post_init__(self):
+        if self.kind != "tokens":
+            raise ConfigError(f"data.kind={self.kind!r}: these are the settings of 'tokens'")
+        check_batching(self)
 
 
 def load_token_file(path: str) -> dict:
@@ -84,13 +106,13 @@ class TokenData:
         self.eval_batch_size = eval_batch_size
         self.train_batch = RandomAccessBatcher(
             len(self.train_tokens), batch_size, seed,
-            lambda idx, step: {"tokens": self.train_tokens[idx],
-                               "label": self.train_labels[idx]})
+            lambda idx, step: {keys.TOKENS: self.train_tokens[idx],
+                               keys.LABEL: self.train_labels[idx]})
 
     def eval_batches(self) -> Iterator[dict]:
         return sequential_batches(
             len(self.test_tokens), self.eval_batch_size,
-            lambda idx: {"tokens": self.test_tokens[idx], "label": self.test_labels[idx]})
+            lambda idx: {keys.TOKENS: self.test_tokens[idx], keys.LABEL: self.test_labels[idx]})
 
     def tokenizer_config(self):
         """The tokenizer run's config (its config.json)."""
@@ -102,11 +124,9 @@ class TokenData:
     def test_images(self) -> np.ndarray:
         """uint8 [N, H, W, C]: the test images the test tokens were made from (same order,
         same `test_limit`), loaded through the tokenizer run's data config."""
-        from argen_jax.data.images import load_image_set
-
         cfg = self.tokenizer_config().data
         cfg.test_limit = 0  # tokenize_dataset.py tokenizes whole splits
-        images = load_image_set(cfg, "test").images
+        images = image_test_split(cfg).images
         if self.test_limit:
             images = images[: self.test_limit]
         if len(images) != len(self.test_tokens):
@@ -115,8 +135,22 @@ class TokenData:
         return np.asarray(images)
 
 
+def image_test_split(cfg):
+    """The test `ImageSet` of an image data section (data.kind 'image' or 'photo_patches'),
+    e.g. the one a tokenizer was trained on."""
+    from argen_jax.data.images import load_image_set
+    from argen_jax.data.patches import PatchDataSettings, load_patch_split
+
+    kind = cfg.kind if "kind" in cfg else "image"
+    if kind == "photo_patches":
+        return load_patch_split(typed(PatchDataSettings, cfg, "data"), "test")
+    if kind != "image":
+        raise ConfigError(f"data.kind={kind!r} has no test images")
+    return load_image_set(cfg, "test")
+
+
 def build_token_data(cfg, seed: int) -> TokenData:
-    return TokenData(load_token_file(cfg.path), cfg.batch_size,
-                     cfg.get("eval_batch_size", cfg.batch_size), seed,
-                     cfg.get("train_limit", 0), cfg.get("test_limit", 0),
-                     cfg.get("tokenizer", ""))
+    """data.kind='tokens': `cfg` is `config.data` (or its `TokenDataSettings`)."""
+    s = cfg if isinstance(cfg, TokenDataSettings) else typed(TokenDataSettings, cfg, "data")
+    return TokenData(load_token_file(s.path), s.batch_size, s.eval_batch_size or s.batch_size,
+                     seed, s.train_limit, s.test_limit, s.tokenizer)

@@ -30,6 +30,7 @@ from flax import linen as nn
 from argen_jax.parallel import axes
 
 Offsets = tuple[tuple[int, int], ...]
+IMPLS = ("conv", "taps")  # the two implementations of ShiftedConv2D (same function, params)
 
 
 # --------------------------------------------------------------------------- tap sets

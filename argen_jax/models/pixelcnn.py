@@ -9,6 +9,7 @@ the right beyond a cone); Gated PixelCNN's vertical + horizontal stacks remove i
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -16,10 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from argen_jax.config_lib import typed
+from argen_jax.data.batch import IMAGE, LABEL, MASK
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll, to_unit_range
 from argen_jax.layers.shifted_conv import (
+    IMPLS,
     ShiftedConv2D,
     horizontal_offsets,
     masked_offsets,
@@ -29,9 +33,43 @@ from argen_jax.layers.shifted_conv import (
 from argen_jax.models.base import Family
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
-from argen_jax.sampling.processors import categorical_draw
+from argen_jax.sampling.processors import SamplingSettings
 
 CENTER = ((0, 0),)
+DTYPES = ("float32", "bfloat16", "float16")  # compute dtypes (parameters stay float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelCNNSettings:
+    """`config.model` of pixelcnn / gated_pixelcnn (`model.name` picks the network)."""
+
+    features: int = 64  # channels of every hidden layer
+    num_layers: int = 10  # layers after the input layer
+    in_kernel: int = 7  # input-layer kernel (mask A)
+    kernel: int = 3  # hidden-layer kernel (mask B)
+    out_hidden: int = 0  # width of the 1x1 output head (0: features)
+    conditional: bool = False  # class-conditional (label added to every gate)
+    impl: str = "conv"  # 'conv' (lax.conv; fastest on CPU too, see xla_env.py) or 'taps'
+    dtype: str = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
+
+    def __post_init__(self):
+        for name in ("features", "num_layers", "in_kernel", "kernel"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name}={getattr(self, name)} must be positive")
+        if self.out_hidden < 0:
+            raise ConfigError(f"model.out_hidden={self.out_hidden} must be >= 0")
+        if self.impl not in IMPLS:
+            raise ConfigError(f"model.impl={self.impl!r} unknown; known: {IMPLS}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model.dtype={self.dtype!r} unknown; known: {DTYPES}")
+
+    def network_fields(self) -> dict:
+        """The fields of the network modules (`_Base`) these settings fix."""
+        fields = dataclasses.asdict(self)
+        del fields["conditional"]
+        fields["out_hidden"] = self.out_hidden or self.features
+        fields["dtype"] = jnp.dtype(self.dtype)
+        return fields
 
 
 class ClassBias(nn.Module):
@@ -140,34 +178,34 @@ class PixelCNNFamily(Family):
 
     def __init__(self, config, spec):
         super().__init__(config, spec)
-        m = config.model
+        name = config.model.name
+        if name not in MODELS:
+            raise ConfigError(f"model.name={name!r} is not a PixelCNN; known: {sorted(MODELS)}")
+        self.settings = typed(PixelCNNSettings, config.model, "model", ignore=("name",))
         if spec.kind != "image" or len(spec.shape) != 3:
-            raise ConfigError(f"{m.name} needs image data [H, W, C], got {spec.kind} {spec.shape}")
-        num_classes = spec.num_classes if m.get("conditional", False) else 0
-        self.model = MODELS[m.name](
-            levels=spec.levels, channels=spec.shape[-1], features=m.features,
-            num_layers=m.num_layers, in_kernel=m.get("in_kernel", 7),
-            kernel=m.get("kernel", 3), out_hidden=m.get("out_hidden", m.features),
-            num_classes=num_classes, impl=m.get("impl", "conv"),
-            dtype=jnp.dtype(m.get("dtype", "float32")),
-        )
+            raise ConfigError(f"{name} needs image data [H, W, C], got {spec.kind} {spec.shape}")
+        num_classes = spec.num_classes if self.settings.conditional else 0
+        self.model = MODELS[name](levels=spec.levels, channels=spec.shape[-1],
+                                  num_classes=num_classes, **self.settings.network_fields())
         self.conditional = bool(num_classes)
+        self.sampling = SamplingSettings.from_config(config)
 
     def _labels(self, batch):
-        return batch["label"] if self.conditional else None
+        return batch[LABEL] if self.conditional else None
 
     def init(self, rng, batch):
-        return self.model.init(rng, batch["image"], self._labels(batch))
+        return self.model.init(rng, batch[IMAGE], self._labels(batch))
 
     def loss(self, params, batch, rng, train, step=None):
-        x = batch["image"]
+        x = batch[IMAGE]
         logits = self.model.apply({"params": params}, x, self._labels(batch), train=train,
                                   rngs={"dropout": rng})
         nll = categorical_nll(logits, x).reshape(x.shape[0], -1).sum(-1)  # [B] nats
-        return nll_loss_and_sums(nll, batch["mask"], float(np.prod(x.shape[1:])))
+        return nll_loss_and_sums(nll, batch[MASK], float(np.prod(x.shape[1:])))
 
-    def sample(self, params, keys, labels=None, temperature: float = 1.0):
-        """Raster order, one sub-pixel per scan step (R, G, B inside a pixel)."""
+    def sample(self, params, keys, labels=None):
+        """Raster order, one sub-pixel per scan step (R, G, B inside a pixel); the draw is
+        `config.sample`'s (temperature, top_k, top_p: `SamplingSettings`)."""
         h, w, c = self.spec.shape
         labels = labels if self.conditional else None
 
@@ -182,6 +220,6 @@ class PixelCNNFamily(Family):
 
         canvas = jnp.zeros((keys.shape[0], h, w, c), jnp.int32)
         state = LoopState(seq=canvas, cache=None, keys=keys)
-        state, _ = autoregressive_scan(step_fn, categorical_draw(temperature), write_fn,
-                                       state, h * w * c)
+        state, _ = autoregressive_scan(step_fn, self.sampling.draw_fn(), write_fn, state,
+                                       h * w * c)
         return state.seq

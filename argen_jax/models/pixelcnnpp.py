@@ -16,6 +16,7 @@ EMA (Polyak averaging) of the weights for evaluation and sampling comes from the
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -23,10 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from argen_jax.config_lib import typed
+from argen_jax.data.batch import IMAGE, LABEL, MASK
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads import logistic_mixture as lm
 from argen_jax.layers.shifted_conv import (
+    IMPLS,
     ShiftedConv2D,
     ShiftedConvTranspose2D,
     down_right_shifted_offsets,
@@ -38,10 +42,44 @@ from argen_jax.layers.shifted_conv import (
 from argen_jax.models.base import Family
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
+from argen_jax.sampling.processors import SamplingSettings
 
 CENTER = ((0, 0),)
+DTYPES = ("float32", "bfloat16", "float16")  # compute dtypes (parameters stay float32)
 U_TAPS = down_shifted_offsets(2, 3)  # u stream: rows i-1, i; columns j-1..j+1
 UL_TAPS = down_right_shifted_offsets(2, 2)  # ul stream: rows i-1, i; columns j-1, j
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelCNNPPSettings:
+    """`config.model` of pixelcnnpp. The defaults are the paper's CIFAR-10 model."""
+
+    features: int = 160  # filters of every conv (paper: 160)
+    num_resnet: int = 5  # gated ResNet blocks per resolution (paper: 5)
+    num_resolutions: int = 3  # 3: full, 1/2, 1/4 resolution (sides divisible by 4)
+    num_mixtures: int = 10  # logistic mixture components (paper: 10)
+    dropout: float = 0.5  # dropout inside every gated ResNet (paper: 0.5)
+    conditional: bool = False  # class-conditional (label embedding added before each gate)
+    impl: str = "conv"  # 'conv' (lax.conv; fastest on CPU too, see xla_env.py) or 'taps'
+    dtype: str = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
+
+    def __post_init__(self):
+        for name in ("features", "num_resnet", "num_resolutions", "num_mixtures"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name}={getattr(self, name)} must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        if self.impl not in IMPLS:
+            raise ConfigError(f"model.impl={self.impl!r} unknown; known: {IMPLS}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model.dtype={self.dtype!r} unknown; known: {DTYPES}")
+
+    def network_fields(self) -> dict:
+        """The fields of `PixelCNNPP` these settings fix."""
+        fields = dataclasses.asdict(self)
+        del fields["conditional"]
+        fields["dtype"] = jnp.dtype(self.dtype)
+        return fields
 
 
 def concat_elu(x: jax.Array) -> jax.Array:
@@ -157,42 +195,42 @@ class PixelCNNPPFamily(Family):
 
     def __init__(self, config, spec):
         super().__init__(config, spec)
-        m = config.model
+        self.settings = s = typed(PixelCNNPPSettings, config.model, "model", ignore=("name",))
         if spec.kind != "image" or len(spec.shape) != 3:
             raise ConfigError(f"pixelcnnpp needs image data [H, W, C], got {spec.kind} "
                               f"{spec.shape}")
         if spec.levels < 2:
             raise ConfigError(f"pixelcnnpp needs at least 2 levels, got {spec.levels}")
-        num_classes = spec.num_classes if m.get("conditional", False) else 0
-        if m.get("conditional", False) and not num_classes:
+        num_classes = spec.num_classes if s.conditional else 0
+        if s.conditional and not num_classes:
             raise ConfigError("model.conditional=True but the data has no classes")
-        self.model = PixelCNNPP(
-            levels=spec.levels, channels=spec.shape[-1], features=m.features,
-            num_resnet=m.num_resnet, num_resolutions=m.get("num_resolutions", 3),
-            num_mixtures=m.num_mixtures, dropout=m.get("dropout", 0.5),
-            num_classes=num_classes, impl=m.get("impl", "conv"),
-            dtype=jnp.dtype(m.get("dtype", "float32")),
-        )
+        self.model = PixelCNNPP(levels=spec.levels, channels=spec.shape[-1],
+                                num_classes=num_classes, **s.network_fields())
         self.conditional = bool(num_classes)
-        self.temperature = float(config.get("sample", {}).get("temperature", 1.0))
+        self.sampling = SamplingSettings.from_config(config)
+        for name, off in (("top_k", 0), ("top_p", 1.0)):
+            if getattr(self.sampling, name) != off:
+                raise ConfigError(f"sample.{name}={getattr(self.sampling, name)}: the logistic "
+                                  f"mixture has no such filter (only sample.temperature)")
 
     def _labels(self, batch):
-        return batch["label"] if self.conditional else None
+        return batch[LABEL] if self.conditional else None
 
     def init(self, rng, batch):
-        return self.model.init(rng, batch["image"], self._labels(batch))
+        return self.model.init(rng, batch[IMAGE], self._labels(batch))
 
     def loss(self, params, batch, rng, train, step=None):
-        x = batch["image"]  # [B, H, W, C] ints
+        x = batch[IMAGE]  # [B, H, W, C] ints
         out = self.model.apply({"params": params}, x, self._labels(batch), train=train,
                                rngs={"dropout": rng})  # [B, H, W, P]
         c = self.spec.shape[-1]
         nll = lm.nll(out, x if c > 1 else x[..., 0], self.spec.levels, c)  # [B, H, W]
         nll = nll.reshape(x.shape[0], -1).sum(-1)  # [B] nats per image
-        return nll_loss_and_sums(nll, batch["mask"], float(np.prod(x.shape[1:])))
+        return nll_loss_and_sums(nll, batch[MASK], float(np.prod(x.shape[1:])))
 
     def sample(self, params, keys, labels=None):
-        """Raster order, one pixel per scan step: the mixture draws its C channels jointly."""
+        """Raster order, one pixel per scan step: the mixture draws its C channels jointly
+        (at `sample.temperature`)."""
         h, w, c = self.spec.shape
         labels = labels if self.conditional else None
 
@@ -204,7 +242,7 @@ class PixelCNNPPFamily(Family):
             x = x.reshape(x.shape[0], c).astype(canvas.dtype)  # [B, C]
             return canvas.at[:, t // w, t % w, :].set(x)
 
-        draw = lm.mixture_draw(self.spec.levels, c, self.temperature)
+        draw = lm.mixture_draw(self.spec.levels, c, self.sampling.temperature)
         canvas = jnp.zeros((keys.shape[0], h, w, c), jnp.int32)
         state = LoopState(seq=canvas, cache=None, keys=keys)
         state, _ = autoregressive_scan(step_fn, draw, write_fn, state, h * w)

@@ -29,8 +29,9 @@ Generation is `sampling.loop.autoregressive_scan` in two ways:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -38,6 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from argen_jax.config_lib import typed
+from argen_jax.data import audio
+from argen_jax.data.batch import AUDIO, LABEL, MASK, MEL, VALID
 from argen_jax.errors import ConfigError
 from argen_jax.heads import logistic_mixture, mulaw
 from argen_jax.heads.categorical import categorical_nll
@@ -45,7 +49,10 @@ from argen_jax.layers.causal_conv import CausalConv1D, receptive_field, zero_que
 from argen_jax.models.base import Family
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
-from argen_jax.sampling.processors import categorical_draw
+from argen_jax.sampling.processors import SamplingSettings, categorical_draw
+
+DTYPES = ("float32", "bfloat16", "float16")  # compute dtypes (parameters stay float32)
+UPSAMPLE = ("transposed", "repeat")  # local conditioning: frames -> samples
 
 
 def stack_dilations(max_dilation: int = 512, repeats: int = 1) -> tuple[int, ...]:
@@ -76,9 +83,10 @@ class CategoricalHead:
         """out [..., P], codes [...] -> nats [...]."""
         return categorical_nll(out, codes)
 
-    def draw_fn(self, temperature: float = 1.0):
-        """A `draw_fn(keys [B, 2], out [B, P], t) -> codes [B]` for the sampling loop."""
-        return categorical_draw(temperature)
+    def draw_fn(self, settings: SamplingSettings = SamplingSettings()):
+        """A `draw_fn(keys [B, 2], out [B, P], t) -> codes [B]` for the sampling loop:
+        temperature, top_k and top_p of `settings`."""
+        return categorical_draw(settings.temperature, settings.top_k, settings.top_p)
 
 
 class LogisticMixtureHead:
@@ -92,12 +100,71 @@ class LogisticMixtureHead:
     def nll(self, out: jax.Array, codes: jax.Array) -> jax.Array:
         return logistic_mixture.nll(out, codes, self.levels, 1)
 
-    def draw_fn(self, temperature: float = 1.0):
-        return logistic_mixture.mixture_draw(self.levels, 1, temperature)
+    def draw_fn(self, settings: SamplingSettings = SamplingSettings()):
+        """Draws at `settings.temperature` (a mixture has no top_k / top_p filter)."""
+        for name, off in (("top_k", 0), ("top_p", 1.0)):
+            if getattr(settings, name) != off:
+                raise ConfigError(f"sample.{name}={getattr(settings, name)}: the logistic "
+                                  "mixture head has no such filter (only sample.temperature)")
+        return logistic_mixture.mixture_draw(self.levels, 1, settings.temperature)
 
 
-# name -> head class, one interface: num_outputs, nll(out, codes), draw_fn(temperature).
+# name -> head class, one interface: num_outputs, nll(out, codes), draw_fn(settings).
 HEADS = {"softmax": CategoricalHead, "logistic_mixture": LogisticMixtureHead}
+
+
+# --------------------------------------------------------------------------- settings
+@dataclasses.dataclass(frozen=True)
+class WaveNetSettings:
+    """`config.model` of wavenet. Sizes that had no default before are the paper-sized
+    model's (experiments/wavenet/paper.py); the others keep their earlier defaults."""
+
+    head: str = "softmax"  # output head: 'softmax' (256 mu-law codes) | 'logistic_mixture'
+    num_mixtures: int = 10  # components of the 'logistic_mixture' head (PixelCNN++'s)
+    residual_channels: int = 64  # width of the residual stream
+    dilation_channels: int = 64  # width of each half of the gate
+    skip_channels: int = 256  # width of the skip sum
+    out_hidden: int = 256  # hidden width of the ReLU-1x1-ReLU-1x1 output
+    kernel_size: int = 2  # taps of every dilated conv
+    in_kernel: int = 2  # taps of the causal input conv
+    max_dilation: int = 512  # dilations 1, 2, ..., max_dilation (a power of two) ...
+    repeats: int = 3  # ... repeated this many times
+    global_conditioning: bool = False  # speaker embedding on every gate (if the data has ids)
+    speaker_dim: int = 16  # speaker embedding width
+    local_conditioning: bool = False  # upsampled log-mel frames on every gate
+    cond_channels: int = 32  # width of the upsampled local conditioning
+    cond_kernel: int = 3  # frames seen by the (non-causal) conv over the features
+    upsample: str = "transposed"  # 'transposed' (learned, stride = hop) or 'repeat'
+    dtype: str = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ConfigError(f"model.head={self.head!r} unknown; known: {sorted(HEADS)}")
+        for name in ("num_mixtures", "residual_channels", "dilation_channels", "skip_channels",
+                     "out_hidden", "kernel_size", "in_kernel", "repeats", "speaker_dim",
+                     "cond_channels", "cond_kernel"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name}={getattr(self, name)} must be positive")
+        stack_dilations(self.max_dilation, self.repeats)  # a power of two
+        if self.upsample not in UPSAMPLE:
+            raise ConfigError(f"model.upsample must be 'transposed' or 'repeat', got "
+                              f"{self.upsample!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model.dtype={self.dtype!r} unknown; known: {DTYPES}")
+
+    def make_head(self, levels: int):
+        kw = {"num_mixtures": self.num_mixtures} if self.head == "logistic_mixture" else {}
+        return HEADS[self.head](levels, **kw)
+
+    def network_fields(self) -> dict:
+        """The fields of the `WaveNet` module these settings fix."""
+        fields = dataclasses.asdict(self)
+        for name in ("head", "num_mixtures", "max_dilation", "repeats", "global_conditioning",
+                     "local_conditioning"):
+            del fields[name]
+        fields["dilations"] = stack_dilations(self.max_dilation, self.repeats)
+        fields["dtype"] = jnp.dtype(self.dtype)
+        return fields
 
 
 # --------------------------------------------------------------------------- the network
@@ -252,55 +319,81 @@ class WaveNet(nn.Module):
 
 # --------------------------------------------------------------------------- the family
 class WaveNetFamily(Family):
-    """WaveNet on audio data (data.kind='audio'): mu-law codes [B, T], speaker labels, mel."""
+    """WaveNet on audio data (data.kind='audio'): mu-law codes [B, T], speaker labels, mel.
 
-    def __init__(self, config, spec):
+    What it knows of the data comes from the `DataSpec` (levels, speakers, sample_rate, hop,
+    n_mels). With local conditioning, samples are conditioned on the features of held-out
+    utterances, fixed before anything is traced: `conditioning` is a `SpeakerConditioning`
+    or a function of the sample length that returns one (`AudioData.speaker_conditioning`,
+    no second read of the folder); without it they are read here, once, from the test split
+    of the spec's `source` folder.
+    """
+
+    def __init__(self, config, spec,
+                 conditioning: audio.SpeakerConditioning | Callable | None = None):
         super().__init__(config, spec)
-        m, d = config.model, config.data
+        self.settings = s = typed(WaveNetSettings, config.model, "model", ignore=("name",))
         if spec.kind != "audio" or len(spec.shape) != 1:
             raise ConfigError(f"wavenet needs audio data [T], got {spec.kind} {spec.shape}")
-        head = m.get("head", "softmax")
-        if head not in HEADS:
-            raise ConfigError(f"model.head={head!r} unknown; known: {sorted(HEADS)}")
-        kw = {"num_mixtures": m.get("num_mixtures", 10)} if head == "logistic_mixture" else {}
-        self.head = HEADS[head](spec.levels, **kw)
-        self.global_cond = bool(m.get("global_conditioning", False)) and spec.num_classes > 0
-        self.local_cond = bool(m.get("local_conditioning", False))
-        self.sample_rate, self.hop = int(d.sample_rate), int(d.hop)
+        self.head = s.make_head(spec.levels)
+        self.global_cond = s.global_conditioning and spec.num_classes > 0
+        self.local_cond = s.local_conditioning
+        if self.local_cond and (spec.hop <= 0 or spec.n_mels <= 0):
+            raise ConfigError("model.local_conditioning=True needs audio data with log-mel "
+                              f"frames (DataSpec hop, n_mels), got hop={spec.hop} "
+                              f"n_mels={spec.n_mels}")
+        self.sample_rate, self.hop = spec.sample_rate, spec.hop
         self.model = WaveNet(
             levels=spec.levels, num_outputs=self.head.num_outputs,
-            residual_channels=m.residual_channels, dilation_channels=m.dilation_channels,
-            skip_channels=m.skip_channels, out_hidden=m.out_hidden,
-            kernel_size=m.get("kernel_size", 2), in_kernel=m.get("in_kernel", 2),
-            dilations=stack_dilations(m.max_dilation, m.repeats),
             num_speakers=spec.num_classes if self.global_cond else 0,
-            speaker_dim=m.get("speaker_dim", 16),
-            local_features=int(d.n_mels) if self.local_cond else 0, hop=self.hop,
-            cond_channels=m.get("cond_channels", 32), cond_kernel=m.get("cond_kernel", 3),
-            upsample=m.get("upsample", "transposed"),
-            dtype=jnp.dtype(m.get("dtype", "float32")))
-        self._bank = None  # local conditioning used by `sample` (test utterances)
+            local_features=spec.n_mels if self.local_cond else 0, hop=max(spec.hop, 1),
+            **s.network_fields())
+        self.sampling = SamplingSettings.from_config(config)
+        self.draw = self.head.draw_fn(self.sampling)  # checks the sample.* filters
+        self.sample_length = self._sample_length(config)
+        self._bank = None  # per speaker: local conditioning of `sample` (test utterances)
+        if self.local_cond:
+            if conditioning is None:
+                self._bank = audio.load_speaker_conditioning(
+                    spec.source, audio.AudioFormat.from_spec(spec), self.sample_length)
+            elif callable(conditioning):
+                self._bank = conditioning(self.sample_length)
+            else:
+                self._bank = conditioning
+            if self._bank.features.shape[1] * self.hop < self.sample_length:
+                raise ConfigError(f"the conditioning covers {self._bank.features.shape[1]} "
+                                  f"frames, sample.length={self.sample_length} needs more")
+
+    def _sample_length(self, config) -> int:
+        """`sample.length` (default: the training crop), rounded up to whole frames."""
+        n = getattr(self.sampling, "length", None)
+        if n is None:  # SamplingSettings gains `length` in #16's sampling part; until then
+            n = config.sample.length if "sample" in config and "length" in config.sample else 0
+        n = int(n) or self.spec.shape[0]
+        hop = max(self.hop, 1)
+        return -(-n // hop) * hop
 
     @property
     def receptive_field(self) -> int:
         return self.model.receptive_field
 
     def _cond(self, batch):
-        return (batch["label"] if self.global_cond else None,
-                batch["mel"] if self.local_cond else None)
+        return (batch[LABEL] if self.global_cond else None,
+                batch[MEL] if self.local_cond else None)
 
     def init(self, rng, batch):
-        return self.model.init(rng, batch["audio"], *self._cond(batch))
+        return self.model.init(rng, batch[AUDIO], *self._cond(batch))
 
     def loss(self, params, batch, rng, train, step=None):
         del rng, train
-        x = batch["audio"]
+        x = batch[AUDIO]
         out = self.model.apply({"params": params}, x, *self._cond(batch))
         nll = self.head.nll(out, x)  # [B, T] nats
-        w = batch["mask"][:, None] * batch.get("valid", jnp.ones(x.shape, jnp.float32))
+        valid = batch[VALID] if VALID in batch else jnp.ones(x.shape, jnp.float32)
+        w = batch[MASK][:, None] * valid
         nll_sum, dims = jnp.sum(nll * w), jnp.sum(w)
         loss = nll_sum / jnp.maximum(dims, 1.0)  # nats per sample
-        return loss, {"nll_sum": nll_sum, "num_dims": dims, "num_examples": jnp.sum(batch["mask"])}
+        return loss, {"nll_sum": nll_sum, "num_dims": dims, "num_examples": jnp.sum(batch[MASK])}
 
     # ------------------------------------------------------------------ generation
     def conditioning(self, params, labels=None, mel=None):
@@ -308,17 +401,18 @@ class WaveNetFamily(Family):
                                 method=WaveNet.conditioning)
 
     def generate(self, params, keys, num_steps: int, labels=None, mel=None,
-                 method: str = "fast", temperature: float = 1.0, return_outputs: bool = False):
+                 method: str = "fast", return_outputs: bool = False):
         """keys [B, 2] (one per sample) -> codes [B, num_steps] (and, with return_outputs,
         the head outputs of every step [num_steps, B, P]). method 'fast' (queues) or
-        'naive' (re-run the receptive-field window). Jittable; both use the one loop."""
+        'naive' (re-run the receptive-field window). Draws with `config.sample`'s settings.
+        Jittable; both use the one loop."""
         b = keys.shape[0]
         g, c = self.conditioning(params, labels if self.global_cond else None,
                                  mel if self.local_cond else None)
         if c is not None and c.shape[1] < num_steps:
             raise ConfigError(f"local conditioning covers {c.shape[1]} samples, asked for "
                               f"{num_steps}")
-        draw = self.head.draw_fn(temperature)
+        draw = self.draw
         if return_outputs:
             base = draw
 
@@ -373,45 +467,35 @@ class WaveNetFamily(Family):
         return step_fn
 
     # ------------------------------------------------------------------ Family API
-    def conditioning_bank(self):
+    def conditioning_bank(self) -> audio.SpeakerConditioning | None:
         """Local conditioning for `sample`: per speaker, the features (and codes) of the
-        start of one held-out test utterance, `sample.length` samples long."""
-        if self._bank is None:
-            from argen_jax.data.audio import test_conditioning
-
-            self._bank = test_conditioning(self.config.data, self.sample_length())
+        start of one held-out test utterance, `sample_length` samples long (loaded at
+        construction; None without local conditioning)."""
         return self._bank
 
-    def sample_length(self) -> int:
-        n = int(self.config.get("sample", {}).get("length", self.spec.shape[0]))
-        return -(-n // self.hop) * self.hop
-
-    def sample(self, params, keys, labels=None, temperature: float = 1.0):
-        """Fast generation of `sample.length` samples; with local conditioning, sample b is
-        conditioned on a test utterance of speaker labels[b] (see `conditioning_bank`)."""
-        mel = None
-        if self.local_cond:
-            feats, _ = self.conditioning_bank()
+    def sample(self, params, keys, labels=None, mel=None):
+        """Fast generation of `sample_length` samples; with local conditioning, sample b is
+        conditioned on `mel` [B, F, M], by default the features of a test utterance of
+        speaker labels[b] (see `conditioning_bank`)."""
+        if self.local_cond and mel is None:
+            feats = self._bank.features
             idx = labels % feats.shape[0] if labels is not None else jnp.zeros(
                 keys.shape[0], jnp.int32)
             mel = jnp.asarray(feats)[idx]
-        return self.generate(params, keys, self.sample_length(), labels, mel,
-                             temperature=temperature)
+        return self.generate(params, keys, self.sample_length, labels, mel)
 
     def save_samples(self, samples, path_stem: str) -> list[str]:
         """One 16-bit WAV per sample (PATH_STEM_k.wav); with local conditioning also the
         conditioning utterances (PATH_STEM_cond_s.wav)."""
-        from argen_jax.data.audio import write_wav
-
         paths = []
         for k, codes in enumerate(np.asarray(samples)):
-            paths.append(write_wav(f"{path_stem}_{k:03d}.wav",
-                                   mulaw.dequantize(codes.astype(np.int32)), self.sample_rate))
+            paths.append(audio.write_wav(f"{path_stem}_{k:03d}.wav",
+                                         mulaw.dequantize(codes.astype(np.int32)),
+                                         self.sample_rate))
         if self.local_cond:
-            _, ref = self.conditioning_bank()
-            for s, codes in enumerate(ref):
-                paths.append(write_wav(f"{path_stem}_cond_{s:02d}.wav",
-                                       mulaw.dequantize(codes.astype(np.int32)),
-                                       self.sample_rate))
+            for s, codes in enumerate(self._bank.codes):
+                paths.append(audio.write_wav(f"{path_stem}_cond_{s:02d}.wav",
+                                             mulaw.dequantize(codes.astype(np.int32)),
+                                             self.sample_rate))
         os.makedirs(os.path.dirname(path_stem) or ".", exist_ok=True)
         return paths

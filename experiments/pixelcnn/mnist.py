@@ -9,7 +9,9 @@ Arguments (comma-separated, `mnist.py:tiny,8bit`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config
+from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config, section
+from argen_jax.data.images import ImageDataSettings
+from argen_jax.models.pixelcnn import PixelCNNSettings
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -18,29 +20,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "pixelcnn" if "pixelcnn" in args else "gated_pixelcnn"  # registry name
-    c.model.features = 16 if tiny else 64  # channels of every hidden layer
-    c.model.num_layers = 3 if tiny else 10  # layers after the 7x7 input layer
-    c.model.in_kernel = 7  # input-layer kernel (mask A)
-    c.model.kernel = 3  # hidden-layer kernel (mask B)
-    c.model.out_hidden = 16 if tiny else 64  # width of the 1x1 output head
-    c.model.conditional = True  # class-conditional (label added to every gate)
-    c.model.impl = "conv"  # 'conv' (lax.conv; fastest on CPU too, see xla_env.py) or 'taps'
-    c.model.dtype = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
+    # config.model: argen_jax/models/pixelcnn.py PixelCNNSettings (defaults and comments)
+    c.model = section(PixelCNNSettings, name="pixelcnn" if "pixelcnn" in args else
+                      "gated_pixelcnn", features=16 if tiny else 64,
+                      num_layers=3 if tiny else 10, out_hidden=16 if tiny else 64,
+                      conditional=True)
 
-    c.data = ml_collections.ConfigDict()
-    c.data.kind = "image"  # registry: which data builder
-    c.data.name = "idx" if "idx" in args else "mnist_offline"  # mnist_offline|digits|idx|tfds
-    c.data.path = "../shared/data/mnist"  # idx folder (data.name='idx')
-    c.data.tfds_name = "mnist"  # data.name='tfds'
-    c.data.data_dir = ""  # TFDS data_dir ('' = default)
-    c.data.binarize = "none" if "8bit" in args else "dynamic"  # none|dynamic|fixed|threshold
-    c.data.binarize_seed = 1234  # seed of the fixed binarized test set
-    c.data.batch_size = 16 if tiny else 64  # global batch (split over the data mesh axis)
-    c.data.eval_batch_size = 64 if tiny else 256  # divisible by 8 devices
-    c.data.train_limit = 0  # use only the first N train examples (0 = all)
-    c.data.test_limit = 200 if tiny else 0  # use only the first N test examples (0 = all)
+    # config.data: argen_jax/data/images.py ImageDataSettings
+    c.data = section(ImageDataSettings, path="../shared/data/mnist", tfds_name="mnist",
+                     binarize="none" if "8bit" in args else "dynamic",
+                     batch_size=16 if tiny else 64, eval_batch_size=64 if tiny else 256,
+                     test_limit=200 if tiny else 0)
+    c.data.name = "idx" if "idx" in args else "mnist_offline"  # (`section`'s name= is the
+    # registry name of a model section)
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 150 if tiny else 5000

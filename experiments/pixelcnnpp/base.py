@@ -2,23 +2,21 @@
 (cifar10.py, fashion_mnist.py, patches.py) fill in `data` and their sizes."""
 import ml_collections
 
-from argen_jax.config_lib import parallel_config
+from argen_jax.config_lib import parallel_config, section
+from argen_jax.models.pixelcnnpp import PixelCNNPPSettings
+
+# `tiny`: a minimal model (the settings' defaults are the paper's CIFAR-10 sizes)
+TINY_MODEL = {"features": 8, "num_resnet": 1, "num_mixtures": 2, "dropout": 0.0}
 
 
-def base_config(tiny: bool) -> ml_collections.ConfigDict:
+def base_config(tiny: bool, **model) -> ml_collections.ConfigDict:
+    """`model`: what differs from PixelCNNPPSettings (argen_jax/models/pixelcnnpp.py)
+    besides the tiny sizes."""
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs (dropout) and data shuffling
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "pixelcnnpp"  # registry name
-    c.model.features = 8 if tiny else 160  # filters of every conv (paper: 160)
-    c.model.num_resnet = 1 if tiny else 5  # gated ResNet blocks per resolution (paper: 5)
-    c.model.num_resolutions = 3  # 3: full, 1/2, 1/4 resolution (sides divisible by 4)
-    c.model.num_mixtures = 2 if tiny else 10  # logistic mixture components (paper: 10)
-    c.model.dropout = 0.0 if tiny else 0.5  # dropout inside every gated ResNet (paper: 0.5)
-    c.model.conditional = False  # class-conditional (label embedding added before each gate)
-    c.model.impl = "conv"  # 'conv' (lax.conv; fastest on CPU too, see xla_env.py) or 'taps'
-    c.model.dtype = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
+    c.model = section(PixelCNNPPSettings, name="pixelcnnpp",
+                      **{**(TINY_MODEL if tiny else {}), **model})
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 30 if tiny else 500_000

@@ -9,7 +9,8 @@ Arguments (comma-separated, `cifar10.py:tiny`):
 """
 import ml_collections
 
-from argen_jax.config_lib import load_sibling, parse_args
+from argen_jax.config_lib import load_sibling, parse_args, section
+from argen_jax.data.images import ImageDataSettings
 
 base_config = load_sibling(__file__, "base").base_config
 
@@ -17,18 +18,12 @@ base_config = load_sibling(__file__, "base").base_config
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = parse_args(arg, {"tiny", "conditional"})
     tiny = "tiny" in args
-    c = base_config(tiny)  # paper sizes: 160 filters, 5 blocks x 3 resolutions, 10 mixtures
-    c.model.conditional = "conditional" in args
+    # paper sizes: 160 filters, 5 blocks x 3 resolutions, 10 mixtures
+    c = base_config(tiny, conditional="conditional" in args)
 
-    c.data = ml_collections.ConfigDict()
-    c.data.kind = "image"  # registry: which data builder
-    c.data.name = "tfds"  # read through tfds.data_source
-    c.data.tfds_name = "cifar10"
-    c.data.data_dir = ""  # TFDS data_dir ('' = default ~/tensorflow_datasets)
-    c.data.train_split = "train"
-    c.data.test_split = "test"
-    c.data.batch_size = 8 if tiny else 64  # global batch (split over the data mesh axis)
-    c.data.eval_batch_size = 8 if tiny else 256
-    c.data.train_limit = 0  # use only the first N train examples (0 = all)
-    c.data.test_limit = 16 if tiny else 0  # use only the first N test examples (0 = all)
+    # config.data: argen_jax/data/images.py ImageDataSettings (TFDS, read through
+    # tfds.data_source)
+    c.data = section(ImageDataSettings, tfds_name="cifar10", batch_size=8 if tiny else 64,
+                     eval_batch_size=8 if tiny else 256, test_limit=16 if tiny else 0)
+    c.data.name = "tfds"
     return c

@@ -20,12 +20,10 @@ base_config, run_length = _base.base_config, _base.run_length
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     args = parse_args(arg, {"tiny", "cpu"})
     tiny, cpu = "tiny" in args, "cpu" in args
-    c = base_config(tiny)
+    model = {} if tiny else {"features": 48 if cpu else 96, "num_resnet": 1 if cpu else 4,
+                             "dropout": 0.0 if cpu else 0.5}
+    c = base_config(tiny, **model)
     if not tiny:
-        c.model.features = 48 if cpu else 96
-        c.model.num_resnet = 1 if cpu else 4
-        c.model.num_mixtures = 10
-        c.model.dropout = 0.0 if cpu else 0.5
         run_length(c, cpu, cpu_warmup=100, cpu_steps=2500)
         # Diverged (NaN): 48 filters at lr 2e-3 without clipping near step 550 (CPU); 96
         # filters at lr 1e-3 near step 1700 without and near step 900 with clipping (H100).

@@ -10,35 +10,25 @@ Same arguments as paper.py (tiny, nolocal, noglobal). 8 kHz audio, 10 layers (di
 import ml_collections
 
 from argen_jax.config_lib import load_sibling
-from argen_jax.layers.causal_conv import receptive_field
 
 paper = load_sibling(__file__, "paper")
 
+# What differs from the settings' defaults (see paper.py).
+CPU_MODEL = {"residual_channels": 32, "dilation_channels": 32, "skip_channels": 64,
+             "out_hidden": 128, "repeats": 1}  # dilations 1..512 once: RF 1025 samples
+CPU_DATA = {"sample_rate": 8000,  # telephone-band speech keeps the CPU budget
+            "hop": 80, "n_fft": 320,  # 10 ms frames, 40 ms window
+            "n_mels": 40, "crop_length": 1600,  # 0.2 s crops
+            "batch_size": 8, "eval_length": 8000, "eval_batch_size": 8,  # 1 s eval chunks
+            "test_limit": 24}  # 3 held-out sentences per speaker (72 s of speech): cheap eval
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = paper.get_config(arg)
-    if "tiny" in paper.parse(arg):
-        return c
-    m, d, t, s = c.model, c.data, c.train, c.sample
-    m.residual_channels = 32  # width of the residual stream
-    m.dilation_channels = 32  # width of each half of the gate
-    m.skip_channels = 64  # width of the skip sum
-    m.out_hidden = 128  # hidden width of the output head
-    m.max_dilation = 512  # dilations 1..512 ...
-    m.repeats = 1  # ... once: receptive field 1025 samples
-    m.speaker_dim = 16  # speaker embedding width
-    m.cond_channels = 32  # width of the upsampled local conditioning
-    d.sample_rate = 8000  # telephone-band speech keeps the CPU budget
-    d.hop = 80  # 10 ms frames
-    d.n_fft = 320  # 40 ms window
-    d.n_mels = 40  # mel bands
-    d.crop_length = 1600  # 0.2 s crops
-    d.batch_size = 8
-    d.eval_length = 8000  # 1 s eval chunks
-    d.eval_batch_size = 8
-    d.test_limit = 24  # 3 held-out sentences per speaker (72 s of speech) keep eval cheap
-    rf = receptive_field(m.kernel_size, [2**i for i in range(10)] * m.repeats, m.in_kernel)
-    d.eval_context = -(-(rf - 1) // d.hop) * d.hop  # full history for every scored sample
+    args = paper.parse(arg)
+    if "tiny" in args:
+        return paper.get_config(arg)
+    c = paper.make_config(args, CPU_MODEL, CPU_DATA)
+    t, s = c.train, c.sample
     t.num_steps = 600
     t.lr = 2e-3  # peak learning rate
     t.warmup_steps = 50

@@ -10,10 +10,22 @@ Data: a folder of WAVs, PATH/{train,test}/<speaker>/*.wav; make one offline with
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args
+from argen_jax.config_lib import parallel_config, parse_args, section
+from argen_jax.data.audio import AudioDataSettings
 from argen_jax.layers.causal_conv import receptive_field
+from argen_jax.models.wavenet import WaveNetSettings, stack_dilations
 
 KNOWN = {"tiny", "nolocal", "noglobal"}
+
+# What differs from the settings' defaults (WaveNetSettings in argen_jax/models/wavenet.py,
+# AudioDataSettings in argen_jax/data/audio.py), for the paper-sized and the tiny model.
+PAPER_MODEL = {"speaker_dim": 32, "cond_channels": 128}
+PAPER_DATA = {"n_fft": 800, "eval_length": 16000, "eval_batch_size": 16}  # 16 kHz, 12.5 ms
+TINY_MODEL = {"residual_channels": 8, "dilation_channels": 8, "skip_channels": 16,
+              "out_hidden": 16, "max_dilation": 8, "repeats": 1, "speaker_dim": 4,
+              "cond_channels": 8}
+TINY_DATA = {"sample_rate": 8000, "hop": 40, "n_fft": 160, "n_mels": 8, "crop_length": 400,
+             "batch_size": 8, "eval_length": 400, "eval_batch_size": 8}
 
 
 def parse(arg):
@@ -21,48 +33,24 @@ def parse(arg):
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = parse(arg)
+    return make_config(parse(arg), PAPER_MODEL, PAPER_DATA)
+
+
+def make_config(args: set[str], model: dict, data: dict) -> ml_collections.ConfigDict:
+    """The config of `args`; `model`, `data`: the non-tiny sizes (cpu.py passes its own)."""
     tiny = "tiny" in args
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and the data crops
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "wavenet"  # registry name
-    c.model.head = "softmax"  # output head: 'softmax' (256 mu-law codes) | 'logistic_mixture'
-    c.model.num_mixtures = 10  # components of the 'logistic_mixture' head (PixelCNN++'s)
-    c.model.residual_channels = 8 if tiny else 64  # width of the residual stream
-    c.model.dilation_channels = 8 if tiny else 64  # width of each half of the gate
-    c.model.skip_channels = 16 if tiny else 256  # width of the skip sum
-    c.model.out_hidden = 16 if tiny else 256  # hidden width of the ReLU-1x1-ReLU-1x1 output
-    c.model.kernel_size = 2  # taps of every dilated conv
-    c.model.in_kernel = 2  # taps of the causal input conv
-    c.model.max_dilation = 8 if tiny else 512  # dilations 1, 2, ..., max_dilation ...
-    c.model.repeats = 1 if tiny else 3  # ... repeated this many times
-    c.model.global_conditioning = "noglobal" not in args  # speaker embedding on every gate
-    c.model.speaker_dim = 4 if tiny else 32  # speaker embedding width
-    c.model.local_conditioning = "nolocal" not in args  # upsampled log-mel on every gate
-    c.model.cond_channels = 8 if tiny else 128  # width of the upsampled local conditioning
-    c.model.cond_kernel = 3  # frames seen by the (non-causal) conv over the features
-    c.model.upsample = "transposed"  # 'transposed' (learned, stride = hop) or 'repeat'
-    c.model.dtype = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
+    c.model = section(WaveNetSettings, name="wavenet", **(TINY_MODEL if tiny else model),
+                      global_conditioning="noglobal" not in args,
+                      local_conditioning="nolocal" not in args)
 
-    c.data = ml_collections.ConfigDict()
-    c.data.kind = "audio"  # registry: folder-of-WAV builder (argen_jax/data/audio.py)
-    c.data.path = "/tmp/wavenet/speech"  # PATH/{train,test}/<speaker>/*.wav
-    c.data.sample_rate = 8000 if tiny else 16000  # every file is resampled to this rate
-    c.data.hop = 40 if tiny else 200  # samples per log-mel frame (12.5 ms at 16 kHz)
-    c.data.n_fft = 160 if tiny else 800  # log-mel analysis window (Hann)
-    c.data.n_mels = 8 if tiny else 80  # mel bands (local conditioning features)
-    c.data.crop_length = 400 if tiny else 8000  # training crop in samples (multiple of hop)
-    c.data.batch_size = 8 if tiny else 16  # global batch of crops (tests: 8 fake devices)
-    c.data.eval_length = 400 if tiny else 16000  # eval chunk (multiple of hop)
-    c.data.eval_batch_size = 8 if tiny else 16
-    c.data.train_limit = 0  # use only the first N train utterances, round-robin (0 = all)
-    c.data.test_limit = 0  # use only the first N test utterances (0 = all)
+    m = c.model
+    d = {"path": "/tmp/wavenet/speech", **(TINY_DATA if tiny else data)}
     # Eval chunks carry this much real history (scored 0), a multiple of hop >= the RF - 1.
-    rf = receptive_field(c.model.kernel_size,
-                         [2**i for i in range(c.model.max_dilation.bit_length())]
-                         * c.model.repeats, c.model.in_kernel)
+    rf = receptive_field(m.kernel_size, stack_dilations(m.max_dilation, m.repeats), m.in_kernel)
+    c.data = section(AudioDataSettings, **d)
     c.data.eval_context = -(-(rf - 1) // c.data.hop) * c.data.hop
 
     c.train = ml_collections.ConfigDict()
