@@ -81,6 +81,8 @@ def section(cls: type, *, name: str | None = None, **overrides) -> ml_collection
     then `overrides` (checked by `typed`). Experiment files call it with only what differs
     from the defaults, yet every key exists for `--config.<section>.<key>=` overrides.
     `name`: the registry name a `model` section carries besides the settings."""
+    if name is not None and "name" in {f.name for f in dataclasses.fields(cls)}:
+        overrides, name = {**overrides, "name": name}, None  # a settings field called name
     settings = typed(cls, overrides, cls.__name__)
     d = ml_collections.ConfigDict()
     if name is not None:

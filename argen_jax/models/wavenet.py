@@ -350,7 +350,7 @@ class WaveNetFamily(Family):
             **s.network_fields())
         self.sampling = SamplingSettings.from_config(config)
         self.draw = self.head.draw_fn(self.sampling)  # checks the sample.* filters
-        self.sample_length = self._sample_length(config)
+        self.sample_length = self._sample_length()
         self._bank = None  # per speaker: local conditioning of `sample` (test utterances)
         if self.local_cond:
             if conditioning is None:
@@ -364,12 +364,9 @@ class WaveNetFamily(Family):
                 raise ConfigError(f"the conditioning covers {self._bank.features.shape[1]} "
                                   f"frames, sample.length={self.sample_length} needs more")
 
-    def _sample_length(self, config) -> int:
+    def _sample_length(self) -> int:
         """`sample.length` (default: the training crop), rounded up to whole frames."""
-        n = getattr(self.sampling, "length", None)
-        if n is None:  # SamplingSettings gains `length` in #16's sampling part; until then
-            n = config.sample.length if "sample" in config and "length" in config.sample else 0
-        n = int(n) or self.spec.shape[0]
+        n = self.sampling.length or self.spec.shape[0]
         hop = max(self.hop, 1)
         return -(-n // hop) * hop
 

@@ -30,9 +30,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = section(ImageDataSettings, path="../shared/data/mnist", tfds_name="mnist",
                      binarize="none" if "8bit" in args else "dynamic",
                      batch_size=16 if tiny else 64, eval_batch_size=64 if tiny else 256,
-                     test_limit=200 if tiny else 0)
-    c.data.name = "idx" if "idx" in args else "mnist_offline"  # (`section`'s name= is the
-    # registry name of a model section)
+                     test_limit=200 if tiny else 0,
+                     name="idx" if "idx" in args else "mnist_offline")
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 150 if tiny else 5000
