@@ -13,7 +13,8 @@ Arguments (comma-separated, `mnist.py:tiny,idx`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section
+from argen_jax.config_lib import parallel_config, parse_args, section, train_section
+from argen_jax.data.images import ImageDataSettings
 from argen_jax.models.transformer import IGPTSettings
 from argen_jax.sampling.processors import SamplingSettings
 
@@ -35,38 +36,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                       conditional="cond" in args,
                       label_dropout=0.1)
 
-    c.data = ml_collections.ConfigDict()
-    c.data.kind = "image"  # registry: which data builder
-    c.data.name = "idx" if "idx" in args else "mnist_offline"  # mnist_offline|digits|idx|tfds
-    c.data.path = "../shared/data/mnist"  # idx folder (data.name='idx')
-    c.data.tfds_name = "mnist"  # data.name='tfds'
-    c.data.data_dir = ""  # TFDS data_dir ('' = default)
-    c.data.binarize = "dynamic"  # train: fresh Bernoulli(x/255) each step; test: fixed seed
-    c.data.binarize_seed = 1234  # seed of the fixed binarized test set
-    c.data.batch_size = 16 if tiny or cpu else 32  # global batch (split over the data mesh axis)
-    c.data.eval_batch_size = 80 if tiny else 200
-    c.data.train_limit = 0  # use only the first N train examples (0 = all)
-    c.data.test_limit = 80 if tiny else 1000 if cpu else 0  # first N test examples (0 = all)
+    c.data = section(ImageDataSettings,
+        name="idx" if "idx" in args else "mnist_offline", path="../shared/data/mnist",
+        tfds_name="mnist", binarize="dynamic", batch_size=16 if tiny or cpu else 32,
+        eval_batch_size=80 if tiny else 200, test_limit=80 if tiny else 1000 if cpu else 0)
 
-    c.train = ml_collections.ConfigDict()
     # one H100 (2026-11-23, `:idx`): ~56 steps/s; all 10k test images at 80.86 nats after
     # 4,000 steps, 79.42 after resuming that run to 12,000 (a new cosine horizon); anchor 79.17
-    c.train.num_steps = 60 if tiny else 250 if cpu else 12_000
-    c.train.lr = 3e-3 if tiny else 2e-3 if cpu else 1e-3  # peak learning rate
-    c.train.schedule = "cosine"  # cosine | constant | linear, after linear warm-up
-    c.train.warmup_steps = 10 if tiny else 25 if cpu else 100
-    c.train.end_lr_fraction = 0.05  # final lr = lr * this
-    c.train.weight_decay = 0.0  # AdamW decoupled weight decay
-    c.train.grad_clip = 1.0  # global-norm clipping (0 = off)
-    c.train.ema_decay = 0.0  # Polyak averaging for eval/sampling (0 = off)
-    c.train.log_every = 20 if tiny else 10 if cpu else 50
-    c.train.eval_every = 0 if tiny or cpu else 2000  # 0: only at the end
-    c.train.sample_every = 0  # 0: only at the end
-    c.train.sample_at_end = True  # write a sample grid after the last step
-    c.train.save_every = 30 if tiny else 50 if cpu else 1000
-    c.train.max_to_keep = 3
-    c.train.tensorboard = True
-    c.train.quiet = False  # no progress bar
+    c.train = train_section(
+        num_steps=60 if tiny else 250 if cpu else 12_000,
+        lr=3e-3 if tiny else 2e-3 if cpu else 1e-3, warmup_steps=10 if tiny else 25 if cpu else 100,
+        end_lr_fraction=0.05, grad_clip=1.0, log_every=20 if tiny else 10 if cpu else 50,
+        eval_every=0 if tiny or cpu else 2000, save_every=30 if tiny else 50 if cpu else 1000)
 
     # argen_jax/sampling/processors.py SamplingSettings (temperature, top-k/p, CFG: all off)
     c.sample = section(SamplingSettings, num=16 if tiny else 64, batch_size=16 if tiny else 64)

@@ -16,7 +16,14 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config, section
+from argen_jax.config_lib import (
+    parallel_config,
+    parse_args,
+    sample_eval_config,
+    section,
+    train_section,
+)
+from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.models.llamagen import SIZES, LlamaGenSettings
 from argen_jax.sampling.processors import SamplingSettings
 
@@ -41,18 +48,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                       dropout=0.0 if tiny or cpu else 0.1,  # LlamaGen: 0.1
                       dtype="float32" if tiny or cpu else "bfloat16")
 
-    c.data = ml_collections.ConfigDict()
-    c.data.kind = "tokens"  # registry: token maps (argen_jax/data/tokens.py)
-    c.data.path = "/tmp/tok/fashion_mnist_tokens_single.npz"  # tokenize_dataset.py output
-    c.data.tokenizer = ""  # tokenizer workdir for decoding ('' = the one stored in the file)
-    c.data.batch_size = 16 if tiny else 64 if cpu else 256  # global batch
-    c.data.eval_batch_size = 64 if tiny else 500
-    c.data.train_limit = 0  # first N train maps (0 = all)
-    c.data.test_limit = 64 if tiny else 0  # first N test maps (0 = all 10,000)
+    c.data = section(TokenDataSettings,
+        path="/tmp/tok/fashion_mnist_tokens_single.npz",
+        batch_size=16 if tiny else 64 if cpu else 256, eval_batch_size=64 if tiny else 500,
+        test_limit=64 if tiny else 0)
 
-    c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 40 if tiny else 400 if cpu else 20000
-    c.train.lr = 3e-3 if tiny else 1e-3 if cpu else 3e-4 if big else 1e-3  # peak lr
+    c.train = train_section(
+        num_steps=40 if tiny else 400 if cpu else 20000,
+        lr=3e-3 if tiny else 1e-3 if cpu else 3e-4 if big else 1e-3)
     #   (LlamaGen: 1e-4 at batch 256 for ImageNet)
     c.train.schedule = "cosine"  # cosine | constant | linear, after linear warm-up
     c.train.warmup_steps = 5 if tiny else 40 if cpu else 500

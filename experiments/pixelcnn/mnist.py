@@ -9,9 +9,16 @@ Arguments (comma-separated, `mnist.py:tiny,8bit`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config, section
+from argen_jax.config_lib import (
+    parallel_config,
+    parse_args,
+    sample_eval_config,
+    section,
+    train_section,
+)
 from argen_jax.data.images import ImageDataSettings
 from argen_jax.models.pixelcnn import PixelCNNSettings
+from argen_jax.sampling.processors import SamplingSettings
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -33,28 +40,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      test_limit=200 if tiny else 0,
                      name="idx" if "idx" in args else "mnist_offline")
 
-    c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 150 if tiny else 5000
-    c.train.lr = 3e-3 if tiny else 1e-3  # peak learning rate
-    c.train.schedule = "cosine"  # cosine | constant | linear, after linear warm-up
-    c.train.warmup_steps = 10 if tiny else 200
-    c.train.end_lr_fraction = 0.05  # final lr = lr * this
-    c.train.weight_decay = 0.0  # AdamW decoupled weight decay
-    c.train.grad_clip = 1.0  # global-norm clipping (0 = off)
-    c.train.ema_decay = 0.0 if tiny else 0.999  # Polyak averaging for eval/sampling (0 = off)
-    c.train.log_every = 25 if tiny else 100
-    c.train.eval_every = 0 if tiny else 1000  # 0: only at the end
-    c.train.sample_every = 0  # 0: only at the end
-    c.train.sample_at_end = True  # write a sample grid when training finishes
-    c.train.save_every = 50 if tiny else 500
-    c.train.max_to_keep = 3
-    c.train.tensorboard = True
-    c.train.quiet = False  # no progress bar
+    c.train = train_section(
+        num_steps=150 if tiny else 5000, lr=3e-3 if tiny else 1e-3,
+        warmup_steps=10 if tiny else 200, end_lr_fraction=0.05, grad_clip=1.0,
+        ema_decay=0.0 if tiny else 0.999, log_every=25 if tiny else 100,
+        eval_every=0 if tiny else 1000, save_every=50 if tiny else 500)
 
-    c.sample = ml_collections.ConfigDict()
-    c.sample.num = 16 if tiny else 64
-    c.sample.batch_size = 16 if tiny else 64
-    c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
+    c.sample = section(SamplingSettings, num=16 if tiny else 64, batch_size=16 if tiny else 64)
 
     c.eval = sample_eval_config(num_samples=16 if tiny else 1000,
                                 sample_batch_size=8 if tiny else 100)

@@ -15,7 +15,14 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, sample_eval_config, section
+from argen_jax.config_lib import (
+    parallel_config,
+    parse_args,
+    sample_eval_config,
+    section,
+    train_section,
+)
+from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.models.var import VARSettings
 from argen_jax.sampling.processors import SamplingSettings
 
@@ -34,34 +41,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                       width=64 if tiny else 128 if cpu else 0,  # 0: 64 * depth (VAR)
                       num_heads=2 if tiny else 0)  # 0: = depth (VAR)
 
-    c.data = ml_collections.ConfigDict()
-    c.data.kind = "tokens"  # registry: token maps of a tokenized dataset
-    c.data.path = "/tmp/tok/fashion_mnist_tokens_multiscale.npz"  # the token .npz
-    c.data.tokenizer = ""  # tokenizer workdir (quantizer + decoder); "" = the one in the file
-    c.data.batch_size = 16 if tiny else 32 if cpu else 64  # global batch
-    c.data.eval_batch_size = 64 if tiny else 500
-    c.data.train_limit = 0  # use only the first N train maps (0 = all)
-    c.data.test_limit = 128 if tiny else 2000 if cpu else 0  # first N test maps (0 = all)
+    c.data = section(TokenDataSettings,
+        path="/tmp/tok/fashion_mnist_tokens_multiscale.npz",
+        batch_size=16 if tiny else 32 if cpu else 64, eval_batch_size=64 if tiny else 500,
+        test_limit=128 if tiny else 2000 if cpu else 0)
 
-    c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 20 if tiny else 600 if cpu else 50000
-    c.train.lr = 2e-3 if tiny or cpu else 4e-4  # peak learning rate (VAR: 8e-5 x bs/256)
-    c.train.schedule = "cosine"  # cosine | constant | linear, after linear warm-up
-    c.train.warmup_steps = 2 if tiny else 50 if cpu else 1000
-    c.train.end_lr_fraction = 0.05  # final lr = lr * this
-    c.train.b1 = 0.9  # AdamW betas (VAR: 0.9, 0.95)
-    c.train.b2 = 0.95
-    c.train.weight_decay = 0.05  # VAR: 0.05
-    c.train.grad_clip = 2.0  # VAR: 2.0 (0 = off)
-    c.train.ema_decay = 0.0  # Polyak averaging for eval/sampling (0 = off)
-    c.train.log_every = 10 if tiny else 25 if cpu else 50
-    c.train.eval_every = 0 if tiny or cpu else 1000  # 0: only at the end
-    c.train.sample_every = 0  # 0: only at the end
-    c.train.sample_at_end = True  # write a per-class sample grid after the last step
-    c.train.save_every = 0 if tiny else 100 if cpu else 500
-    c.train.max_to_keep = 2
-    c.train.tensorboard = not tiny
-    c.train.quiet = tiny  # no progress bar
+    c.train = train_section(
+        num_steps=20 if tiny else 600 if cpu else 50000, lr=2e-3 if tiny or cpu else 4e-4,
+        warmup_steps=2 if tiny else 50 if cpu else 1000, end_lr_fraction=0.05, b2=0.95,
+        weight_decay=0.05, grad_clip=2.0, log_every=10 if tiny else 25 if cpu else 50,
+        eval_every=0 if tiny or cpu else 1000, save_every=0 if tiny else 100 if cpu else 500,
+        max_to_keep=2, tensorboard=not tiny, quiet=tiny)
 
     # argen_jax/sampling/processors.py SamplingSettings; a grid with one column per class.
     # VAR ImageNet: top_k 900 of 4096, top_p 0.96, cfg=2 (our cfg_scale 3.0) ramped linearly

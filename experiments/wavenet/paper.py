@@ -10,10 +10,11 @@ Data: a folder of WAVs, PATH/{train,test}/<speaker>/*.wav; make one offline with
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section
+from argen_jax.config_lib import parallel_config, parse_args, section, train_section
 from argen_jax.data.audio import AudioDataSettings
 from argen_jax.layers.causal_conv import receptive_field
 from argen_jax.models.wavenet import WaveNetSettings, stack_dilations
+from argen_jax.sampling.processors import SamplingSettings
 
 KNOWN = {"tiny", "nolocal", "noglobal"}
 
@@ -53,28 +54,14 @@ def make_config(args: set[str], model: dict, data: dict) -> ml_collections.Confi
     c.data = section(AudioDataSettings, **d)
     c.data.eval_context = -(-(rf - 1) // c.data.hop) * c.data.hop
 
-    c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 20 if tiny else 200_000
-    c.train.lr = 3e-3 if tiny else 1e-3  # peak learning rate
-    c.train.schedule = "cosine"  # cosine | constant | linear, after linear warm-up
-    c.train.warmup_steps = 5 if tiny else 1000
-    c.train.end_lr_fraction = 0.05  # final lr = lr * this
-    c.train.weight_decay = 0.0  # AdamW decoupled weight decay
-    c.train.grad_clip = 1.0  # global-norm clipping (0 = off)
-    c.train.ema_decay = 0.0 if tiny else 0.9995  # Polyak averaging for eval/sampling (0 = off)
-    c.train.log_every = 10 if tiny else 200
-    c.train.eval_every = 0 if tiny else 10_000  # 0: only at the end
-    c.train.sample_every = 0  # 0: only at the end
-    c.train.save_every = 10 if tiny else 5000
-    c.train.max_to_keep = 3
-    c.train.tensorboard = not tiny
-    c.train.quiet = False  # no progress bar
+    c.train = train_section(
+        num_steps=20 if tiny else 200_000, lr=3e-3 if tiny else 1e-3,
+        warmup_steps=5 if tiny else 1000, end_lr_fraction=0.05, grad_clip=1.0,
+        ema_decay=0.0 if tiny else 0.9995, log_every=10 if tiny else 200,
+        eval_every=0 if tiny else 10_000, save_every=10 if tiny else 5000, tensorboard=not tiny)
 
-    c.sample = ml_collections.ConfigDict()
-    c.sample.num = 2 if tiny else 8  # sample k uses speaker k % num_speakers
-    c.sample.batch_size = 2 if tiny else 8
-    c.sample.length = 200 if tiny else 32000  # samples generated (fast generation)
-    c.sample.seed = 0  # sample k uses fold_in(PRNGKey(seed), k)
+    c.sample = section(SamplingSettings,
+        num=2 if tiny else 8, batch_size=2 if tiny else 8, length=200 if tiny else 32000)
 
     c.mesh, c.sharding = parallel_config()
     return c
