@@ -13,7 +13,7 @@ from flax import linen as nn
 
 from argen_jax.convert import var_torch
 from argen_jax.data.pipeline import DataSpec
-from argen_jax.errors import CheckpointError
+from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.layers import quantizer as qlib
 from argen_jax.models import var as varlib
 from argen_jax.models import vqgan
@@ -142,6 +142,18 @@ def test_loss_metrics_per_scale(setup):
     np.testing.assert_allclose(per_scale, float(m["nll_sum"]), rtol=1e-5)
     np.testing.assert_allclose(float(loss), float(m["nll_sum"]) / (3 * L), rtol=1e-5)
     assert all(0.0 <= float(m[f"acc_scale{s}_sum"]) <= 3.0 for s in range(len(SCALES)))
+
+
+def test_without_a_tokenizer_init_and_decoding_name_data_tokenizer(setup):
+    """The tokenizer is given to the constructor (`registry.build_family` loads it from
+    data.tokenizer); without one, VAR's init and decoding are one-line ConfigErrors."""
+    fam, _, _, batch = setup
+    bare = varlib.VARFamily(fam.config, fam.spec)
+    for call in (lambda: bare.init(jax.random.PRNGKey(0), batch),
+                 lambda: bare.to_images(np.zeros((1, L), np.int32))):
+        with pytest.raises(ConfigError, match="set data.tokenizer") as e:
+            call()
+        assert "\n" not in str(e.value)
 
 
 # ----------------------------------------------------------------------------- sizes

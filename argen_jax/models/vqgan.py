@@ -178,8 +178,9 @@ class VQGANFamily(Family):
         self.scales = tuple(s.scales) if s.multiscale else None
         self.dtype = jnp.dtype(s.dtype)
         self.generator = s.module(spec.shape[-1])
-        if lc.perceptual_weight > 0:
-            load_perceptual_weights(lc.perceptual_path)  # fail early with a clear message
+        # read now (a clear error early, no file read under tracing); numpy arrays
+        self.perceptual = (load_perceptual_weights(lc.perceptual_path)
+                           if lc.perceptual_weight > 0 else None)
         self.discriminator = PatchDiscriminator(
             lc.disc_channels, lc.disc_layers, s.norm_groups, s.impl,
             self.dtype) if lc.disc_weight > 0 else None
@@ -194,9 +195,8 @@ class VQGANFamily(Family):
             params["vq_state"] = v[STATE]
         if self.discriminator is not None:
             params["discriminator"] = self.discriminator.init(rd, self.space.crop(x))["params"]
-        if self.loss_settings.perceptual_weight > 0:
-            params["perceptual"] = {k: jnp.asarray(w) for k, w in load_perceptual_weights(
-                self.loss_settings.perceptual_path).items()}
+        if self.perceptual is not None:
+            params["perceptual"] = {k: jnp.asarray(w) for k, w in self.perceptual.items()}
         return {"params": params}
 
     def param_groups(self, params):
