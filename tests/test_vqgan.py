@@ -195,6 +195,15 @@ def test_tokenizer_load_restores_only_params_and_matches_the_trained_ones(tmp_pa
     np.testing.assert_array_equal(tok.encode(x), trained.encode(x))
     np.testing.assert_array_equal(tok.reconstruct(x), trained.reconstruct(x))
     np.testing.assert_array_equal(tok.reconstruct(x), trained.decode(trained.encode(x)))
+    # a token model's family gets it loaded by the registry, before anything is traced
+    from argen_jax import registry
+    from experiments.llamagen import fashion_mnist
+
+    spec = DataSpec((64,), 64, 10, "tokens", grid=(8, 8), tokenizer=workdir)
+    fam = registry.build_family(fashion_mnist.get_config("tiny"), spec)
+    assert fam.tokenizer.step == 3 and fam.image_levels == 256
+    np.testing.assert_array_equal(fam.to_images(np.asarray(tok.encode(x)).reshape(4, -1)),
+                                  tok.reconstruct(x))
 
     def one_line_error(path, match):
         with pytest.raises(CheckpointError, match=match) as e:
