@@ -9,6 +9,7 @@ from __future__ import annotations
 from argen_jax.data import builders as data_builders
 from argen_jax.errors import ConfigError
 from argen_jax.models import llamagen, pixelcnn, pixelcnnpp, transformer, var, vqgan, wavenet
+from argen_jax.models.tokenizer import Tokenizer
 
 # config.model.name -> a subclass of argen_jax.models.base.Family
 FAMILIES = {
@@ -30,4 +31,6 @@ def build_family(config, spec):
     name = config.model.name
     if name not in FAMILIES:
         raise ConfigError(f"unknown model.name {name!r}; known: {sorted(FAMILIES)}")
+    if spec.kind == "tokens" and spec.tokenizer:  # loaded before anything is traced
+        return FAMILIES[name](config, spec, tokenizer=Tokenizer.load(spec.tokenizer))
     return FAMILIES[name](config, spec)

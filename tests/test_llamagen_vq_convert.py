@@ -270,3 +270,20 @@ def test_exact_config_holds_llamagen_vq16_parameter_for_parameter():
     theirs = llamagen_vq_shapes(128, (1, 1, 2, 2, 4), 2, 256, 16384, 8)
     n_theirs = sum(int(np.prod(s)) for s in theirs.values())
     assert sum(ours) == n_theirs and 71e6 < n_theirs < 73e6
+
+
+def test_released_presets_are_the_exact_experiment_configs():
+    """The converters build `VQGANSettings.released(name)`; `llamagen.py:exact` (and ',f8',
+    'var,exact') are the same nets (the experiment's compute dtype aside)."""
+    import dataclasses
+
+    from argen_jax import config_lib
+
+    for arg, name in (("exact", "llamagen_vq16"), ("exact,f8", "llamagen_vq8"),
+                      ("var,exact", "var_vqvae")):
+        m = config_lib.typed(vqgan.VQGANSettings, llamagen.get_config(arg).model, "model",
+                             ignore=("name",))
+        released = vqgan.VQGANSettings.released(name)
+        assert dataclasses.replace(m, dtype="float32", l2_normalize=None) == \
+            dataclasses.replace(released, l2_normalize=None), arg
+        assert m.quantizer_kwargs() == released.quantizer_kwargs()

@@ -13,10 +13,11 @@ from flax import linen as nn
 
 from argen_jax.convert import var_torch
 from argen_jax.data.pipeline import DataSpec
-from argen_jax.errors import CheckpointError
+from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.layers import quantizer as qlib
 from argen_jax.models import var as varlib
 from argen_jax.models import vqgan
+from argen_jax.models.tokenizer import Tokenizer
 from argen_jax.sampling.loop import sample_keys
 from argen_jax.sampling.processors import cfg_combine, cfg_scale_schedule
 from experiments.tokenizer import small
@@ -36,14 +37,13 @@ def setup():
     tfam = vqgan.VQGANFamily(small.get_config("tiny,multiscale"), IMAGE_SPEC)
     x = jnp.zeros((1, 32, 32, 1))
     tparams = {"generator": random_params(tfam.generator, x, jnp.ones(1), seed=1)["params"]}
-    tok = vqgan.Tokenizer(tfam, tparams)
+    tok = Tokenizer.of(tfam, tparams)
     c = fashion_mnist.get_config("tiny")
     c.data.path, c.data.tokenizer = "", ""
     c.model.depth, c.model.width, c.model.num_heads = 2, 32, 2
-    spec = DataSpec((L,), tfam.codebook_size, 10, "tokens", grid=(8, 8), scales=SCALES)
-    fam = varlib.VARFamily(c, spec)
-    fam.attach_tokenizer(tok)
-    tokens = jax.random.randint(jax.random.PRNGKey(5), (4, L), 0, tfam.codebook_size)
+    spec = DataSpec((L,), tok.codebook_size, 10, "tokens", grid=(8, 8), scales=SCALES)
+    fam = varlib.VARFamily(c, spec, tokenizer=tok)
+    tokens = jax.random.randint(jax.random.PRNGKey(5), (4, L), 0, tok.codebook_size)
     batch = {"tokens": tokens, "label": jnp.array([0, 3, 7, 9], jnp.int32),
              "mask": jnp.ones(4)}
     x_tf = jnp.zeros((4, L - 1, tok.code_dim))
@@ -142,6 +142,18 @@ def test_loss_metrics_per_scale(setup):
     np.testing.assert_allclose(per_scale, float(m["nll_sum"]), rtol=1e-5)
     np.testing.assert_allclose(float(loss), float(m["nll_sum"]) / (3 * L), rtol=1e-5)
     assert all(0.0 <= float(m[f"acc_scale{s}_sum"]) <= 3.0 for s in range(len(SCALES)))
+
+
+def test_without_a_tokenizer_init_and_decoding_name_data_tokenizer(setup):
+    """The tokenizer is given to the constructor (`registry.build_family` loads it from
+    data.tokenizer); without one, VAR's init and decoding are one-line ConfigErrors."""
+    fam, _, _, batch = setup
+    bare = varlib.VARFamily(fam.config, fam.spec)
+    for call in (lambda: bare.init(jax.random.PRNGKey(0), batch),
+                 lambda: bare.to_images(np.zeros((1, L), np.int32))):
+        with pytest.raises(ConfigError, match="set data.tokenizer") as e:
+            call()
+        assert "\n" not in str(e.value)
 
 
 # ----------------------------------------------------------------------------- sizes

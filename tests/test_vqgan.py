@@ -1,5 +1,6 @@
-"""VQGAN tokenizer family (argen_jax/models/vqgan.py): shapes, masks, GAN start step,
-perceptual weights from a local file, metrics, a tiny training run and the dataset script."""
+"""VQGAN tokenizer family (argen_jax/models/vqgan.py) and its `Tokenizer`
+(argen_jax/models/tokenizer.py): shapes, masks, GAN start step, perceptual weights from a local
+file, metrics, a tiny training run, restoring it, and the dataset script."""
 import json
 import os
 
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 
 from argen_jax.data.pipeline import DataSpec
-from argen_jax.errors import ConfigError
+from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.evaluation import metrics
+from argen_jax.losses import perceptual
 from argen_jax.models import vqgan
+from argen_jax.models.tokenizer import Tokenizer
 from argen_jax.train.optim import make_optimizer
 from experiments.tokenizer import small
 
@@ -39,16 +42,17 @@ def test_encode_decode_shapes(arg, rng):
     fam = _family(arg)
     b = _batch(2)
     params = fam.init(rng, b)["params"]
-    idx = fam.encode(params, b["image"])
-    if fam.multiscale:
+    tok = Tokenizer.of(fam, params)
+    idx = tok.encode(b["image"])
+    if tok.multiscale:
         assert [i.shape for i in idx] == [(2, s, s) for s in (1, 2, 4, 8)]
-        assert fam.token_shapes == [(s, s) for s in (1, 2, 4, 8)]
-        tf = fam.teacher_forcing_inputs(params, idx)
+        assert tok.token_shapes == [(s, s) for s in (1, 2, 4, 8)]
+        tf = tok.teacher_forcing_inputs(idx)
         assert tf.shape == (2, 4 + 16 + 64, 8)
     else:
-        assert idx.shape == (2, 8, 8) and fam.token_shapes == [(8, 8)]  # 28 -> pad 32 -> /4
-    assert all(int(jnp.max(i)) < fam.codebook_size for i in jax.tree.leaves(idx))
-    out = fam.decode(params, idx)
+        assert idx.shape == (2, 8, 8) and tok.token_shapes == [(8, 8)]  # 28 -> pad 32 -> /4
+    assert all(int(jnp.max(i)) < tok.codebook_size for i in jax.tree.leaves(idx))
+    out = tok.decode(idx)
     assert out.shape == (2, 28, 28, 1) and out.dtype == jnp.int32
     assert int(out.min()) >= 0 and int(out.max()) <= 255
 
@@ -98,12 +102,12 @@ def test_discriminator_starts_at_the_configured_step(rng):
 
 
 def test_perceptual_weights_from_a_local_file(tmp_path, rng):
-    path = vqgan.make_perceptual_weights(str(tmp_path / "feat.npz"), stages=(4, 8))
-    w = {k: jnp.asarray(v) for k, v in vqgan.load_perceptual_weights(path).items()}
+    path = perceptual.make_perceptual_weights(str(tmp_path / "feat.npz"), stages=(4, 8))
+    w = {k: jnp.asarray(v) for k, v in perceptual.load_perceptual_weights(path).items()}
     x = jax.random.uniform(rng, (2, 16, 16, 1), minval=-1, maxval=1)
     y = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 1), minval=-1, maxval=1)
-    np.testing.assert_allclose(vqgan.perceptual_distance(w, x, x), 0.0, atol=1e-6)
-    assert bool(jnp.all(vqgan.perceptual_distance(w, x, y) > 0))
+    np.testing.assert_allclose(perceptual.perceptual_distance(w, x, x), 0.0, atol=1e-6)
+    assert bool(jnp.all(perceptual.perceptual_distance(w, x, y) > 0))
     fam = _family("tiny", **{"loss.perceptual_weight": 1.0, "loss.perceptual_path": path})
     b = _batch(2)
     params = fam.init(rng, b)["params"]
@@ -168,3 +172,58 @@ def test_tiny_training_run_restore_and_tokenize(tmp_path):
         np.testing.assert_array_equal(f["scales"], [1, 2, 4, 8])
         assert int(f["test_tokens"].max()) < int(f["codebook_size"])
     assert len(stats["test"]["usage_per_scale"]) == 4
+
+
+@pytest.mark.slow
+def test_tokenizer_load_restores_only_params_and_matches_the_trained_ones(tmp_path):
+    """`Tokenizer.load` (config.json + data_spec.json + the params of the newest checkpoint, no
+    Experiment) reconstructs exactly as the params the loop restores; workdirs that are not a
+    tokenizer run, have no checkpoint or a damaged one give one-line CheckpointErrors."""
+    import shutil
+
+    from argen_jax.train import loop
+
+    c = small.get_config("tiny")
+    c.train.num_steps = 3
+    workdir = str(tmp_path / "tok")
+    loop.train(c, workdir)
+    tok = Tokenizer.load(workdir)
+    exp, state = loop._restored(c, workdir)
+    trained = Tokenizer.of(exp.family, exp.eval_params(state))
+    assert tok.step == 3 and tok.token_shapes == trained.token_shapes == [(8, 8)]
+    x = _batch(4, seed=3)["image"]
+    np.testing.assert_array_equal(tok.encode(x), trained.encode(x))
+    np.testing.assert_array_equal(tok.reconstruct(x), trained.reconstruct(x))
+    np.testing.assert_array_equal(tok.reconstruct(x), trained.decode(trained.encode(x)))
+    # a token model's family gets it loaded by the registry, before anything is traced
+    from argen_jax import registry
+    from experiments.llamagen import fashion_mnist
+
+    spec = DataSpec((64,), 64, 10, "tokens", grid=(8, 8), tokenizer=workdir)
+    fam = registry.build_family(fashion_mnist.get_config("tiny"), spec)
+    assert fam.tokenizer.step == 3 and fam.image_levels == 256
+    np.testing.assert_array_equal(fam.to_images(np.asarray(tok.encode(x)).reshape(4, -1)),
+                                  tok.reconstruct(x))
+
+    def one_line_error(path, match):
+        with pytest.raises(CheckpointError, match=match) as e:
+            Tokenizer.load(path)
+        assert "\n" not in str(e.value)
+
+    one_line_error(str(tmp_path / "missing"), "not found: is .* a tokenizer workdir")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model": {"name": "pixelcnn"}}))
+    one_line_error(str(other), "holds a 'pixelcnn' run, not a tokenizer")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(os.path.join(workdir, "config.json"), empty / "config.json")
+    shutil.copy(os.path.join(workdir, "data_spec.json"), empty / "data_spec.json")
+    one_line_error(str(empty), "no checkpoint")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(workdir, damaged)
+    state_dir = damaged / "checkpoints" / "3" / "state"
+    for f in state_dir.rglob("*"):
+        if f.is_file() and f.name != "commit_success.txt":
+            f.write_bytes(b"")
+    one_line_error(str(damaged), "could not be read")

@@ -1,7 +1,8 @@
 """LlamaGen's PyTorch VQ tokenizer checkpoints (vq_ds16_c2i.pt, vq_ds8_c2i.pt) ->
-`models.vqgan.VQModel` parameters.
+`layers.vq_nets.VQModel` parameters.
 
-The model must use LlamaGen's exact layout (`experiments/tokenizer/llamagen.py:exact`, or
+The model must use LlamaGen's exact layout (`VQGANSettings.released('llamagen_vq16')`, which
+`experiments/tokenizer/llamagen.py:exact` uses, or
 `VQModel(downsample='pad01', attn_at_lowest=True, groups=32)` with a single-scale,
 l2-normalised, non-EMA quantizer): LlamaGen's Downsample pads one zero row / column at the
 bottom / right and runs a VALID stride-2 3x3 conv (our 'pad01' taps 0..2), and both its
@@ -32,9 +33,10 @@ The `quantize.codebook_used` buffer (training statistics) is skipped.
     python -m argen_jax.convert.llamagen_vq_torch --ckpt vq_ds16_c2i.pt --out /tmp/vq16.msgpack
 
 writes flax.serialization bytes of {'params': {'generator': ...}}: the params of
-`VQGANFamily(experiments/tokenizer/llamagen.get_config('exact'), DataSpec((256, 256, 3), 256,
-1000, 'image'))`, so `models.vqgan.Tokenizer(family, params)` encodes / decodes ImageNet
-images into LlamaGen's tokens (add --f8 for VQ-8).
+`VQGANSettings.released('llamagen_vq16').module(3)` (the generator of
+`experiments/tokenizer/llamagen.py:exact`), so `models.tokenizer.Tokenizer(settings,
+DataSpec((256, 256, 3), 256, 1000, 'image'), params)` encodes / decodes ImageNet images into
+LlamaGen's tokens (add --f8 for VQ-8: 'llamagen_vq8').
 """
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ from flax import serialization
 
 from argen_jax.convert.llamagen_torch import load_torch_checkpoint, to_numpy, unwrap
 from argen_jax.errors import CheckpointError
-from argen_jax.models.vqgan import VQModel
+from argen_jax.layers.vq_nets import ImageSpace, VQModel
+from argen_jax.models.vqgan import VQGANSettings
 
 SKIPPED = ("quantize.codebook_used",)  # usage buffer, not a parameter
 
@@ -72,9 +75,9 @@ def _check_model(model: VQModel) -> None:
                         "ResBlock)")
     if not model.mid_attention:
         problems.append("mid_attention=False")
-    if qk.get("ema") or qk.get("restart_threshold", 0) > 0:
+    if qk.get("ema") or (qk.get("restart_threshold") or 0) > 0:
         problems.append("EMA / restart quantizer state (LlamaGen's codebook is a parameter)")
-    if not qk.get("l2_normalize", True):
+    if qk.get("l2_normalize") is False:  # absent: VectorQuantizer's default (True)
         problems.append("l2_normalize=False (LlamaGen looks codes up by cosine)")
     if problems:
         raise CheckpointError("the model cannot hold a LlamaGen VQ checkpoint exactly: "
@@ -89,7 +92,7 @@ class StateDictReader:
     def __init__(self, sd: dict, what: str, hint: str):
         self.sd, self.what, self.hint, self.used = sd, what, hint, set()
 
-    def get(self, key, shape):
+    def array(self, key, shape):
         if key not in self.sd:
             raise CheckpointError(f"{self.what} state dict lacks {key!r} ({self.hint})")
         self.used.add(key)
@@ -101,13 +104,13 @@ class StateDictReader:
     def conv(self, key, ours):  # torch Conv2d -> our tap conv {'conv': {'kernel', 'bias'}}
         t, cin, cout = ours["conv"]["kernel"].shape
         k = int(round(t**0.5))
-        w = self.get(key + ".weight", (cout, cin, k, k))  # [out, in, kh, kw]
+        w = self.array(key + ".weight", (cout, cin, k, k))  # [out, in, kh, kw]
         return {"conv": {"kernel": w.transpose(2, 3, 1, 0).reshape(t, cin, cout),
-                         "bias": self.get(key + ".bias", (cout,))}}
+                         "bias": self.array(key + ".bias", (cout,))}}
 
     def norm(self, key, ours):
-        return {"scale": self.get(key + ".weight", ours["scale"].shape),
-                "bias": self.get(key + ".bias", ours["bias"].shape)}
+        return {"scale": self.array(key + ".weight", ours["scale"].shape),
+                "bias": self.array(key + ".bias", ours["bias"].shape)}
 
     def res(self, key, ours):
         out = {n: self.norm(f"{key}.{n}", ours[n]) for n in ("norm1", "norm2")}
@@ -120,16 +123,16 @@ class StateDictReader:
         """q, k, v 1x1 convs (LlamaGen) or one qkv conv [3C, C, 1, 1] (VAR) -> qkv Dense."""
         c = ours["proj"]["kernel"].shape[0]
         if fused:
-            qkv_w = self.get(f"{key}.qkv.weight", (3 * c, c, 1, 1))[:, :, 0, 0].T  # [C, 3C]
-            qkv_b = self.get(f"{key}.qkv.bias", (3 * c,))
+            qkv_w = self.array(f"{key}.qkv.weight", (3 * c, c, 1, 1))[:, :, 0, 0].T  # [C, 3C]
+            qkv_b = self.array(f"{key}.qkv.bias", (3 * c,))
         else:
-            w = [self.get(f"{key}.{n}.weight", (c, c, 1, 1))[:, :, 0, 0].T for n in "qkv"]
+            w = [self.array(f"{key}.{n}.weight", (c, c, 1, 1))[:, :, 0, 0].T for n in "qkv"]
             qkv_w = np.concatenate(w, axis=1)  # [C, 3C]: q | k | v columns
-            qkv_b = np.concatenate([self.get(f"{key}.{n}.bias", (c,)) for n in "qkv"])
-        proj = self.get(f"{key}.proj_out.weight", (c, c, 1, 1))[:, :, 0, 0]
+            qkv_b = np.concatenate([self.array(f"{key}.{n}.bias", (c,)) for n in "qkv"])
+        proj = self.array(f"{key}.proj_out.weight", (c, c, 1, 1))[:, :, 0, 0]
         return {"norm": self.norm(f"{key}.norm", ours["norm"]),
                 "qkv": {"kernel": qkv_w, "bias": qkv_b},
-                "proj": {"kernel": proj.T, "bias": self.get(f"{key}.proj_out.bias", (c,))}}
+                "proj": {"kernel": proj.T, "bias": self.array(f"{key}.proj_out.bias", (c,))}}
 
     def finish(self, params: dict, expected: dict) -> dict:
         """Raises unless every entry was used and the tree is exactly the expected one."""
@@ -189,24 +192,23 @@ def convert_vq(state_dict: dict, model: VQModel) -> dict:
         "encoder": enc, "decoder": dec,
         "quant_conv": rd.conv("quant_conv", expected["quant_conv"]),
         "post_quant_conv": rd.conv("post_quant_conv", expected["post_quant_conv"]),
-        "quantizer": {"codebook": rd.get("quantize.embedding.weight",
+        "quantizer": {"codebook": rd.array("quantize.embedding.weight",
                                          expected["quantizer"]["codebook"].shape)},
     }
     return rd.finish(params, expected)
 
 
-def write_converted(config_arg: str, size: int, convert, ckpt: str, out: str) -> int:
-    """Builds `experiments/tokenizer/llamagen.py:<config_arg>` for size x size RGB images,
-    converts the PyTorch checkpoint `ckpt` with `convert(state_dict, generator)` and writes
+def write_converted(name: str, size: int, convert, ckpt: str, out: str) -> int:
+    """Builds the exact nets of the released tokenizer `name` (`VQGANSettings.released`:
+    llamagen_vq16, llamagen_vq8, var_vqvae) for size x size RGB images, converts the PyTorch
+    checkpoint `ckpt` with `convert(state_dict, generator)` and writes
     {'params': {'generator': ...}} to `out` (.msgpack). Returns the parameter count."""
     from argen_jax.data.pipeline import DataSpec
-    from argen_jax.models.vqgan import VQGANFamily
-    from experiments.tokenizer import llamagen
 
-    config = llamagen.get_config(config_arg)
-    config.loss.perceptual_weight = 0.0  # inference only: no LPIPS weights needed
-    fam = VQGANFamily(config, DataSpec((size, size, 3), 256, 1000, "image"))
-    params = convert(load_torch_checkpoint(ckpt), fam.generator)
+    settings = VQGANSettings.released(name)
+    ImageSpace.of(DataSpec((size, size, 3), 256, 1000, "image"), settings.ch_mult,
+                  settings.pad_to, settings.scales if settings.multiscale else None)
+    params = convert(load_torch_checkpoint(ckpt), settings.module(3))
     with open(out, "wb") as f:
         f.write(serialization.to_bytes({"params": {"generator": params}}))
     return sum(x.size for x in jax.tree.leaves(params))
@@ -219,7 +221,8 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=256, help="image side the family is built for")
     p.add_argument("--out", required=True, help="output .msgpack of {'params': ...}")
     a = p.parse_args(argv)
-    n = write_converted("exact,f8" if a.f8 else "exact", a.size, convert_vq, a.ckpt, a.out)
+    n = write_converted("llamagen_vq8" if a.f8 else "llamagen_vq16", a.size, convert_vq,
+                        a.ckpt, a.out)
     print(f"wrote {a.out}: {n / 1e6:.1f}M parameters of LlamaGen VQ-{8 if a.f8 else 16}")
 
 

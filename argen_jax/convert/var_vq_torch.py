@@ -1,7 +1,8 @@
-"""VAR's PyTorch multi-scale VQVAE checkpoint (vae_ch160v4096z32.pth) -> `models.vqgan.VQModel`
+"""VAR's PyTorch multi-scale VQVAE checkpoint (vae_ch160v4096z32.pth) -> `layers.vq_nets.VQModel`
 parameters.
 
-The model must be VAR's exact layout (`experiments/tokenizer/llamagen.py:var,exact`):
+The model must be VAR's exact layout (`VQGANSettings.released('var_vqvae')`, which
+`experiments/tokenizer/llamagen.py:var,exact` uses):
 LlamaGen's encoder / decoder layout (bottom/right-padded stride-2 convs, an AttnBlock after
 every ResBlock of the lowest resolution, GroupNorm(32, eps 1e-6), swish, nearest x2 + 3x3
 upsampling) with ch=160, z_channels = code_dim = 32, 3x3 quant_conv / post_quant_conv
@@ -27,9 +28,9 @@ The `quantize.ema_vocab_hit_SV` buffer (usage statistics) is skipped.
 
     python -m argen_jax.convert.var_vq_torch --ckpt vae_ch160v4096z32.pth --out /tmp/vae.msgpack
 
-writes {'params': {'generator': ...}} for `VQGANFamily(llamagen.get_config('var,exact'),
-DataSpec((256, 256, 3), 256, 1000, 'image'))`; with `convert.var_torch` (the transformer)
-this gives VAR's class-conditional sampler end to end in JAX.
+writes {'params': {'generator': ...}} for `VQGANSettings.released('var_vqvae').module(3)` (the
+generator of `experiments/tokenizer/llamagen.py:var,exact`); with `convert.var_torch` (the
+transformer) this gives VAR's class-conditional sampler end to end in JAX.
 """
 from __future__ import annotations
 
@@ -42,25 +43,31 @@ from argen_jax.convert.llamagen_vq_torch import (
     write_converted,
 )
 from argen_jax.errors import CheckpointError
-from argen_jax.models.vqgan import VQModel
+from argen_jax.layers.vq_nets import VQModel
 
 SKIPPED = ("quantize.ema_vocab_hit_SV",)  # usage buffer, not a parameter
 
 
+# quantizer fields VAR's layout needs, where a model's quantizer_kwargs leave them out
+_QUANTIZER_DEFAULTS = dict(upsample_method="cubic", phi_schedule="even", l2_normalize=False,
+                           ema=False, restart_threshold=0.0)
+
+
 def _check_model(model: VQModel) -> None:
-    qk = dict(model.quantizer_kwargs or {})
+    qk = {**_QUANTIZER_DEFAULTS, **(model.quantizer_kwargs or {})}
     want = {"multiscale": (model.multiscale, True),
             "downsample": (model.downsample, "pad01"),
             "attn_at_lowest": (model.attn_at_lowest, True),
             "mid_attention": (model.mid_attention, True),
-            "upsample": (qk.get("upsample_method", "cubic"), "torch_bicubic"),
-            "phi_schedule": (qk.get("phi_schedule", "even"), "var"),
-            "l2_normalize": (bool(qk.get("l2_normalize", False)), False),
-            "ema / restart": (bool(qk.get("ema")) or qk.get("restart_threshold", 0) > 0, False)}
+            "upsample": (qk["upsample_method"], "torch_bicubic"),
+            "phi_schedule": (qk["phi_schedule"], "var"),
+            "l2_normalize": (bool(qk["l2_normalize"]), False),
+            "ema / restart": (bool(qk["ema"]) or qk["restart_threshold"] > 0, False)}
     bad = [f"{k}={v!r} (VAR: {w!r})" for k, (v, w) in want.items() if v != w]
     if bad:
         raise CheckpointError("the model cannot hold VAR's VQVAE exactly: " + "; ".join(bad)
-                              + " (use experiments/tokenizer/llamagen.py:var,exact)")
+                              + " (use VQGANSettings.released('var_vqvae'), as "
+                              "experiments/tokenizer/llamagen.py:var,exact)")
 
 
 def convert_vqvae(state_dict: dict, model: VQModel) -> dict:
@@ -71,8 +78,9 @@ def convert_vqvae(state_dict: dict, model: VQModel) -> dict:
     expected = expected_params(model, size=max(model.quantizer_kwargs["scales"][-1], 1)
                                * 2 ** (len(model.ch_mult) - 1))
     levels, r = len(model.ch_mult), model.num_res_blocks
+    num_phi = {"num_phi": 4, **model.quantizer_kwargs}["num_phi"]  # 4: the quantizer's default
     rd = StateDictReader(sd, "VAR VQVAE", f"is it a VQVAE with ch_mult={tuple(model.ch_mult)}, "
-                         f"num_res_blocks={r}, {model.quantizer_kwargs.get('num_phi', 4)} phi?")
+                         f"num_res_blocks={r}, {num_phi} phi?")
 
     def mid(side, ours):
         return {"mid_block1": rd.res(f"{side}.mid.block_1", ours["mid_block1"]),
@@ -104,7 +112,7 @@ def convert_vqvae(state_dict: dict, model: VQModel) -> dict:
         names = [f"quantize.quant_resi.qresi_ls.{k}" for k in range(len(phis))]
     else:  # one phi per scale (PhiNonShared)
         names = [f"quantize.quant_resi.{k}" for k in range(len(phis))]
-    quant = {"vq": {"codebook": rd.get("quantize.embedding.weight", q["vq"]["codebook"].shape)}}
+    quant = {"vq": {"codebook": rd.array("quantize.embedding.weight", q["vq"]["codebook"].shape)}}
     for k, name in enumerate(names):
         quant[f"phi_{k}"] = rd.conv(name, q[f"phi_{k}"])
     params = {**out, "quantizer": quant,
@@ -118,7 +126,7 @@ def main(argv=None):
     p.add_argument("--ckpt", required=True, help="VAR vae_ch160v4096z32.pth")
     p.add_argument("--out", required=True, help="output .msgpack of {'params': ...}")
     a = p.parse_args(argv)
-    n = write_converted("var,exact", 256, convert_vqvae, a.ckpt, a.out)
+    n = write_converted("var_vqvae", 256, convert_vqvae, a.ckpt, a.out)
     print(f"wrote {a.out}: {n / 1e6:.1f}M parameters of VAR's VQVAE")
 
 

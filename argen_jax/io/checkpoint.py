@@ -70,3 +70,35 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def restore_params(workdir: str, key: str = "params", step: int | None = None):
+    """(the `key` subtree of the saved TrainState ('params' or 'ema_params'), its step) from
+    the newest (or `step`'s) checkpoint of `workdir`, on the default device, without a target
+    state, a mesh or an optimizer: only that subtree is read. One-line CheckpointErrors."""
+    directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"no checkpoint in {directory}")
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        create=False, read_only=True))
+    step = manager.latest_step() if step is None else step
+    manager.close()
+    if step is None:
+        raise CheckpointError(f"no checkpoint in {directory}")
+    path = os.path.join(directory, str(step), "state")
+    try:
+        ckptr = ocp.PyTreeCheckpointer()
+        tree = ckptr.metadata(path).item_metadata
+        if key not in tree:
+            raise KeyError(f"no {key!r} in the saved state")
+        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                              tree[key])
+        args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), tree[key])
+        out = ckptr.restore(path, args=ocp.args.PyTreeRestore(
+            item={key: target}, restore_args={key: args}, partial_restore=True))
+    except Exception as e:  # noqa: BLE001 - corrupt files surface as many error types
+        msg = str(e).splitlines()[0][:300] if str(e) else ""
+        raise CheckpointError(f"checkpoint {path} could not be read (corrupt or incomplete?): "
+                              f"{type(e).__name__}: {msg}") from e
+    return out[key], int(step)

@@ -124,8 +124,8 @@ def llamagen_decoder(m, vocab_size: int, num_classes: int, grid: tuple[int, int]
 class LlamaGenFamily(TokenImageFamily):
     Settings = LlamaGenSettings
 
-    def __init__(self, config, spec):
-        super().__init__(config, spec)
+    def __init__(self, config, spec, tokenizer=None):
+        super().__init__(config, spec, tokenizer)
         if spec.scales:
             raise ConfigError("llamagen models one raster token map; this token file is "
                               f"multi-scale (scales {spec.scales}): use a single-scale file")

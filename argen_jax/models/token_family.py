@@ -2,8 +2,9 @@
 
 A `TokenImageFamily` trains on `data.kind='tokens'` (`data/tokens.py`: batches of token maps
 [B, L] and labels) and turns its samples back into images with the tokenizer that made the
-tokens (`models.vqgan.Tokenizer`, loaded lazily from `config.data.tokenizer` or the workdir
-stored in the token file). It owns:
+tokens (a `models.tokenizer.Tokenizer`, passed to the constructor: `registry.build_family`
+loads it from `config.data.tokenizer` or the workdir stored in the token file before anything
+is traced). It owns:
 
     conditioning   `labels(batch, rng, train)` (`models.labels.ClassLabels`): class labels,
                    dropped to the null class (= num_classes) at rate `model.label_dropout` in
@@ -31,7 +32,7 @@ from argen_jax.models.labels import ClassLabels, LabelSettings
 class TokenImageFamily(Family):
     Settings: type = LabelSettings  # the family's `config.model` dataclass (a subclass)
 
-    def __init__(self, config, spec):
+    def __init__(self, config, spec, tokenizer=None):
         super().__init__(config, spec)
         if spec.kind != "tokens":
             raise ConfigError(f"model {config.model.name!r} trains on token maps "
@@ -43,7 +44,10 @@ class TokenImageFamily(Family):
         self.num_classes = self.classes.num_classes
         self.null_class = self.classes.null_class  # the unconditional / start class
         self.codebook_size = spec.levels
-        self._tokenizer = None
+        if tokenizer is not None and tokenizer.codebook_size != self.codebook_size:
+            raise ConfigError(f"tokenizer {spec.tokenizer!r} has {tokenizer.codebook_size} "
+                              f"codes but the token file has {self.codebook_size}")
+        self._tokenizer = tokenizer
 
     # ---------------------------------------------------------------- conditioning
     def labels(self, batch, rng: jax.Array | None = None, train: bool = False) -> jax.Array:
@@ -60,24 +64,16 @@ class TokenImageFamily(Family):
 
     @property
     def tokenizer(self):
-        """The trained tokenizer (`models.vqgan.Tokenizer`), loaded on first use."""
+        """The trained tokenizer (`models.tokenizer.Tokenizer`) given to the constructor."""
         if self._tokenizer is None:
-            from argen_jax.models.vqgan import Tokenizer
-
-            workdir = self.spec.tokenizer  # data.tokenizer, else the token file's
-            if not workdir:
-                raise ConfigError("decoding samples needs the tokenizer: set data.tokenizer "
-                                  "to the tokenizer's workdir")
-            tok = Tokenizer.from_workdir(workdir)
-            if tok.codebook_size != self.codebook_size:
-                raise ConfigError(f"tokenizer {workdir!r} has {tok.codebook_size} codes but "
-                                  f"the token file has {self.codebook_size}")
-            self._tokenizer = tok
+            raise ConfigError(f"{type(self).__name__} needs the tokenizer of its tokens (to "
+                              "decode samples, for VAR's inputs): set data.tokenizer to the "
+                              "tokenizer's workdir")
         return self._tokenizer
 
     @property
     def image_levels(self) -> int:
-        return self.tokenizer.family.spec.levels
+        return self.tokenizer.image_levels
 
     def to_images(self, samples, batch_size: int = 500) -> np.ndarray:
         """Token maps [N, L] -> decoded images, ints [N, H, W, C]."""

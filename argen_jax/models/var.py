@@ -10,7 +10,7 @@ Inputs (what position i of scale s is fed):
     scale 0   class embedding + pos_start (the start token; its class is the condition)
     scale s   word_embed(teacher-forcing input): the tokenizer's latent accumulated from the
               token maps of scales < s, area-downsampled to p_s x p_s
-              (`VQGANFamily.teacher_forcing_inputs`); at sampling time the same construction
+              (`Tokenizer.teacher_forcing_inputs`); at sampling time the same construction
               from the drawn tokens (`embed_scale` + `next_scale_input`)
 plus a level (scale) embedding and a learned absolute position embedding. Every block is an
 AdaLN block (`layers.adaln`) conditioned on the class embedding; the head is AdaLN + Dense.
@@ -254,8 +254,8 @@ class VARFamily(TokenImageFamily):
 
     Settings = VARSettings
 
-    def __init__(self, config, spec):
-        super().__init__(config, spec)
+    def __init__(self, config, spec, tokenizer=None):
+        super().__init__(config, spec, tokenizer)
         if not spec.scales:
             raise ConfigError("VAR needs multi-scale token maps (a token file written from a "
                               "tokenizer with model.quantizer='multiscale'); this one has one "
@@ -265,12 +265,12 @@ class VARFamily(TokenImageFamily):
         self.seq_len = sum(self.sizes)
         self.sampling = SamplingSettings.from_config(config, cfg_schedule="linear")
         self._model = None
-        if spec.tokenizer:  # load now: `init` runs under jit, where the
-            self._check_tokenizer()  # checkpoint cannot be restored
+        if tokenizer is not None:
+            self._check_tokenizer()
     # ---------------------------------------------------------------- pieces
     @property
     def code_dim(self) -> int:
-        return int(self.config.model.get("code_dim", 0) or self.tokenizer.code_dim)
+        return self.settings.code_dim or self.tokenizer.code_dim
 
     @property
     def model(self) -> VARTransformer:
@@ -279,28 +279,19 @@ class VARFamily(TokenImageFamily):
                                                     self.num_classes, self.scales)
         return self._model
 
-    def attach_tokenizer(self, tokenizer) -> None:
-        """Use this `models.vqgan.Tokenizer` instead of loading data.tokenizer (tests)."""
-        self._tokenizer = tokenizer
-        self._check_tokenizer()
-
     def _check_tokenizer(self):
         tok = self.tokenizer
         if not tok.multiscale or tuple(tok.scales) != self.scales:
             raise ConfigError(f"VAR's token maps have scales {self.scales} but the tokenizer "
                               f"has {tok.scales if tok.multiscale else 'one scale'}")
-        if self.config.model.get("code_dim", 0) and self.code_dim != tok.code_dim:
+        if self.settings.code_dim and self.code_dim != tok.code_dim:
             raise ConfigError(f"model.code_dim={self.code_dim} but the tokenizer's latent has "
                               f"{tok.code_dim} channels (set model.code_dim=0 to follow it)")
-
-    @property
-    def _tok_family(self):
-        return self.tokenizer.family
 
     def teacher_forcing_inputs(self, params, tokens):
         """tokens [B, L] -> [B, L - p_1^2, code_dim] from the frozen quantizer subtree."""
         tok = jax.lax.stop_gradient(params["tokenizer"])
-        return self._tok_family.teacher_forcing_inputs(tok, self.token_maps(tokens))
+        return self.tokenizer.teacher_forcing_inputs(self.token_maps(tokens), params=tok)
 
     # ---------------------------------------------------------------- contract
     def init(self, rng, batch):
@@ -352,7 +343,7 @@ class VARFamily(TokenImageFamily):
         return_logits: also return the (guided) logits of every scale [B, L, V].
         sampling: `SamplingSettings` fields that override `config.sample` (cfg_scale=...)."""
         b = keys.shape[0]
-        model, tokf = self.model, self._tok_family
+        model, tokz = self.model, self.tokenizer
         st = self.sampling.replace(**sampling) if sampling else self.sampling
         labels, null = self.classes.for_sampling(labels, b, st.guided)
         guided = null is not None
@@ -366,8 +357,8 @@ class VARFamily(TokenImageFamily):
             if s > 0:
                 prev = seq[:, ends[s - 1] - self.sizes[s - 1]:ends[s - 1]].reshape(
                     b, self.scales[s - 1], self.scales[s - 1])
-                f_hat = f_hat + tokf.embed_scale(tok, s - 1, prev)
-                inputs = tokf.next_scale_input(tok, f_hat, s).reshape(b, self.sizes[s], -1)
+                f_hat = f_hat + tokz.embed_scale(s - 1, prev, params=tok)
+                inputs = tokz.next_scale_input(f_hat, s, params=tok).reshape(b, self.sizes[s], -1)
                 if guided:
                     inputs = jnp.concatenate([inputs, inputs])
             logits, kv = model.apply({"params": params["var"]}, both, inputs, kv, s,

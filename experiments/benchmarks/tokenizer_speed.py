@@ -29,6 +29,7 @@ from argen_jax import xla_env  # noqa: E402
 xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 from argen_jax.data.pipeline import DataSpec  # noqa: E402
+from argen_jax.models.tokenizer import Tokenizer  # noqa: E402
 from argen_jax.models.vqgan import VQGANFamily  # noqa: E402
 from experiments.tokenizer import small  # noqa: E402
 
@@ -61,7 +62,7 @@ def main():
         params = fam.init(rng, batch)["params"]
         grad = jax.jit(jax.grad(lambda p, b, f=fam: f.loss(p, b, rng, True, jnp.int32(0))[0]))
         step_t[name] = timeit(grad, params, batch, reps=a.reps)
-        enc_t[name] = timeit(jax.jit(fam.encode), params, batch["image"], reps=a.reps)
+        enc_t[name] = timeit(Tokenizer.of(fam, params).encode, batch["image"], reps=a.reps)
     res["train_step_s"] = {k: round(v, 4) for k, v in step_t.items()}
     res["conv_over_taps_step_time"] = round(step_t["conv"] / step_t["taps"], 3)
     res["multiscale_over_single_step_time"] = round(step_t["multiscale"] / step_t["conv"], 3)

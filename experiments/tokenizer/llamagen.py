@@ -15,11 +15,18 @@ Arguments (comma-separated, `llamagen.py:var`):
 ImageNet 256 through TFDS (`tfds build imagenet2012` once; nothing is downloaded at run time).
 LlamaGen trains 40 epochs at batch 128, lr 1e-4, betas (0.9, 0.95), disc from step 20k.
 The perceptual loss needs VGG16 LPIPS weights converted to the .npz layout documented in
-`argen_jax.models.vqgan.load_perceptual_weights` at `loss.perceptual_path`.
+`argen_jax.losses.perceptual.load_perceptual_weights` at `loss.perceptual_path`.
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args
+from argen_jax.config_lib import parallel_config, parse_args, section
+from argen_jax.models.vqgan import (
+    LLAMAGEN_LAYOUT,
+    VAR_LAYOUT,
+    VAR_QUANTIZER,
+    VQGANLossSettings,
+    VQGANSettings,
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -28,51 +35,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "vqgan"
+    # settings and their meaning: argen_jax/models/vqgan.py (VQGANSettings, VQGANLossSettings);
+    # the defaults are LlamaGen's VQ-16 nets (factor 16: ch_mult (1, 1, 2, 2, 4))
     exact = "exact" in args
-    c.model.ch = 8 if tiny else (160 if var and exact else 128)  # base channels
-    # factor 16: (1, 1, 2, 2, 4); factor 8: (1, 2, 2, 4)
-    c.model.ch_mult = (1, 2, 2, 4) if "f8" in args else (1, 1, 2, 2, 4)
-    c.model.num_res_blocks = 1 if tiny else 2
-    c.model.z_channels = 8 if tiny else (32 if var else 256)
-    c.model.mid_attention = True
-    # 'pad01': LlamaGen's stride-2 conv (pad bottom/right, VALID); 'same': centred taps
-    c.model.downsample = "pad01" if exact else "same"
-    c.model.attn_at_lowest = exact  # AttnBlock after each lowest-level ResBlock
-    c.model.quant_conv_kernel = 3 if var and exact else 1  # quant / post-quant conv kernel
-    c.model.norm_groups = 8 if tiny else 32
-    c.model.pad_to = 0  # 256x256 crops need no padding
-    c.model.quantizer = "multiscale" if var else "single"
-    c.model.codebook_size = 64 if tiny else (4096 if var else 16384)
-    c.model.code_dim = 32 if var and not tiny else 8  # LlamaGen: 8-dim codes; VAR: 32
-    c.model.beta = 0.25
-    c.model.l2_normalize = not var  # LlamaGen l2-normalises codes; VAR does not
-    c.model.entropy_weight = 0.0  # LlamaGen's default (its entropy loss is optional)
-    c.model.entropy_temperature = 0.01
-    c.model.ema = False
-    c.model.ema_decay = 0.99
-    c.model.restart_threshold = 0.0  # dead-code restart (0 = off, as in LlamaGen / VAR)
-    c.model.usage_decay = 0.99
-    c.model.scales = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's token-map sizes (factor 16)
-    c.model.num_phi = 4  # VAR shares 4 phi convs over the 10 scales
-    c.model.phi_ratio = 0.5
-    # code upsampling: jax.image.resize 'cubic' (a=-0.5) or VAR's PyTorch bicubic (a=-0.75)
-    c.model.upsample = "torch_bicubic" if var and exact else "cubic"
-    c.model.phi_schedule = "var" if var and exact else "even"  # which phi refines scale s
-    c.model.impl = "conv"  # lax.conv (cuDNN on GPU)
-    c.model.dtype = "float32" if tiny else "bfloat16"
-
-    c.loss = ml_collections.ConfigDict()
-    c.loss.rec_loss = "l2"  # LlamaGen: L2 reconstruction
-    c.loss.rec_weight = 1.0
-    c.loss.codebook_weight = 1.0
-    c.loss.perceptual_weight = 0.0 if tiny else 1.0
-    c.loss.perceptual_path = "" if tiny else "~/weights/lpips_vgg16.npz"
-    c.loss.disc_weight = 0.5  # LlamaGen: hinge GAN with weight 0.5
-    c.loss.disc_start = 5 if tiny else 20000
-    c.loss.disc_channels = 8 if tiny else 64
-    c.loss.disc_layers = 2 if tiny else 3
+    m = dict(ch_mult=(1, 2, 2, 4)) if "f8" in args else {}  # factor 8
+    if var:  # VAR's codes: 4,096 of 32 dims, scales 1..16, no l2 normalisation
+        m.update(VAR_QUANTIZER)
+    if exact:  # the released nets, parameter for parameter (argen_jax/convert/*_vq_torch.py)
+        m.update(VAR_LAYOUT if var else LLAMAGEN_LAYOUT)
+    m.update(l2_normalize=not var, dtype="float32" if tiny else "bfloat16")
+    if tiny:  # MNIST 28x28 -> 32x32 so the factor-16 net still fits; VAR's last scale = 2
+        m.update(ch=8, num_res_blocks=1, z_channels=8, norm_groups=8, codebook_size=64,
+                 code_dim=8, pad_to=32, scales=(1, 2) if "f8" not in args else (1, 2, 4))
+    c.model = section(VQGANSettings, name="vqgan", **m)
+    c.loss = section(  # LlamaGen: L2 reconstruction, LPIPS, hinge GAN with weight 0.5
+        VQGANLossSettings, perceptual_weight=0.0 if tiny else 1.0,
+        perceptual_path="" if tiny else "~/weights/lpips_vgg16.npz", disc_weight=0.5,
+        disc_start=5 if tiny else 20000, disc_channels=8 if tiny else 64,
+        disc_layers=2 if tiny else 3)
 
     c.data = ml_collections.ConfigDict()
     c.data.kind = "image"
@@ -85,9 +65,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.eval_batch_size = 48 if tiny else 128
     c.data.train_limit = 0
     c.data.test_limit = 50 if tiny else 0
-    if tiny:  # MNIST 28x28 -> 32x32 so the factor-16 net still fits; VAR's last scale = 2
-        c.model.pad_to = 32
-        c.model.scales = (1, 2) if "f8" not in args else (1, 2, 4)
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 10 if tiny else 400_000  # ~40 epochs of ImageNet at batch 128

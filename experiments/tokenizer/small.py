@@ -12,7 +12,8 @@ Arguments (comma-separated, `small.py:multiscale,tiny`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, photo_patches_data
+from argen_jax.config_lib import parallel_config, parse_args, photo_patches_data, section
+from argen_jax.models.vqgan import VQGANLossSettings, VQGANSettings
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -21,43 +22,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "vqgan"  # registry name
-    c.model.ch = 8 if tiny else 16  # base channels of the conv ResNet
-    c.model.ch_mult = (1, 2, 2)  # channel multipliers; factor 2^(len-1)
-    c.model.num_res_blocks = 1  # ResNet blocks per resolution (decoder: +1)
-    c.model.z_channels = 16 if tiny else 32  # encoder output channels before the 1x1 to codes
-    c.model.mid_attention = not tiny  # self-attention in the middle block
-    c.model.norm_groups = 8  # GroupNorm groups (capped by the channels)
-    c.model.pad_to = 32  # pad 28x28 images to 32x32 (0 = no padding)
-    c.model.quantizer = "multiscale" if ms else "single"  # single | multiscale
-    c.model.codebook_size = 64 if tiny else 512  # number of codes K
-    c.model.code_dim = 8  # dims of each code (low-dim codes, LlamaGen)
-    c.model.beta = 0.25  # commitment weight
-    c.model.l2_normalize = not ms  # cosine codes (LlamaGen); VAR uses plain Euclidean codes
-    c.model.entropy_weight = 0.0  # entropy-loss weight (0 = off)
-    c.model.entropy_temperature = 0.01  # softmax temperature of the entropy loss
-    c.model.ema = "ema" in args  # EMA codebook updates
-    c.model.ema_decay = 0.99  # EMA decay of the codebook statistics
-    c.model.restart_threshold = 0.0 if tiny else 0.03  # restart codes with usage < thr / K
-    c.model.usage_decay = 0.9  # decay of the usage EMA that finds dead codes (short runs)
-    c.model.scales = (1, 2, 4, 8) if tiny else (1, 2, 3, 4, 6, 8)  # multiscale token-map sizes
-    c.model.num_phi = 2 if tiny else 4  # phi refinement convs shared over scales (0 = none)
-    c.model.phi_ratio = 0.5  # x * (1 - r) + phi(x) * r
-    c.model.upsample = "cubic"  # upsampling of coarse code maps: cubic | linear | nearest
-    c.model.impl = "conv"  # 'conv' (lax.conv, fastest everywhere) or 'taps' (slices + matmul)
-    c.model.dtype = "float32"  # compute dtype
-
-    c.loss = ml_collections.ConfigDict()
-    c.loss.rec_loss = "l1"  # l1 | l2 pixel reconstruction loss (images in [-1, 1])
-    c.loss.rec_weight = 1.0
-    c.loss.codebook_weight = 1.0  # weight of codebook + commitment loss
-    c.loss.perceptual_weight = 0.0  # LPIPS-style loss weight (needs perceptual_path)
-    c.loss.perceptual_path = ""  # local .npz of feature weights (models/vqgan.py)
-    c.loss.disc_weight = 0.1 if "gan" in args else 0.0  # PatchGAN hinge weight (0 = no GAN)
-    c.loss.disc_start = 0  # set below: step at which the GAN loss switches on
-    c.loss.disc_channels = 16 if tiny else 32  # first discriminator layer width
-    c.loss.disc_layers = 2  # stride-2 layers of the PatchGAN
+    # settings and their meaning: argen_jax/models/vqgan.py (VQGANSettings, VQGANLossSettings)
+    c.model = section(
+        VQGANSettings, name="vqgan", ch=8 if tiny else 16, ch_mult=(1, 2, 2), num_res_blocks=1,
+        z_channels=16 if tiny else 32, mid_attention=not tiny, norm_groups=8,
+        pad_to=32,  # pad 28x28 images to 32x32
+        quantizer="multiscale" if ms else "single", codebook_size=64 if tiny else 512,
+        l2_normalize=not ms,  # cosine codes (LlamaGen); VAR uses plain Euclidean codes
+        ema="ema" in args, restart_threshold=0.0 if tiny else 0.03,
+        usage_decay=0.9,  # the usage EMA that finds dead codes, for short runs
+        scales=(1, 2, 4, 8) if tiny else (1, 2, 3, 4, 6, 8), num_phi=2 if tiny else 4)
+    c.loss = section(
+        VQGANLossSettings, rec_loss="l1",
+        disc_weight=0.1 if "gan" in args else 0.0,
+        disc_channels=16 if tiny else 32, disc_layers=2)  # disc_start: set below
 
     c.data = ml_collections.ConfigDict()
     c.data.kind = "image"

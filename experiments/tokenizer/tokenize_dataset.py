@@ -31,11 +31,12 @@ from argen_jax import xla_env  # noqa: E402
 
 xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
+from argen_jax.data.builders import build_data  # noqa: E402
 from argen_jax.data.pipeline import sequential_batches  # noqa: E402
 from argen_jax.errors import CheckpointError  # noqa: E402
 from argen_jax.io.run_dir import load_config  # noqa: E402
 from argen_jax.layers import quantizer as qlib  # noqa: E402
-from argen_jax.models.vqgan import Tokenizer  # noqa: E402
+from argen_jax.models.tokenizer import Tokenizer  # noqa: E402
 
 
 def _usage(tokens: np.ndarray, k: int) -> tuple[float, float]:
@@ -74,8 +75,8 @@ def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int =
         config.data.path = data_path
     if full:
         config.data.train_limit = config.data.test_limit = 0
-    tok = Tokenizer.from_workdir(workdir, config)
-    data = tok.experiment.data
+    tok = Tokenizer.load(workdir)
+    data = build_data(config.data, config.seed)  # the splits the tokenizer was trained on
     sets = {"train": data.train_set, "test": data.test_set}
     arrays, stats = {}, {}
     for split in splits:
@@ -105,7 +106,7 @@ def write_reconstruction_png(tok: Tokenizer, images: np.ndarray, path: str) -> s
     rec = np.asarray(jax.device_get(tok.reconstruct(images)))
     grid = np.concatenate([images.astype(np.int32), rec], axis=0)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_image_grid(grid, path, levels=tok.family.spec.levels, ncol=8)
+    save_image_grid(grid, path, levels=tok.image_levels, ncol=8)
     return path
 
 

@@ -64,7 +64,7 @@ def main():
     levels = fam.image_levels
     recon = np.asarray(tok.reconstruct(jnp.asarray(images)))
     p = fam.scales[-1]
-    pad = (tok.family.size[0] - images.shape[1]) // 2
+    pad = (tok.size[0] - images.shape[1]) // 2
     keys = sample_keys(jax.random.PRNGKey(args.seed), 0, len(idx))
     gen = jax.jit(fam.generate)
     rows = [recon]
