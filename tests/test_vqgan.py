@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from argen_jax.config_lib import typed
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.evaluation import metrics
@@ -17,6 +18,7 @@ from argen_jax.losses import perceptual
 from argen_jax.models import vqgan
 from argen_jax.models.tokenizer import Tokenizer
 from argen_jax.train.optim import make_optimizer
+from argen_jax.train.settings import TrainSettings
 from experiments.tokenizer import small
 
 SPEC = DataSpec((28, 28, 1), 256, 10, "image")
@@ -115,7 +117,7 @@ def test_perceptual_weights_from_a_local_file(tmp_path, rng):
                                 w["stage1/conv0/kernel"])
     tcfg = small.get_config("tiny").train
     tcfg.warmup_steps = 0  # lr > 0 at step 0
-    tx, _ = make_optimizer(tcfg, fam)
+    tx, _ = make_optimizer(typed(TrainSettings, tcfg, "train"), fam)
     grads = jax.jit(jax.grad(lambda p: fam.loss(p, b, rng, True)[0]))(params)
     upd, _ = tx.update(grads, tx.init(params), params)
     assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree.leaves(upd["perceptual"]))
