@@ -52,6 +52,7 @@ class DataBuilder(Protocol):
     are dicts keyed by `data/batch.py`, a pure function of (seed, step) in training."""
 
     spec: DataSpec
+    eval_batch_size: int  # the global batch of `eval_batches`
 
     def train_batch(self, step: int) -> dict:
         """The global training batch of `step` (always full: mask is all ones)."""

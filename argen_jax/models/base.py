@@ -8,7 +8,7 @@ A family is a model, its likelihood and its sampler:
 
 Everything else is an optional capability the loop looks for (`isinstance` on the protocols
 below): parameter groups for the optimizer, decoding samples to images, writing samples. The
-loop (`argen_jax/train/`) owns optimisation, sharding, checkpoints, evaluation bookkeeping and
+loop (`train/`) owns optimisation, sharding, checkpoints, evaluation bookkeeping and
 output; a family never names a mesh axis and never imports the loop.
 
 Metrics convention: `loss` returns a scalar to minimise and a dict of *sums* over the batch

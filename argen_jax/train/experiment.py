@@ -16,6 +16,7 @@ from flax import linen as nn
 
 from argen_jax import registry
 from argen_jax.config_lib import typed
+from argen_jax.data.batch import MASK
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.parallel import distributed
@@ -55,12 +56,12 @@ class Experiment:
         self.batch_sharding = meshlib.batch_sharding(self.mesh)
         self.replicated = meshlib.replicated(self.mesh)
         dp = meshlib.data_parallel_size(self.mesh)
-        for key in ("batch_size", "eval_batch_size"):
-            bs = config.data.get(key, 0)
+        example = self.data.train_batch(0)
+        sizes = {"batch_size": len(example[MASK]), "eval_batch_size": self.data.eval_batch_size}
+        for key, bs in sizes.items():
             if bs % dp:
                 raise ConfigError(f"data.{key}={bs} is not divisible by the {dp}-way data "
                                   f"parallel mesh (mesh={dict(self.mesh.shape)})")
-        example = self.data.train_batch(0)
         abstract = jax.eval_shape(self._create_boxed, jax.random.PRNGKey(0), example)
         self.state_sharding = meshlib.logical_shardings(abstract, self.mesh, self.rules)
         unboxed = nn.unbox(abstract)
