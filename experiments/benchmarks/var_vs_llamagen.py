@@ -29,10 +29,9 @@ xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from argen_jax.data.pipeline import DataSpec  # noqa: E402
-from argen_jax.data.tokens import load_token_file, scales_and_grid  # noqa: E402
+from argen_jax import registry  # noqa: E402
+from argen_jax.data.builders import build_data  # noqa: E402
 from argen_jax.models.transformer import Decoder  # noqa: E402
-from argen_jax.models.var import VARFamily  # noqa: E402
 from argen_jax.sampling.loop import sample_keys  # noqa: E402
 from argen_jax.sampling.processors import cfg_scale_schedule  # noqa: E402
 from argen_jax.sampling.tokens import sample_tokens  # noqa: E402
@@ -60,11 +59,9 @@ def main():
     c.data.path = args.tokens
     c.model.depth, c.model.width, c.model.num_heads = args.depth, args.width, args.heads
     c.sample.cfg_scale = args.cfg
-    d = load_token_file(args.tokens)
-    scales, grid = scales_and_grid(d)
-    spec = DataSpec((d["train_tokens"].shape[1],), int(d["codebook_size"]), 10, "tokens",
-                    grid=grid, scales=scales)
-    var = VARFamily(c, spec)
+    spec = build_data(c.data, c.seed).spec
+    scales, grid = spec.scales, spec.grid
+    var = registry.build_family(c, spec)  # loads the tokenizer named by the token file
     batch = {"tokens": jnp.zeros((2, var.seq_len), jnp.int32),
              "label": jnp.zeros((2,), jnp.int32), "mask": jnp.ones(2)}
     var_params = jax.jit(var.init)(jax.random.PRNGKey(0), batch)["params"]
