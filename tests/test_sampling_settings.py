@@ -116,3 +116,10 @@ def test_model_settings_defaults_and_validation():
         c.model.widht = 3
         with pytest.raises(ConfigError, match="model.widht"):
             typed(cls, c.model, "model", ignore=("name",))
+
+
+def test_mixture_heads_take_the_temperature_and_refuse_logit_filters():
+    assert SamplingSettings(temperature=0.7).temperature_only("a mixture") == 0.7
+    for bad in (dict(top_k=5), dict(top_p=0.9)):
+        with pytest.raises(ConfigError, match=f"sample.{next(iter(bad))}=.*a mixture has no"):
+            SamplingSettings(**bad).temperature_only("a mixture")

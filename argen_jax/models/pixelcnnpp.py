@@ -208,10 +208,7 @@ class PixelCNNPPFamily(Family):
                                 num_classes=num_classes, **s.network_fields())
         self.conditional = bool(num_classes)
         self.sampling = SamplingSettings.from_config(config)
-        for name, off in (("top_k", 0), ("top_p", 1.0)):
-            if getattr(self.sampling, name) != off:
-                raise ConfigError(f"sample.{name}={getattr(self.sampling, name)}: the logistic "
-                                  f"mixture has no such filter (only sample.temperature)")
+        self.sampling.temperature_only("the logistic mixture")  # a ConfigError for top_k / p
 
     def _labels(self, batch):
         return batch[LABEL] if self.conditional else None

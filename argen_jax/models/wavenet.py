@@ -49,7 +49,7 @@ from argen_jax.layers.causal_conv import CausalConv1D, receptive_field, zero_que
 from argen_jax.models.base import Family
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
-from argen_jax.sampling.processors import SamplingSettings, categorical_draw
+from argen_jax.sampling.processors import SamplingSettings
 
 DTYPES = ("float32", "bfloat16", "float16")  # compute dtypes (parameters stay float32)
 UPSAMPLE = ("transposed", "repeat")  # local conditioning: frames -> samples
@@ -86,7 +86,7 @@ class CategoricalHead:
     def draw_fn(self, settings: SamplingSettings = SamplingSettings()):
         """A `draw_fn(keys [B, 2], out [B, P], t) -> codes [B]` for the sampling loop:
         temperature, top_k and top_p of `settings`."""
-        return categorical_draw(settings.temperature, settings.top_k, settings.top_p)
+        return settings.draw_fn()
 
 
 class LogisticMixtureHead:
@@ -102,11 +102,8 @@ class LogisticMixtureHead:
 
     def draw_fn(self, settings: SamplingSettings = SamplingSettings()):
         """Draws at `settings.temperature` (a mixture has no top_k / top_p filter)."""
-        for name, off in (("top_k", 0), ("top_p", 1.0)):
-            if getattr(settings, name) != off:
-                raise ConfigError(f"sample.{name}={getattr(settings, name)}: the logistic "
-                                  "mixture head has no such filter (only sample.temperature)")
-        return logistic_mixture.mixture_draw(self.levels, 1, settings.temperature)
+        temperature = settings.temperature_only("the logistic mixture head")
+        return logistic_mixture.mixture_draw(self.levels, 1, temperature)
 
 
 # name -> head class, one interface: num_outputs, nll(out, codes), draw_fn(settings).

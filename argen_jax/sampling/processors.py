@@ -159,6 +159,15 @@ class SamplingSettings:
     def guided(self) -> bool:
         return self.cfg_scale != 1.0
 
+    def temperature_only(self, what: str) -> float:
+        """The temperature, for a likelihood head that draws without logits (a logistic
+        mixture): a ConfigError naming any logit filter that is set."""
+        for name, off in (("top_k", 0), ("top_p", 1.0)):
+            if getattr(self, name) != off:
+                raise ConfigError(f"sample.{name}={getattr(self, name)}: {what} has no such "
+                                  f"filter (only sample.temperature)")
+        return self.temperature
+
     def draw_fn(self) -> Callable:
         """The sampling loop's draw: temperature, top-k, top-p, then a categorical draw."""
         return categorical_draw(self.temperature, self.top_k, self.top_p)
