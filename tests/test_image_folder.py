@@ -266,3 +266,15 @@ def test_settings_errors(folder):
     with pytest.raises(DataError, match="does not exist"):
         imf.build_image_folder_data(ml_collections.ConfigDict(
             {"kind": "image_folder", "path": folder + "/nope"}), 0)
+
+
+def test_make_image_folder_cli(tmp_path, capsys):
+    from experiments.data import make_image_folder
+
+    out = str(tmp_path / "cli")
+    make_image_folder.main([f"--out={out}", "--classes=2", "--per_class=2",
+                            "--val_per_class=1", "--min_side=30", "--max_side=40"])
+    assert "wrote 4 train and 2 val images" in capsys.readouterr().out
+    assert len(imf.ImageFolderSource(out, "val")) == 2
+    with pytest.raises(SystemExit, match="error: need classes >= 1"):
+        make_image_folder.main([f"--out={out}", "--classes=0", "--per_class=2"])
