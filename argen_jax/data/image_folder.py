@@ -80,8 +80,8 @@ def read_labels_file(path: str) -> dict[str, str]:
             if not line or line.startswith("#"):
                 continue
             parts = line.replace(",", " ", 1).split()
-            if n == 0 and parts[0].lower() in ("imageid", "filename", "file", "name", "image"):
-                continue
+            if not out and parts[0].lower() in ("imageid", "filename", "file", "name", "image"):
+                continue  # a header line
             if len(parts) < 2:
                 raise DataError(f"{path}, line {n + 1}: expected '<file name> <label>', "
                                 f"got {line!r}")
