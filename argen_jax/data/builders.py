@@ -6,11 +6,12 @@ module in `data/` and one line here.
 """
 from __future__ import annotations
 
-from argen_jax.data import audio, patches, pipeline, tokens
+from argen_jax.data import audio, image_folder, patches, pipeline, tokens
 from argen_jax.errors import ConfigError
 
 BUILDERS = {
     "image": pipeline.build_image_data,
+    "image_folder": image_folder.build_image_folder_data,
     "audio": audio.build_audio_data,
     "photo_patches": patches.build_patch_data,
     "tokens": tokens.build_token_data,
