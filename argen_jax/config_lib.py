@@ -76,6 +76,23 @@ def typed(cls: type[T], section: Any, where: str, ignore: tuple[str, ...] = ()) 
         raise ConfigError(f"{where}: {e}") from None
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")  # model.dtype (parameters stay float32)
+
+
+def check_positive(settings: Any, *names: str, section: str = "model") -> None:
+    """A ConfigError naming the first of `names` (fields of `settings`) that is not > 0."""
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{section}.{name}={getattr(settings, name)} must be positive")
+
+
+def check_choice(settings: Any, name: str, choices, section: str = "model") -> None:
+    """A ConfigError when field `name` of `settings` is not one of `choices`."""
+    if getattr(settings, name) not in choices:
+        raise ConfigError(f"{section}.{name}={getattr(settings, name)!r} unknown; known: "
+                          f"{tuple(choices)}")
+
+
 def section(cls: type, *, name: str | None = None, **overrides) -> ml_collections.ConfigDict:
     """A config section holding every field of the settings dataclass `cls`: its defaults,
     then `overrides` (checked by `typed`). Experiment files call it with only what differs

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from argen_jax import config_lib
 from argen_jax.config_lib import typed
 from argen_jax.data.batch import IMAGE, LABEL, MASK
 from argen_jax.errors import ConfigError
@@ -36,7 +37,6 @@ from argen_jax.sampling.loop import LoopState, autoregressive_scan
 from argen_jax.sampling.processors import SamplingSettings
 
 CENTER = ((0, 0),)
-DTYPES = ("float32", "bfloat16", "float16")  # compute dtypes (parameters stay float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +53,11 @@ class PixelCNNSettings:
     dtype: str = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
 
     def __post_init__(self):
-        for name in ("features", "num_layers", "in_kernel", "kernel"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"model.{name}={getattr(self, name)} must be positive")
+        config_lib.check_positive(self, "features", "num_layers", "in_kernel", "kernel")
         if self.out_hidden < 0:
             raise ConfigError(f"model.out_hidden={self.out_hidden} must be >= 0")
-        if self.impl not in IMPLS:
-            raise ConfigError(f"model.impl={self.impl!r} unknown; known: {IMPLS}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"model.dtype={self.dtype!r} unknown; known: {DTYPES}")
+        config_lib.check_choice(self, "impl", IMPLS)
+        config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
 
     def network_fields(self) -> dict:
         """The fields of the network modules (`_Base`) these settings fix."""

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from argen_jax import config_lib
 from argen_jax.config_lib import typed
 from argen_jax.data.batch import IMAGE, LABEL, MASK
 from argen_jax.errors import ConfigError
@@ -45,7 +46,6 @@ from argen_jax.sampling.loop import LoopState, autoregressive_scan
 from argen_jax.sampling.processors import SamplingSettings
 
 CENTER = ((0, 0),)
-DTYPES = ("float32", "bfloat16", "float16")  # compute dtypes (parameters stay float32)
 U_TAPS = down_shifted_offsets(2, 3)  # u stream: rows i-1, i; columns j-1..j+1
 UL_TAPS = down_right_shifted_offsets(2, 2)  # ul stream: rows i-1, i; columns j-1, j
 
@@ -64,15 +64,12 @@ class PixelCNNPPSettings:
     dtype: str = "float32"  # compute dtype; 'bfloat16' for mixed precision (params f32)
 
     def __post_init__(self):
-        for name in ("features", "num_resnet", "num_resolutions", "num_mixtures"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"model.{name}={getattr(self, name)} must be positive")
+        config_lib.check_positive(self, "features", "num_resnet", "num_resolutions",
+                                  "num_mixtures")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
-        if self.impl not in IMPLS:
-            raise ConfigError(f"model.impl={self.impl!r} unknown; known: {IMPLS}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"model.dtype={self.dtype!r} unknown; known: {DTYPES}")
+        config_lib.check_choice(self, "impl", IMPLS)
+        config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
 
     def network_fields(self) -> dict:
         """The fields of `PixelCNNPP` these settings fix."""

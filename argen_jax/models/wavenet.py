@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from argen_jax import config_lib
 from argen_jax.config_lib import typed
 from argen_jax.data import audio
 from argen_jax.data.batch import AUDIO, LABEL, MASK, MEL, VALID
@@ -51,7 +52,6 @@ from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
 from argen_jax.sampling.processors import SamplingSettings
 
-DTYPES = ("float32", "bfloat16", "float16")  # compute dtypes (parameters stay float32)
 UPSAMPLE = ("transposed", "repeat")  # local conditioning: frames -> samples
 
 
@@ -137,17 +137,14 @@ class WaveNetSettings:
     def __post_init__(self):
         if self.head not in HEADS:
             raise ConfigError(f"model.head={self.head!r} unknown; known: {sorted(HEADS)}")
-        for name in ("num_mixtures", "residual_channels", "dilation_channels", "skip_channels",
-                     "out_hidden", "kernel_size", "in_kernel", "repeats", "speaker_dim",
-                     "cond_channels", "cond_kernel"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"model.{name}={getattr(self, name)} must be positive")
+        config_lib.check_positive(self, "num_mixtures", "residual_channels", "dilation_channels",
+                                  "skip_channels", "out_hidden", "kernel_size", "in_kernel",
+                                  "repeats", "speaker_dim", "cond_channels", "cond_kernel")
         stack_dilations(self.max_dilation, self.repeats)  # a power of two
         if self.upsample not in UPSAMPLE:
             raise ConfigError(f"model.upsample must be 'transposed' or 'repeat', got "
                               f"{self.upsample!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"model.dtype={self.dtype!r} unknown; known: {DTYPES}")
+        config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
 
     def make_head(self, levels: int):
         kw = {"num_mixtures": self.num_mixtures} if self.head == "logistic_mixture" else {}
