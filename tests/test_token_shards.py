@@ -28,7 +28,8 @@ class FakeTokenizer:
     def encode(self, images):
         self.calls += 1
         x = np.asarray(images, np.int64)[..., 0]
-        return x.reshape(len(x), 4, 2, 4, 2).sum((2, 4)) % K
+        h, w = x.shape[1:]
+        return x.reshape(len(x), 4, h // 4, 4, w // 4).sum((2, 4)) % K
 
 
 def _data(n_train=30, n_test=12):
@@ -155,6 +156,29 @@ def test_flip_augmentation_is_drawn_per_example_from_seed_step_index(tmp_path):
 def test_tencrop_needs_an_image_folder(tmp_path):
     with pytest.raises(ConfigError, match="image-folder"):
         _write(tmp_path / "s", augment="tencrop")
+
+
+def test_tencrop_of_an_image_folder_stores_ten_maps_per_image(tmp_path):
+    from argen_jax.data import preprocess
+    from argen_jax.data.image_folder import ImageFolderSource, make_synthetic_folder
+
+    make_synthetic_folder(str(tmp_path / "f"), classes=2, per_class=3, val_per_class=2,
+                          min_side=30, max_side=50)
+    train = ImageFolderSource(str(tmp_path / "f"), "train")
+    data = types.SimpleNamespace(train_set=train, settings=types.SimpleNamespace(resolution=16),
+                                 test_set=ImageFolderSource(str(tmp_path / "f"), "val"))
+    out = _write(tmp_path / "s", data, augment="tencrop", shard_size=4)
+    assert out["complete"]
+    s = ts.TokenShardSplit(str(tmp_path / "s"), "train")
+    assert s._tokens[0].shape == (4, 10, 16) and s.default_augmentation == 4
+    crops = preprocess.ten_crop_flip_arr(train[5][0], 16)
+    want = FakeTokenizer().encode(crops).reshape(10, 16)
+    np.testing.assert_array_equal(s._tokens[1][1], want)
+    np.testing.assert_array_equal(s[5], want[4])  # the centre crop
+    np.testing.assert_array_equal(s.labels, train.labels)
+    test = ts.TokenShardSplit(str(tmp_path / "s"), "test")
+    centre = preprocess.center_crop_arr(data.test_set[1][0], 16)
+    np.testing.assert_array_equal(test[1], FakeTokenizer().encode(centre[None]).reshape(16))
 
 
 def _cfg(path):
