@@ -106,7 +106,6 @@ def test_killed_job_restarted_writes_the_same_shards(tmp_path):
         __import__("json").dumps(dict(index, complete=False)))
     with pytest.raises(DataError, match="missing or incomplete"):
         ts.TokenShardSplit(str(b), "train")
-    os.remove(path + ".tmp123")
     out = _write(b)
     assert out["written"] == 4 and out["skipped"] == 3 and out["complete"]
     assert _files(b) == ref

@@ -30,6 +30,7 @@ index.json).
 """
 from __future__ import annotations
 
+import glob
 import json
 import mmap
 import os
@@ -214,6 +215,10 @@ class ShardWriter:
             raise DataError(f"shard {split} {k}: tokens outside [0, codebook_size={kmax})")
         tokens = tokens.astype(self.index["dtype"])
         labels = np.asarray(labels, np.int32).reshape(shape[:1])
+        for what in ("labels", "tokens"):  # temp files of a killed earlier attempt
+            for stale in glob.glob(glob.escape(shard_path(self.directory, split, k, what))
+                                   + ".tmp*"):
+                os.remove(stale)
         # labels first: a shard counts as written once its tokens file exists whole
         _atomic_write(shard_path(self.directory, split, k, "labels"),
                       lambda f: np.save(f, labels))
