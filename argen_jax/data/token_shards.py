@@ -271,11 +271,9 @@ class TokenShardSplit:
 
     Pages of a memory map that were read stay in the process's resident set (file-backed,
     reclaimable) until unmapped, and a kernel with large page-cache folios maps up to 2 MB
-    per row read; every `release_every` fetches the reader drops the pages of the shards it
-    read (madvise DONTNEED; the page cache keeps the data), so the resident set stays flat in
-    the dataset size instead of growing to the store's size within a few batches."""
-
-    release_every = 1
+    per row read; so the reader drops a shard's pages right after gathering from it (madvise
+    DONTNEED; the page cache keeps the data) and the resident set stays flat in the dataset
+    size instead of growing to the store's size within a few batches (`release_pages`)."""
 
     def __init__(self, path: str, split: str, limit: int = 0, index: dict | None = None):
         self.directory = store_dir(path)
@@ -307,16 +305,14 @@ class TokenShardSplit:
             labels.append(np.asarray(lab))
         self.labels = (np.concatenate(labels) if labels else np.zeros(0, np.int32)
                        )[: self.num_examples]
-        self._fetches, self._touched = 0, set()
 
-    def release_pages(self) -> None:
-        """Drop the mapped pages of the shards read since the last call from the resident
-        set (the data stays in the page cache)."""
-        for k in self._touched:
-            mm = getattr(self._tokens[k], "_mmap", None)  # numpy's memmap keeps its mmap here
-            if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
-                mm.madvise(mmap.MADV_DONTNEED)
-        self._touched.clear()
+    release_pages = True  # drop the mapped pages of a shard right after reading from it
+
+    @staticmethod
+    def _release(m: np.memmap) -> None:
+        mm = getattr(m, "_mmap", None)  # numpy's memmap keeps its mmap.mmap here
+        if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED)  # the data stays in the page cache
 
     def __len__(self) -> int:
         return self.num_examples
@@ -358,10 +354,8 @@ class TokenShardSplit:
         for k, sel in zip(ks, np.split(order, starts[1:]), strict=True):
             mm = self._tokens[int(k)]
             out[sel] = mm[off[sel], aug[sel]] if mm.ndim == 3 else mm[off[sel]]
-        self._touched.update(int(k) for k in ks)
-        self._fetches += 1
-        if self.release_every and self._fetches % self.release_every == 0:
-            self.release_pages()
+            if self.release_pages:
+                self._release(mm)
         return out
 
     def train_take(self, idx, step: int, seed: int = 0) -> np.ndarray:
