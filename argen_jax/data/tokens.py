@@ -42,7 +42,7 @@ class TokenDataSettings:
     kind: str = "tokens"  # registry: which data builder (data/builders.py)
     path: str = ""  # the token .npz, or a token shard directory (or its index.json), written
     # by experiments/tokenizer/tokenize_dataset.py (--out / --shards)
-    tokenizer: str = ""  # the tokenizer run's workdir ('' = the one stored in the .npz)
+    tokenizer: str = ""  # the tokenizer run's workdir ('' = the one stored in the .npz / index)
     batch_size: int = 64  # global batch (split over the data mesh axis)
     eval_batch_size: int = 0  # global eval batch (0: batch_size)
     train_limit: int = 0  # use only the first N train maps (0 = all)
