@@ -1,6 +1,9 @@
 """Token maps of a tokenized image dataset, for the token-level AR models (LlamaGen, VAR).
 
-Reads the .npz written by `experiments/tokenizer/tokenize_dataset.py`:
+data.path is either a shard store (a directory or its index.json, `data/token_shards.py`:
+fixed-size memory-mapped shards, read lazily, optionally with augmented maps of which training
+draws one per example and step) or the single .npz (small sets), both written by
+`experiments/tokenizer/tokenize_dataset.py`. The .npz holds:
     {train,test}_tokens  int [N, L]   one h x w map in raster order (L = h*w), or the maps of
                                       every scale flattened coarse to fine (L = sum p_s^2)
     {train,test}_labels  int32 [N]
@@ -25,6 +28,7 @@ from argen_jax.config_lib import typed
 from argen_jax.data import batch as keys
 from argen_jax.data.batch import check_batching
 from argen_jax.data.pipeline import DataSpec, RandomAccessBatcher, sequential_batches
+from argen_jax.data.token_shards import is_shard_store, load_token_shards
 from argen_jax.errors import ConfigError, DataError
 
 REQUIRED = ("train_tokens", "train_labels", "test_tokens", "test_labels", "token_shape",
@@ -36,8 +40,9 @@ class TokenDataSettings:
     """`config.data` of data.kind='tokens'."""
 
     kind: str = "tokens"  # registry: which data builder (data/builders.py)
-    path: str = ""  # the token .npz written by experiments/tokenizer/tokenize_dataset.py
-    tokenizer: str = ""  # the tokenizer run's workdir ('' = the one stored in the .npz)
+    path: str = ""  # the token .npz, or a token shard directory (or its index.json), written
+    # by experiments/tokenizer/tokenize_dataset.py (--out / --shards)
+    tokenizer: str = ""  # the tokenizer run's workdir ('' = the one stored in the .npz / index)
     batch_size: int = 64  # global batch (split over the data mesh axis)
     eval_batch_size: int = 0  # global eval batch (0: batch_size)
     train_limit: int = 0  # use only the first N train maps (0 = all)
@@ -89,13 +94,22 @@ def scales_and_grid(d: dict) -> tuple[tuple[int, ...] | None, tuple[int, int]]:
     return scales, grid
 
 
+def _head(tokens, limit: int):
+    """The first `limit` maps (0: all): int32 in memory, or a lazy shard split
+    (`token_shards.TokenShardSplit`, int32 on fetch)."""
+    if isinstance(tokens, np.ndarray):
+        return tokens[: limit or None].astype(np.int32)
+    return tokens.limit(limit)
+
+
 class TokenData:
     def __init__(self, d: dict, batch_size: int, eval_batch_size: int, seed: int = 0,
                  train_limit: int = 0, test_limit: int = 0, tokenizer_workdir: str = ""):
         self.scales, self.grid = scales_and_grid(d)
-        self.train_tokens = d["train_tokens"][: train_limit or None].astype(np.int32)
+        self.seed = seed
+        self.train_tokens = _head(d["train_tokens"], train_limit)
         self.train_labels = d["train_labels"][: train_limit or None].astype(np.int32)
-        self.test_tokens = d["test_tokens"][: test_limit or None].astype(np.int32)
+        self.test_tokens = _head(d["test_tokens"], test_limit)
         self.test_labels = d["test_labels"][: test_limit or None].astype(np.int32)
         self.test_limit = test_limit
         ncls = int(max(self.train_labels.max(initial=-1), self.test_labels.max(initial=-1)) + 1)
@@ -106,8 +120,14 @@ class TokenData:
         self.eval_batch_size = eval_batch_size
         self.train_batch = RandomAccessBatcher(
             len(self.train_tokens), batch_size, seed,
-            lambda idx, step: {keys.TOKENS: self.train_tokens[idx],
+            lambda idx, step: {keys.TOKENS: self._train_tokens(idx, step),
                                keys.LABEL: self.train_labels[idx]})
+
+    def _train_tokens(self, idx: np.ndarray, step: int) -> np.ndarray:
+        if isinstance(self.train_tokens, np.ndarray):
+            return self.train_tokens[idx]
+        # a shard store: one stored augmentation per example, from (seed, step, index)
+        return self.train_tokens.train_take(idx, step, self.seed)
 
     def eval_batches(self) -> Iterator[dict]:
         return sequential_batches(
@@ -152,5 +172,9 @@ def image_test_split(cfg):
 def build_token_data(cfg, seed: int) -> TokenData:
     """data.kind='tokens': `cfg` is `config.data` (or its `TokenDataSettings`)."""
     s = cfg if isinstance(cfg, TokenDataSettings) else typed(TokenDataSettings, cfg, "data")
-    return TokenData(load_token_file(s.path), s.batch_size, s.eval_batch_size or s.batch_size,
+    if s.path and is_shard_store(s.path):
+        d = load_token_shards(s.path)
+    else:
+        d = load_token_file(s.path)
+    return TokenData(d, s.batch_size, s.eval_batch_size or s.batch_size,
                      seed, s.train_limit, s.test_limit, s.tokenizer)

@@ -14,6 +14,19 @@ and test splits of the data the tokenizer was trained on, and writes one .npz:
 and prints (and stores under `stats_json`) the codebook usage and perplexity over each whole
 split, per scale for the multi-scale quantizer. `--png` writes originals (top rows) above their
 reconstructions (bottom rows).
+
+Sharded, resumable, multi-process (ImageNet scale; `argen_jax/data/token_shards.py`):
+
+    python experiments/tokenizer/tokenize_dataset.py --workdir=/tmp/tok/in256 \
+        --shards=/data/in256_tokens [--shard_size=10000] [--augment=tencrop] \
+        [--process_index=0 --process_count=2]
+
+writes fixed-size .npy shards plus index.json instead of the .npz; process p of P writes the
+shards k with k % P == p (start one command per process, or let jax.process_index() /
+process_count() decide); a killed job rerun with the same flags skips finished shards.
+--augment (train split only; the test split stores centre crops): 'flip' stores the centre
+crop and its flip, 'tencrop' LlamaGen's ten crops + flips (image-folder data only). Point
+data.path of a LlamaGen / VAR config at the directory.
 """
 from __future__ import annotations
 
@@ -31,9 +44,11 @@ from argen_jax import xla_env  # noqa: E402
 
 xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
+from argen_jax.data import preprocess  # noqa: E402
+from argen_jax.data import token_shards as ts  # noqa: E402
 from argen_jax.data.builders import build_data  # noqa: E402
 from argen_jax.data.pipeline import sequential_batches  # noqa: E402
-from argen_jax.errors import CheckpointError  # noqa: E402
+from argen_jax.errors import CheckpointError, ConfigError, UserError  # noqa: E402
 from argen_jax.io.run_dir import load_config  # noqa: E402
 from argen_jax.layers import quantizer as qlib  # noqa: E402
 from argen_jax.models.tokenizer import Tokenizer  # noqa: E402
@@ -110,10 +125,132 @@ def write_reconstruction_png(tok: Tokenizer, images: np.ndarray, path: str) -> s
     return path
 
 
+# --------------------------------------------------------------------------- sharded store
+def example_reader(data, split: str, augment: str, threads: int = 8):
+    """(labels int32 [N], read(idx) -> uint8 [n, A, H, W, C]) of a split of a data builder:
+    in-memory image sets (data.kind 'image', 'photo_patches') or an image folder
+    ('image_folder': centre crops at data.resolution, LlamaGen's code-extraction crops)."""
+    s = data.train_set if split == "train" else data.test_set
+    labels = np.asarray(s.labels, np.int32)
+    if hasattr(s, "images"):  # an in-memory ImageSet
+        if augment == "tencrop":
+            raise ConfigError("--augment=tencrop needs an image-folder data source "
+                              "(data.kind='image_folder'); this one holds fixed-size arrays")
+
+        def read(idx):
+            x = s.images[np.asarray(idx)]
+            return x[:, None] if augment == "none" else np.stack([x, preprocess.hflip(x)], 1)
+
+        return labels, read
+    res = data.settings.resolution
+    crop = {"none": lambda im: preprocess.center_crop_arr(im, res)[None],
+            "flip": lambda im: preprocess.center_flip_arr(im, res),
+            "tencrop": lambda im: preprocess.ten_crop_flip_arr(im, res)}[augment]
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max(1, threads))  # PIL decodes and resizes without the GIL
+
+    def read(idx):
+        return np.stack(list(pool.map(lambda i: crop(s[int(i)][0]), idx)))
+
+    return labels, read
+
+
+def encode_maps(tok, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """uint8 [n, A, H, W, C] -> int [n, A, L] (fixed-size padded batches: a shard's tokens
+    do not depend on where a job started)."""
+    n, a = images.shape[:2]
+    flat = images.reshape((n * a,) + images.shape[2:])
+    return tokenize_split(tok, flat, batch_size).reshape(n, a, -1)
+
+
+def write_token_shards(tok, data, directory: str, splits=("train", "test"),
+                       batch_size: int = 500, shard_size: int = 10000, augment: str = "none",
+                       process_index: int = 0, process_count: int = 1,
+                       progress: bool = True, tokenizer_workdir: str = "",
+                       read_threads: int = 8) -> dict:
+    """This process's shards of `splits` of `data` (a data builder) tokenized by `tok`;
+    finished shards are skipped. Returns {'written', 'skipped', 'complete', 'stats'?}."""
+    from tqdm import tqdm
+
+    readers = {sp: example_reader(data, sp, augment if sp == "train" else "none", read_threads)
+               for sp in splits}
+    shape = tok.token_shapes[-1]
+    index = ts.make_index(
+        token_shape=shape, scales=tok.scales if tok.multiscale else [shape[0]],
+        multiscale=tok.multiscale, codebook_size=tok.codebook_size,
+        splits={sp: len(r[0]) for sp, r in readers.items()}, shard_size=shard_size,
+        augment=augment, tokenizer_workdir=tokenizer_workdir, tokenizer_step=int(tok.step))
+    writer = ts.ShardWriter(directory, index, process_index, process_count)
+    todo = {sp: writer.pending(sp) for sp in splits}
+    skipped = sum(len(writer.my_shards(sp)) - len(todo[sp]) for sp in splits)
+    total = sum(np.diff(writer.shard_range(sp, k))[0] for sp in splits for k in todo[sp])
+    with tqdm(total=int(total), unit="img", disable=not progress,
+              desc=f"tokenizing (process {process_index}/{process_count})") as bar:
+        for sp in splits:
+            labels, read = readers[sp]
+            for k in todo[sp]:
+                lo, hi = writer.shard_range(sp, k)
+                maps = encode_maps(tok, read(np.arange(lo, hi)), batch_size)
+                writer.write_shard(sp, k, maps if maps.shape[1] > 1 else maps[:, 0],
+                                   labels[lo:hi])
+                bar.update(hi - lo)
+    out = {"written": sum(len(v) for v in todo.values()), "skipped": skipped,
+           "complete": writer.finalize()}
+    if out["complete"]:
+        out["stats"] = writer.index["stats"]
+    return out
+
+
+def tokenize_to_shards(workdir: str, directory: str, splits=("train", "test"),
+                       batch_size: int = 500, data_path: str | None = None, full: bool = True,
+                       shard_size: int = 10000, augment: str = "none",
+                       process_index: int | None = None, process_count: int | None = None,
+                       progress: bool = True, png: str | None = None) -> dict:
+    """`tokenize` writing a shard store (resumable; this process's shards only)."""
+    config = load_config(workdir, CheckpointError, "a tokenizer workdir")
+    if augment not in ts.AUGMENTATIONS:
+        raise ConfigError(f"--augment={augment!r}: one of {sorted(ts.AUGMENTATIONS)}")
+    kind = config.data.get("kind", "image")
+    if augment == "tencrop" and kind != "image_folder":
+        raise ConfigError(f"--augment=tencrop needs an image-folder data source; the "
+                          f"tokenizer's data.kind is {kind!r}")
+    if data_path:
+        config.data.path = data_path
+    if full:
+        config.data.train_limit = config.data.test_limit = 0
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    tok = Tokenizer.load(workdir)
+    data = build_data(config.data, config.seed)
+    try:
+        out = write_token_shards(tok, data, directory, splits, batch_size, shard_size, augment,
+                                 process_index, process_count, progress,
+                                 os.path.abspath(workdir))
+        if png and process_index == 0 and "test" in splits:
+            _, read = example_reader(data, "test", "none")
+            n = len(data.test_set)
+            write_reconstruction_png(tok, read(np.linspace(0, n - 1, 16).astype(int))[:, 0], png)
+    finally:
+        if hasattr(data, "close"):
+            data.close()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", required=True, help="tokenizer training workdir")
-    ap.add_argument("--out", required=True, help="output .npz")
+    ap.add_argument("--out", default="", help="output .npz (or --shards)")
+    ap.add_argument("--shards", default="", help="write a resumable shard store in this "
+                    "directory instead of the .npz")
+    ap.add_argument("--shard_size", type=int, default=10000, help="examples per shard")
+    ap.add_argument("--augment", default="none", choices=sorted(ts.AUGMENTATIONS),
+                    help="stored augmentations of the train split (--shards only; tencrop: "
+                    "image-folder data only)")
+    ap.add_argument("--process_index", type=int, default=None,
+                    help="this process (default jax.process_index())")
+    ap.add_argument("--process_count", type=int, default=None,
+                    help="processes sharing the job (default jax.process_count())")
     ap.add_argument("--splits", default="train,test")
     ap.add_argument("--batch_size", type=int, default=500)
     ap.add_argument("--png", default="", help="also write originals vs reconstructions here")
@@ -121,6 +258,20 @@ def main():
     ap.add_argument("--keep_limits", action="store_true",
                     help="keep the run's data.train_limit / test_limit (default: whole splits)")
     a = ap.parse_args()
+    if bool(a.out) == bool(a.shards):
+        ap.error("give exactly one of --out=FILE.npz and --shards=DIR")
+    if a.shards:
+        try:
+            out = tokenize_to_shards(
+                a.workdir, a.shards, tuple(a.splits.split(",")), a.batch_size,
+                a.data_path or None, not a.keep_limits, a.shard_size, a.augment,
+                a.process_index, a.process_count, png=a.png or None)
+        except UserError as e:
+            sys.exit(f"error: {e}")
+        print(json.dumps({"shards": a.shards, **out}))
+        return
+    if a.augment != "none":
+        ap.error("--augment needs --shards")
     stats = tokenize(a.workdir, a.out, tuple(a.splits.split(",")), a.batch_size,
                      a.png or None, a.data_path or None, not a.keep_limits)
     print(json.dumps({"out": a.out, **stats}))
