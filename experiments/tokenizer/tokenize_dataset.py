@@ -4,7 +4,10 @@
         --out=/tmp/tok/fashion_mnist_tokens.npz [--png=/tmp/tok/recon.png]
 
 Reads the tokenizer's config (workdir/config.json) and newest checkpoint, tokenizes the train
-and test splits of the data the tokenizer was trained on, and writes one .npz:
+and test splits of the data the tokenizer was trained on (an image folder, data.kind=
+'image_folder': every image once, read lazily and centre-cropped at data.resolution, as ADM
+and LlamaGen's evaluation do; `--data_path` points at the folder on another machine), and
+writes one .npz:
     {split}_tokens  int16/int32 [N, L]: single scale: the h x w map in raster order (L = h*w);
                     multi-scale: the maps of every scale flattened coarse to fine
                     (L = sum p_s^2; `layers.quantizer.split_scales` undoes it)
