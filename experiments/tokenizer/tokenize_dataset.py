@@ -4,7 +4,10 @@
         --out=/tmp/tok/fashion_mnist_tokens.npz [--png=/tmp/tok/recon.png]
 
 Reads the tokenizer's config (workdir/config.json) and newest checkpoint, tokenizes the train
-and test splits of the data the tokenizer was trained on, and writes one .npz:
+and test splits of the data the tokenizer was trained on (an image folder, data.kind=
+'image_folder': every image once, read lazily and centre-cropped at data.resolution, as ADM
+and LlamaGen's evaluation do; `--data_path` points at the folder on another machine), and
+writes one .npz:
     {split}_tokens  int16/int32 [N, L]: single scale: the h x w map in raster order (L = h*w);
                     multi-scale: the maps of every scale flattened coarse to fine
                     (L = sum p_s^2; `layers.quantizer.split_scales` undoes it)
@@ -61,14 +64,34 @@ def _usage(tokens: np.ndarray, k: int) -> tuple[float, float]:
     return float((counts > 0).mean()), float(np.exp(-(nz * np.log(nz)).sum()))
 
 
-def tokenize_split(tok: Tokenizer, images: np.ndarray, batch_size: int) -> np.ndarray:
-    out = []
-    for batch in sequential_batches(len(images), batch_size, lambda i: {"image": images[i]}):
+def split_batches(data, split_set, batch_size: int):
+    """Every image of a split once, in order, in batches {'image', 'label', 'mask'}: from the
+    in-memory array of small datasets, or read lazily and centre-cropped (ADM's crop, the
+    evaluation transform) from an image folder (data.kind='image_folder')."""
+    if hasattr(split_set, "images"):
+        images, labels = split_set.images, np.asarray(split_set.labels)
+        return sequential_batches(len(images), batch_size,
+                                  lambda i: {"image": images[i], "label": labels[i]})
+    from argen_jax.data.grain_loader import GrainLoader
+
+    s = data.settings
+    return iter(GrainLoader(split_set, data.eval_transform, batch_size, data.seed,
+                            shuffle=False, worker_count=s.worker_count,
+                            num_threads=s.num_threads, prefetch=s.prefetch))
+
+
+def tokenize_split(tok: Tokenizer, batches) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens [N, L], labels int32 [N]) of every real row of `batches`."""
+    out, labels = [], []
+    for batch in batches:
+        keep = batch["mask"] > 0
         idx = tok.encode(batch["image"])
         flat = qlib.flatten_scales(idx) if tok.multiscale else idx.reshape(idx.shape[0], -1)
-        out.append(np.asarray(flat)[batch["mask"] > 0])
+        out.append(np.asarray(flat)[keep])
+        labels.append(np.asarray(batch["label"], np.int32)[keep])
     tokens = np.concatenate(out)
-    return tokens.astype(np.int16 if tok.codebook_size <= 32767 else np.int32)
+    return (tokens.astype(np.int16 if tok.codebook_size <= 32767 else np.int32),
+            np.concatenate(labels))
 
 
 def split_stats(tok: Tokenizer, tokens: np.ndarray) -> dict:
@@ -96,9 +119,9 @@ def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int =
     arrays, stats = {}, {}
     for split in splits:
         t0 = time.time()
-        tokens = tokenize_split(tok, sets[split].images, batch_size)
+        tokens, labels = tokenize_split(tok, split_batches(data, sets[split], batch_size))
         arrays[f"{split}_tokens"] = tokens
-        arrays[f"{split}_labels"] = sets[split].labels.astype(np.int32)
+        arrays[f"{split}_labels"] = labels
         stats[split] = split_stats(tok, tokens)
         stats[split]["seconds"] = round(time.time() - t0, 1)
     shape = tok.token_shapes[-1]
@@ -109,8 +132,13 @@ def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int =
              step=np.int32(tok.step), tokenizer_workdir=np.asarray(os.path.abspath(workdir)),
              stats_json=np.asarray(json.dumps(stats)), **arrays)
     if png:
-        test = sets["test"].images  # 16 spread over the split (patches come photo by photo)
-        write_reconstruction_png(tok, test[np.linspace(0, len(test) - 1, 16).astype(int)], png)
+        test = sets["test"]  # 16 spread over the split (patches come photo by photo)
+        pick = np.linspace(0, len(test) - 1, 16).astype(int)
+        if hasattr(test, "images"):
+            images = test.images[pick]
+        else:  # an image folder: the same centre crops as the tokens
+            images = np.stack([data.eval_transform(test[int(i)], 0)["image"] for i in pick])
+        write_reconstruction_png(tok, images, png)
     return stats
 
 
