@@ -56,7 +56,7 @@ def _npz(path, data):
     tok = FakeTokenizer()
     arrays = {}
     for split, s in (("train", data.train_set), ("test", data.test_set)):
-        arrays[f"{split}_tokens"] = td.tokenize_split(tok, s.images, 4)
+        arrays[f"{split}_tokens"] = td.encode_images(tok, s.images, 4)
         arrays[f"{split}_labels"] = s.labels
     np.savez(path, token_shape=np.asarray([4, 4]), scales=np.asarray([4]),
              codebook_size=np.int32(K), multiscale=np.bool_(False), **arrays)
@@ -140,8 +140,8 @@ def test_flip_augmentation_is_drawn_per_example_from_seed_step_index(tmp_path):
     assert s._tokens[0].shape == (7, 2, 16) and s.num_augmentations == 2
     test = ts.TokenShardSplit(str(tmp_path / "s"), "test")
     assert test._tokens[0].ndim == 2  # the test split stores centre crops only
-    plain = td.tokenize_split(FakeTokenizer(), data.train_set.images, 4)
-    flipped = td.tokenize_split(FakeTokenizer(), data.train_set.images[:, :, ::-1], 4)
+    plain = td.encode_images(FakeTokenizer(), data.train_set.images, 4)
+    flipped = td.encode_images(FakeTokenizer(), data.train_set.images[:, :, ::-1], 4)
     np.testing.assert_array_equal(s[:], plain)  # default: the un-flipped maps
     idx = np.arange(30)
     a = s.augmentations(idx, step=5, seed=1)

@@ -189,7 +189,15 @@ def encode_maps(tok, images: np.ndarray, batch_size: int) -> np.ndarray:
     do not depend on where a job started)."""
     n, a = images.shape[:2]
     flat = images.reshape((n * a,) + images.shape[2:])
-    return tokenize_split(tok, flat, batch_size).reshape(n, a, -1)
+    return encode_images(tok, flat, batch_size).reshape(n, a, -1)
+
+
+def encode_images(tok, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """uint8 [N, H, W, C] -> tokens [N, L], in fixed-size batches (the last one padded)."""
+    no_labels = np.zeros((len(images),), np.int32)
+    batches = sequential_batches(len(images), batch_size,
+                                 lambda i: {"image": images[i], "label": no_labels[i]})
+    return tokenize_split(tok, batches)[0]
 
 
 def write_token_shards(tok, data, directory: str, splits=("train", "test"),
