@@ -236,3 +236,19 @@ def test_divergence_stops_before_saving_nan_over_good_checkpoints(tmp_path):
     ckpt = Checkpointer(wd)
     assert ckpt.latest_step() == 8
     ckpt.close()
+
+
+def test_an_update_that_overflows_at_a_save_step_is_not_saved(tmp_path):
+    """The loss of a step is computed before its update: an update that makes the parameters
+    inf at a save step must still stop the run before the save."""
+    from argen_jax.errors import DivergenceError
+    from argen_jax.io.checkpoint import Checkpointer
+
+    wd = str(tmp_path)
+    bad = tiny_config(**{"train.lr": 1e39, "train.warmup_steps": 0, "train.save_every": 1,
+                         "train.log_every": 100, "train.grad_clip": 0.0})
+    with pytest.raises(DivergenceError, match=r"parameters after step 1 are not finite"):
+        train(bad, wd)
+    ckpt = Checkpointer(wd)
+    assert ckpt.latest_step() is None
+    ckpt.close()

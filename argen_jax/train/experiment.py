@@ -80,6 +80,7 @@ class Experiment:
             in_shardings=(self.state_sharding.params, self.batch_sharding),
             out_shardings=self.replicated,
         ))
+        self._finite = None  # state_is_finite's jitted reduction, built on first use
         self._sample = self._in_mesh(jax.jit(
             self._in_rules(self.family.sample),
             in_shardings=(self.state_sharding.params, self.batch_sharding, self.batch_sharding),
@@ -176,6 +177,13 @@ class Experiment:
     def _eval_step(self, params, batch):
         _, sums = self.family.loss(params, batch, jax.random.PRNGKey(0), False)
         return sums
+
+    def state_is_finite(self, state: TrainState) -> bool:
+        """Whether every parameter (and its average) is finite: checked before each save."""
+        if self._finite is None:
+            self._finite = self._in_mesh(jax.jit(lambda p, e: jnp.all(jnp.stack(
+                [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((p, e))]))))
+        return bool(jax.device_get(self._finite(state.params, state.ema_params)))
 
     def eval_params(self, state: TrainState):
         return state.ema_params if self.ema_decay > 0 else state.params

@@ -56,14 +56,19 @@ class Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _check_finite(loss, step: int, ckpt: Checkpointer, tcfg: TrainSettings) -> None:
-    """Stops a diverged run before it logs on or checkpoints NaN parameters over good ones."""
+def _check_finite(loss, step: int, ckpt: Checkpointer, tcfg: TrainSettings,
+                  params_finite: bool = True) -> None:
+    """Stops a diverged run before it logs on or checkpoints NaN parameters over good ones.
+    `loss` is from before the step's update; `params_finite` checks the state after it (an
+    update that overflows at a save step would otherwise be saved)."""
     loss = float(jax.device_get(loss))
-    if np.isfinite(loss):
+    if np.isfinite(loss) and params_finite:
         return
     saved = ckpt.latest_step()
+    what = (f"loss is {loss} at step {step}" if not np.isfinite(loss) else
+            f"the parameters after step {step} are not finite (loss before it {loss:.4g})")
     raise DivergenceError(
-        f"training diverged: loss is {loss} at step {step} (lr {tcfg.lr}, grad_clip "
+        f"training diverged: {what} (lr {tcfg.lr}, grad_clip "
         f"{tcfg.grad_clip}). Nothing was saved from it; the newest checkpoint is "
         + (f"step {saved}" if saved is not None else "none")
         + ". Lower train.lr or set train.grad_clip, then run again.")
@@ -157,7 +162,8 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                 log_now = every(tcfg.log_every, step) or final
                 checkpoint_now = every(tcfg.save_every, step) or final or stop
                 if log_now or checkpoint_now:
-                    _check_finite(metrics["loss"], step, ckpt, tcfg)
+                    finite = exp.state_is_finite(state) if checkpoint_now else True
+                    _check_finite(metrics["loss"], step, ckpt, tcfg, finite)
                 if log_now:
                     m = {f"train/{k}": v for k, v in summarize(jax.device_get(metrics)).items()}
                     # wall-clock throughput since the previous log row (that interval also
