@@ -43,6 +43,18 @@ def test_missing_and_corrupt_files_name_the_problem(tmp_path, idx_folder):
         images.load_idx_folder(idx_folder, "test")
 
 
+def test_truncated_or_non_gzip_idx_files_are_one_line_data_errors(idx_folder):
+    path = os.path.join(idx_folder, "train-images-idx3-ubyte.gz")
+    with open(path, "rb") as f:
+        whole = f.read()
+    for damaged in (whole[: len(whole) // 2], b"not gzip at all"):
+        with open(path, "wb") as f:
+            f.write(damaged)
+        with pytest.raises(DataError, match="train-images-idx3-ubyte.*could not be read") as e:
+            images.load_idx_folder(idx_folder, "train")
+        assert "\n" not in str(e.value)
+
+
 def test_offline_sources():
     d = images.load_digits("test")
     assert d.images.shape[1:] == (8, 8, 1) and d.images.max() == 255

@@ -12,6 +12,7 @@ import functools
 import gzip
 import os
 import struct as pystruct
+import zlib
 
 import numpy as np
 
@@ -100,15 +101,25 @@ def read_idx(f) -> np.ndarray:
     return data.reshape(dims)
 
 
+def _read_idx_file(folder: str, stem: str) -> np.ndarray:
+    """read_idx of folder/stem[.gz]; a damaged file is a DataError that names it."""
+    try:
+        with _open_maybe_gz(folder, stem) as f:
+            return read_idx(f)
+    except DataError as e:
+        raise DataError(f"{os.path.join(folder, stem)}[.gz]: {e}") from None
+    except (OSError, EOFError, pystruct.error, zlib.error) as e:  # truncated / not gzip
+        raise DataError(f"{os.path.join(folder, stem)}[.gz] could not be read (damaged or "
+                        f"truncated?): {e}") from None
+
+
 def load_idx_folder(folder: str, split: str) -> ImageSet:
     """MNIST / Fashion-MNIST layout: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]."""
     if not os.path.isdir(folder):
         raise DataError(f"idx folder not found: {folder!r}")
     img_name, lbl_name = _IDX_NAMES[split]
-    with _open_maybe_gz(folder, img_name) as f:
-        images = read_idx(f)
-    with _open_maybe_gz(folder, lbl_name) as f:
-        labels = read_idx(f).astype(np.int32)
+    images = _read_idx_file(folder, img_name)
+    labels = _read_idx_file(folder, lbl_name).astype(np.int32)
     if images.ndim == 3:
         images = images[..., None]
     return ImageSet(images, labels, 10)
