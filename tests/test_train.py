@@ -124,6 +124,19 @@ def test_a_refused_run_leaves_the_workdir_as_it_was(tmp_path):
     assert (tmp_path / "config.json").read_text() == config_json
 
 
+def test_eval_on_a_read_only_workdir_stops_before_the_work(tmp_path):
+    from unittest import mock
+
+    wd = str(tmp_path)
+    train(tiny_config(), wd, stop_after_steps=4)
+    read_only = OSError(30, "Read-only file system")
+    with mock.patch("tempfile.TemporaryFile", side_effect=read_only), \
+            mock.patch("argen_jax.train.loop.evaluate") as evaluate:
+        with pytest.raises(ConfigError, match="is not writable"):
+            run(tiny_config(), wd, "eval")
+    evaluate.assert_not_called()
+
+
 def test_one_training_per_workdir(tmp_path):
     from argen_jax.errors import WorkdirBusyError
     from argen_jax.io.run_dir import lock_workdir

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import tempfile
 import time
 
 import jax
@@ -208,7 +209,20 @@ def _restored(config, workdir):
         state, _ = ckpt.restore(exp.abstract_state)
     finally:
         ckpt.close()
+    _check_writable(workdir)  # before the work, not after it
     return exp, state
+
+
+def _check_writable(workdir: str) -> None:
+    """eval and sample write metrics / samples into the workdir: say so now if they can't."""
+    if jax.process_index() != 0:
+        return
+    try:
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as e:
+        raise ConfigError(f"workdir {workdir!r} is not writable ({e.strerror}): eval and "
+                          f"sample write their metrics and samples there") from None
 
 
 def eval_only(config, workdir: str) -> dict:
