@@ -202,6 +202,44 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
     assert os.path.isdir(os.path.join(wd, "checkpoints", "4"))  # nothing deleted
 
 
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    """Damage of several kinds to the newest checkpoint: training resumes from the previous
+    one and moves the damaged one aside (nothing deleted); eval uses the previous one."""
+    import glob
+    import shutil
+
+    wd = str(tmp_path / "run")
+    train(tiny_config(), wd)  # checkpoints 4 and 8
+    good = str(tmp_path / "good")
+    shutil.copytree(wd, good)
+
+    def garble(step_dir):
+        for f in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True):
+            with open(f, "wb") as fh:
+                fh.write(b"\0" * 7)
+
+    damages = {
+        "garbled arrays": garble,
+        "no state metadata": lambda d: os.remove(os.path.join(d, "state", "_METADATA")),
+        "no state folder": lambda d: shutil.rmtree(os.path.join(d, "state")),
+    }
+    for kind, damage in damages.items():
+        shutil.rmtree(wd)
+        shutil.copytree(good, wd)
+        damage(os.path.join(wd, "checkpoints", "8"))
+        m = run(tiny_config(), wd, "eval")  # the newest readable one: step 4
+        assert np.isfinite(m["eval/nll"]), kind
+        assert os.path.isdir(os.path.join(wd, "checkpoints", "8")), kind  # eval moves nothing
+        train(tiny_config(**{"train.num_steps": 12}), wd)
+        from argen_jax.io.checkpoint import Checkpointer
+
+        ckpt = Checkpointer(wd)
+        assert ckpt.all_steps() == [4, 8, 12], kind  # 8 trained again from 4, then 12
+        ckpt.close()
+        aside = glob.glob(os.path.join(wd, "damaged_checkpoints", "8-*"))
+        assert len(aside) == 1, kind
+
+
 def test_checkpoint_from_another_model_is_reported(tmp_path):
     wd = str(tmp_path)
     train(tiny_config(), wd, stop_after_steps=2)

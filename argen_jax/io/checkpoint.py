@@ -8,11 +8,17 @@ than Orbax's `max_to_keep` rotation.
 from __future__ import annotations
 
 import os
+import time
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 from argen_jax.errors import CheckpointError
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint whose files cannot be read (truncated, garbled, missing pieces)."""
 
 
 class Checkpointer:
@@ -37,28 +43,44 @@ class Checkpointer:
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def _saved_shapes(self, step: int) -> list[tuple] | None:
+        """Sorted shapes of the saved state's arrays from its metadata; None if unreadable."""
+        try:
+            tree = ocp.PyTreeCheckpointer().metadata(
+                os.path.join(self.directory, str(step), "state")).item_metadata
+            shapes = sorted(tuple(m.shape) for m in jax.tree.leaves(tree))
+            return shapes or None  # metadata Orbax cannot find comes back empty
+        except Exception:  # noqa: BLE001 - damaged metadata surfaces as many error types
+            return None
+
     def restore(self, abstract_state, step: int | None = None):
-        """abstract_state: a tree of jax.ShapeDtypeStruct carrying the target shardings."""
+        """abstract_state: a tree of jax.ShapeDtypeStruct carrying the target shardings.
+        A checkpoint of another model raises CheckpointError; one that cannot be read
+        (damaged, incomplete) DamagedCheckpointError."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.directory}")
         path = os.path.join(self.directory, str(step))
+        want = sorted(tuple(a.shape) for a in jax.tree.leaves(abstract_state))
+        saved = self._saved_shapes(step)
+        if saved is not None and saved != want:
+            raise CheckpointError(
+                f"checkpoint {path} does not match this config's model/optimizer (was it "
+                f"written by a different config?): {len(saved)} saved arrays vs {len(want)}, "
+                f"or other shapes")
         try:
             out = self.manager.restore(
                 step,
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                         meta=ocp.args.JsonRestore()),
             )
-        except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(
-                f"checkpoint {path} does not match this config's model/optimizer "
-                f"(was it written by a different config?): {str(e).splitlines()[0][:300]}"
-            ) from e
-        except Exception as e:  # noqa: BLE001 - corrupt files surface as many error types
-            raise CheckpointError(
-                f"checkpoint {path} could not be read (corrupt or incomplete?): "
-                f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}. "
-                f"It was left in place; move it aside to resume from an earlier one."
+        except Exception as e:  # noqa: BLE001 - damaged files surface as many error types
+            raise DamagedCheckpointError(
+                f"checkpoint {path} could not be read (damaged or incomplete): "
+                f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             ) from e
         state = out["state"]
         shapes_ok = jax.tree.all(jax.tree.map(lambda a, b: a.shape == b.shape,
@@ -66,6 +88,35 @@ class Checkpointer:
         if not shapes_ok:
             raise CheckpointError(f"checkpoint {path} has parameter shapes unlike this config's")
         return state, dict(out["meta"])
+
+    def restore_newest_good(self, abstract_state, set_aside: bool):
+        """(state, meta, step) of the newest checkpoint that can be read. Damaged newer ones
+        are skipped with a warning (and, with `set_aside`, moved to
+        WORKDIR/damaged_checkpoints/ so that training can save those steps again); if no
+        checkpoint can be read, the newest one's error is raised and nothing is moved."""
+        steps = self.all_steps()[::-1]
+        damaged = []
+        for step in steps:
+            try:
+                state, meta = self.restore(abstract_state, step)
+            except DamagedCheckpointError as e:
+                damaged.append((step, e))
+                continue
+            for bad, err in damaged:
+                where = self._set_aside(bad) if set_aside else "left in place"
+                logging.warning("%s; using step %d instead (step %d %s)", err, step, bad,
+                                where)
+            if damaged and set_aside:
+                self.manager.reload()
+            return state, meta, step
+        raise damaged[0][1]
+
+    def _set_aside(self, step: int) -> str:
+        dest_dir = os.path.join(os.path.dirname(self.directory), "damaged_checkpoints")
+        os.makedirs(dest_dir, exist_ok=True)
+        dest = os.path.join(dest_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(os.path.join(self.directory, str(step)), dest)
+        return f"moved to {dest}"
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -76,10 +76,11 @@ def _check_finite(loss, step: int, ckpt: Checkpointer, tcfg: TrainSettings,
 
 
 def restore_or_init(exp: Experiment, ckpt: Checkpointer):
-    step = ckpt.latest_step()
-    if step is None:
+    """The newest readable checkpoint (damaged newer ones are set aside, with a warning), or
+    a fresh state when there is none."""
+    if ckpt.latest_step() is None:
         return exp.init_state(), None
-    state, meta = ckpt.restore(exp.abstract_state, step)
+    state, meta, step = ckpt.restore_newest_good(exp.abstract_state, set_aside=True)
     logging.info("Resumed from %s/%d", ckpt.directory, step)
     return state, meta
 
@@ -206,7 +207,7 @@ def _restored(config, workdir):
     try:
         if ckpt.latest_step() is None:
             raise CheckpointError(f"no checkpoint in {ckpt.directory}: train first (mode=train)")
-        state, _ = ckpt.restore(exp.abstract_state)
+        state, _, _ = ckpt.restore_newest_good(exp.abstract_state, set_aside=False)
     finally:
         ckpt.close()
     _check_writable(workdir)  # before the work, not after it
