@@ -31,7 +31,9 @@ import numpy as np
 from PIL import Image
 
 from argen_jax.data import preprocess
+from argen_jax.data.batch import check_batching
 from argen_jax.data.grain_loader import GrainLoader
+from argen_jax.data.patches import spread_index
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import ConfigError, DataError
 
@@ -238,9 +240,8 @@ class SubsetSource:
 
 def spread_subset(source, n: int):
     """n examples evenly spread over the source (every class represented), or all if 0."""
-    if not n or n >= len(source):
-        return source
-    return SubsetSource(source, np.linspace(0, len(source) - 1, n).round().astype(np.int64))
+    idx = spread_index(len(source), n)
+    return source if len(idx) == len(source) else SubsetSource(source, idx)
 
 
 # --------------------------------------------------------------------------- transforms
@@ -307,10 +308,8 @@ class ImageFolderSettings:
         if not 0 < self.min_crop_frac <= self.max_crop_frac <= 1:
             bad("min_crop_frac", f"need 0 < min_crop_frac <= max_crop_frac "
                 f"({self.max_crop_frac}) <= 1")
-        if self.batch_size < 1:
-            bad("batch_size", "must be positive")
-        for key in ("eval_batch_size", "train_limit", "test_limit", "worker_count",
-                    "num_threads", "prefetch"):
+        check_batching(self)
+        for key in ("worker_count", "num_threads", "prefetch"):
             if getattr(self, key) < 0:
                 bad(key, "must be >= 0")
         for key in ("train_split", "test_split"):
