@@ -73,3 +73,42 @@ def test_folder_to_tokenizer_to_tokens_to_llamagen(tmp_path):
 
     grid = np.asarray(Image.open(os.path.join(g_dir, "samples", "step_0000003.png")))
     assert grid.shape[0] >= 32 and grid.shape[1] >= 3 * 32 and grid.std() > 1.0
+
+
+@pytest.mark.slow
+def test_two_processes_read_their_own_rows_of_an_image_folder(tmp_path):
+    """launch/local_multiprocess.sh 2 4: each process decodes only its half of every batch
+    (rows [0, 4) and [4, 8) of 8) and the loop assembles the global batch from the halves,
+    so the losses equal this process's 8-device run of the same config."""
+    import subprocess
+    import sys
+
+    from argen_jax.train import loop
+
+    folder = str(tmp_path / "images")
+    make_synthetic_folder(folder, classes=2, per_class=8, val_per_class=4, min_side=36,
+                          max_side=80, photos=("astronaut", "coffee"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    mp_dir = tmp_path / "mp"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.Popen(
+        ["bash", os.path.join(root, "launch/local_multiprocess.sh"), "2", "4", str(mp_dir),
+         "--", "--config=experiments/tokenizer/imagenet.py:tiny", f"--config.data.path={folder}",
+         "--config.train.num_steps=2", "--config.train.log_every=1", f"--workdir={mp_dir / 'w'}"],
+        cwd=root, env={**env, "PYTHON": sys.executable}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    c = tokenizer_imagenet.get_config("tiny")  # meanwhile: the same run in this process
+    c.data.path = folder
+    c.train.num_steps, c.train.log_every = 2, 1
+    loop.train(c, str(tmp_path / "single"))
+    out, _ = proc.communicate(timeout=300)
+    logs = [open(mp_dir / f"process_{i}.log").read() for i in range(2)]
+    assert proc.returncode == 0, out + "".join(log[-2000:] for log in logs)
+    for i, log in enumerate(logs):
+        assert f"data: process {i} of 2 reads rows [{4 * i}, {4 * i + 4}) of each batch of 8" \
+            in log, log[-2000:]
+    for key in ("train/loss", "eval/mse"):
+        multi = [r[key] for r in _rows(str(mp_dir / "w"), key)]
+        single = [r[key] for r in _rows(str(tmp_path / "single"), key)]
+        assert len(multi) == len(single) > 0
+        np.testing.assert_allclose(multi, single, rtol=2e-5, err_msg=key)

@@ -17,7 +17,7 @@ the function that builds one from its typed `config.data` settings.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -59,6 +59,20 @@ class DataBuilder(Protocol):
 
     def eval_batches(self) -> Iterator[dict]:
         """Every test example once, in a fixed order; the last batch padded (mask 0)."""
+
+
+@runtime_checkable
+class ProcessLocalData(Protocol):
+    """A source that builds only this process's rows of each batch (an image folder: no process
+    decodes images another one trains on). The loop asks for the loaders of its process and
+    assembles global arrays with `jax.make_array_from_process_local_data`; process p of P reads
+    rows [p * B / P, (p + 1) * B / P) of the global batch of B."""
+
+    def train_loader(self, process_index: int, process_count: int) -> Callable[[int], dict]:
+        """step -> this process's rows of the global training batch of `step`."""
+
+    def eval_loader(self, process_index: int, process_count: int) -> Iterable[dict]:
+        """This process's rows of each evaluation batch, in order (as `eval_batches`)."""
 
 
 @runtime_checkable

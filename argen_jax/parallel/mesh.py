@@ -94,6 +94,19 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec((axes.DATA_AXIS, axes.FSDP_AXIS)))
 
 
+def process_rows(sharding: NamedSharding, num_rows: int) -> slice:
+    """The rows of a [num_rows, ...] array sharded by `sharding` that this process's devices
+    hold: one contiguous block (what `jax.make_array_from_process_local_data` fills)."""
+    idx = sharding.addressable_devices_indices_map((num_rows,)).values()
+    starts = [i[0].start or 0 for i in idx]
+    stops = [num_rows if i[0].stop is None else i[0].stop for i in idx]
+    rows = slice(min(starts), max(stops))
+    blocks = sorted(set(zip(starts, stops, strict=True)))
+    if sum(b - a for a, b in blocks) != rows.stop - rows.start:
+        raise ValueError(f"this process's batch rows are not one block: {blocks}")
+    return rows
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

@@ -7,16 +7,19 @@ explicit in/out shardings over the mesh (the modern `pjit`) and donates the old 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 from flax import linen as nn
 
 from argen_jax import registry
 from argen_jax.config_lib import typed
 from argen_jax.data.batch import MASK
+from argen_jax.data.pipeline import ProcessLocalData
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.parallel import distributed
@@ -38,6 +41,12 @@ def validate_config(config) -> None:
         raise ConfigError("config.model.name is required (which model family to build)")
 
 
+def _rows(batch_size: int) -> tuple[int, int, int]:
+    """(first row, end row, batch size) of this process's block of a global batch."""
+    per = batch_size // jax.process_count()
+    return jax.process_index() * per, (jax.process_index() + 1) * per, batch_size
+
+
 class Experiment:
     def __init__(self, config):
         validate_config(config)
@@ -56,12 +65,27 @@ class Experiment:
         self.batch_sharding = meshlib.batch_sharding(self.mesh)
         self.replicated = meshlib.replicated(self.mesh)
         dp = meshlib.data_parallel_size(self.mesh)
-        example = self.data.train_batch(0)
-        sizes = {"batch_size": len(example[MASK]), "eval_batch_size": self.data.eval_batch_size}
+        # an image folder builds only this process's rows of each batch (ProcessLocalData);
+        # in-memory sources build the global batch and each process keeps its rows
+        self._local_data = isinstance(self.data, ProcessLocalData)
+        if self._local_data:
+            self._train_loader = self.data.train_loader(jax.process_index(), jax.process_count())
+            example = self._train_loader(0)
+            batch_size = len(example[MASK]) * jax.process_count()
+        else:
+            example = self.data.train_batch(0)
+            batch_size = len(example[MASK])
+        sizes = {"batch_size": batch_size, "eval_batch_size": self.data.eval_batch_size}
         for key, bs in sizes.items():
             if bs % dp:
                 raise ConfigError(f"data.{key}={bs} is not divisible by the {dp}-way data "
                                   f"parallel mesh (mesh={dict(self.mesh.shape)})")
+        if self._local_data:
+            self._check_local_rows(batch_size)
+            self._check_local_rows(self.data.eval_batch_size)
+            example = {k: np.concatenate([v] * jax.process_count()) for k, v in example.items()}
+            logging.info("data: process %d of %d reads rows [%d, %d) of each batch of %d",
+                         jax.process_index(), jax.process_count(), *_rows(batch_size))
         abstract = jax.eval_shape(self._create_boxed, jax.random.PRNGKey(0), example)
         self.state_sharding = meshlib.logical_shardings(abstract, self.mesh, self.rules)
         unboxed = nn.unbox(abstract)
@@ -136,17 +160,53 @@ class Experiment:
         return int(sum(math.prod(x.shape) for x in jax.tree.leaves(self.abstract_state.params)))
 
     # ------------------------------------------------------------------ data
-    def device_batch(self, batch: dict) -> dict:
-        """Global numpy batch -> global jax.Arrays sharded over data (this process's slice)."""
-        n, i = jax.process_count(), jax.process_index()
+    def _check_local_rows(self, batch_size: int) -> None:
+        """A process-local loader reads rows [p * B / P, (p + 1) * B / P): they must be the rows
+        the batch sharding puts on this process's devices."""
+        start, stop, _ = _rows(batch_size)
+        rows = meshlib.process_rows(self.batch_sharding, batch_size)
+        if (rows.start, rows.stop) != (start, stop):
+            raise ConfigError(f"the mesh gives process {jax.process_index()} of "
+                              f"{jax.process_count()} batch rows [{rows.start}, {rows.stop}), "
+                              f"not [{start}, {stop}): order the mesh's devices by process "
+                              "(jax.make_mesh does)")
+
+    def device_batch(self, batch: dict, local: bool = False) -> dict:
+        """Numpy batch -> global jax.Arrays sharded over data. `batch` is the global batch
+        (each process keeps the rows its devices hold) or, with local=True, this process's
+        rows only (from a `ProcessLocalData` loader)."""
+        n = jax.process_count()
 
         def put(x):
             x = np.asarray(x)
-            per = x.shape[0] // n
-            return jax.make_array_from_process_local_data(
-                self.batch_sharding, x[i * per : (i + 1) * per], x.shape)
+            if local:
+                shape = (x.shape[0] * n, *x.shape[1:])
+            else:
+                shape, x = x.shape, x[meshlib.process_rows(self.batch_sharding, x.shape[0])]
+            return jax.make_array_from_process_local_data(self.batch_sharding, x, shape)
 
         return jax.tree.map(put, batch)
+
+    def train_batch(self, step: int) -> dict:
+        """The training batch of `step` on the devices (a pure function of (seed, step))."""
+        if self._local_data:
+            return self.device_batch(self._train_loader(step), local=True)
+        return self.device_batch(self.data.train_batch(step))
+
+    def close(self) -> None:
+        """Stop input workers (a loader with worker processes holds them until closed)."""
+        for obj in (getattr(self, "_train_loader", None), self.data):
+            if hasattr(obj, "close"):
+                obj.close()
+
+    def eval_batches(self) -> Iterator[dict]:
+        """Every evaluation batch once, in order, on the devices."""
+        if self._local_data:
+            for b in self.data.eval_loader(jax.process_index(), jax.process_count()):
+                yield self.device_batch(b, local=True)
+        else:
+            for b in self.data.eval_batches():
+                yield self.device_batch(b)
 
     # ------------------------------------------------------------------ steps
     def _train_step(self, state: TrainState, batch):

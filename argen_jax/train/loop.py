@@ -88,8 +88,8 @@ def restore_or_init(exp: Experiment, ckpt: Checkpointer):
 def evaluate(exp: Experiment, params) -> dict:
     """Exact test-set NLL: sums over every test example, then one division."""
     totals: dict = collections.defaultdict(np.float64)
-    for batch in exp.data.eval_batches():
-        sums = jax.device_get(exp.eval_step(params, exp.device_batch(batch)))
+    for batch in exp.eval_batches():
+        sums = jax.device_get(exp.eval_step(params, batch))
         for k, v in sums.items():
             totals[k] += np.float64(v)
     return {f"eval/{k}": v for k, v in summarize(totals).items()}
@@ -152,7 +152,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
             in_flight = None
             clock = (time.perf_counter(), start)  # throughput since the last log row
             while step < num_steps:
-                batch = exp.device_batch(exp.data.train_batch(step))
+                batch = exp.train_batch(step)
                 if in_flight is not None:  # bound async dispatch to ~2 steps, so a SIGTERM
                     in_flight.block_until_ready()  # save never waits on a long queue
                 state, metrics = exp.train_step(state, batch)
@@ -197,6 +197,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
         ckpt.close()  # waits for a checkpoint still being written
         if writer is not None:
             writer.close()
+        exp.close()  # stops the input pipeline's worker processes
         lock.release()
     return last
 
