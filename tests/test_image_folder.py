@@ -278,3 +278,54 @@ def test_make_image_folder_cli(tmp_path, capsys):
     assert len(imf.ImageFolderSource(out, "val")) == 2
     with pytest.raises(SystemExit, match="error: need classes >= 1"):
         make_image_folder.main([f"--out={out}", "--classes=0", "--per_class=2"])
+
+
+# --------------------------------------------------------------------------- TFDS, lazily
+def test_tfds_source_reads_only_the_records_asked_for(monkeypatch):
+    """data.tfds_name: records are read one by one through tfds.data_source (TFDS's mock
+    data here); building the data and a batch reads exactly that batch's records."""
+    import pickle
+
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.data_sources import array_record
+
+    from argen_jax.data.tfds_source import TfdsImageSource
+
+    read = []
+    original = array_record.ArrayRecordDataSource.__getitem__
+
+    def recording(self, i):
+        read.append(int(i))
+        return original(self, i)
+
+    monkeypatch.setattr(array_record.ArrayRecordDataSource, "__getitem__", recording)
+    with tfds.testing.mock_data(num_examples=40):
+        cfg = config_lib.section(imf.ImageFolderSettings, tfds_name="cifar10", test_split="test",
+                                 resolution=16, batch_size=4, eval_batch_size=4, test_limit=6,
+                                 prefetch=0)  # no read-ahead: only what is asked for
+        data = imf.ImageFolderData(cfg, seed=3)
+        assert read == [] and len(data.train_set) == 40 and data.spec.num_classes == 10
+        assert data.spec.shape == (16, 16, 3)
+        batch = data.train_loader(1, 2)(5)  # process 1 of 2: rows [2, 4) of step 5's batch
+        assert batch["image"].shape == (2, 16, 16, 3) and batch["image"].dtype == np.uint8
+        assert sorted(read) == sorted(data.train_loader().global_indices(5)[2:].tolist())
+        read.clear()
+        evals = list(data.eval_batches())  # the 6-record spread subset, centre-cropped
+        assert len(evals) == 2 and sum(b["mask"].sum() for b in evals) == 6
+        assert len(set(read)) == 6
+        src = TfdsImageSource("cifar10", "train")
+        clone = pickle.loads(pickle.dumps(src))  # as sent to a grain worker: reopens lazily
+        assert clone._src is None and len(clone) == 40
+        im, label = clone[7]
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(src[7][0]))
+        assert label == src[7][1]
+        with pytest.raises(DataError, match="no 'pixels' feature"):
+            TfdsImageSource("cifar10", "train", image_key="pixels")
+
+
+def test_tfds_settings_errors():
+    with pytest.raises(ConfigError, match="not both"):
+        config_lib.section(imf.ImageFolderSettings, path="/data", tfds_name="imagenet2012")
+    with pytest.raises(DataError, match="'no_such_dataset_xyz'.*could not be opened"):
+        imf.ImageFolderData(config_lib.section(imf.ImageFolderSettings,
+                                               tfds_name="no_such_dataset_xyz"))

@@ -17,9 +17,10 @@ with '#' and a header line (`ImageId,...` / `filename ...`) are skipped.
 `source[i]`), so it works for ImageNet's 1.28M files in about 50 MB. `build_image_folder_data`
 (the future `data.kind='image_folder'`) trains on random crops + flips
 (`data/preprocess.py`, LlamaGen's) through the grain loader (`data/grain_loader.py`) and
-evaluates on ADM centre crops. `make_synthetic_folder` writes an ImageNet-layout folder of
-JPEGs of random sizes cut from the photos that ship inside installed packages
-(`data/patches.py`), for tests and benchmarks without a download.
+evaluates on ADM centre crops; with `data.tfds_name` the same pipeline reads a prepared TFDS
+dataset record by record instead (`data/tfds_source.py`). `make_synthetic_folder` writes an
+ImageNet-layout folder of JPEGs of random sizes cut from the photos that ship inside installed
+packages (`data/patches.py`), for tests and benchmarks without a download.
 """
 from __future__ import annotations
 
@@ -224,8 +225,11 @@ class SubsetSource:
 
     def __init__(self, source, indices):
         self.source, self.indices = source, np.asarray(indices, np.int64)
-        self.labels = np.asarray(source.labels)[self.indices]
         self.classes = source.classes
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.source.labels)[self.indices]
 
     @property
     def num_classes(self) -> int:
@@ -276,8 +280,11 @@ class ImageTransform:
 class ImageFolderSettings:
     """`config.data` for data.kind='image_folder' (the `kind` key is the registry's)."""
 
-    path: str = ""  # dataset root holding <train_split>/ and <test_split>/ (required to build;
-    # pass --config.data.path=/data/imagenet)
+    path: str = ""  # dataset root holding <train_split>/ and <test_split>/ (required to build
+    # unless tfds_name is set; pass --config.data.path=/data/imagenet)
+    tfds_name: str = ""  # instead of a folder: a prepared TFDS dataset read record by record
+    # (tfds.data_source), e.g. 'imagenet2012' with test_split='validation'
+    data_dir: str = ""  # tfds_name: the TFDS data folder ('' = TFDS's default)
     resolution: int = 256  # side of the square training images (papers: 256, 384, 512)
     train_transform: str = "random_crop"  # 'random_crop' (LlamaGen: short side resized to
     # [res/max_crop_frac, res/min_crop_frac], random crop) or 'center_crop' (ADM's)
@@ -314,7 +321,9 @@ class ImageFolderSettings:
                 bad(key, "must be >= 0")
         for key in ("train_split", "test_split"):
             if not getattr(self, key):
-                bad(key, "must name a sub-folder of data.path")
+                bad(key, "must name a split (a sub-folder of data.path, or a TFDS split)")
+        if self.path and self.tfds_name:
+            bad("tfds_name", f"set data.path ({self.path!r}) or data.tfds_name, not both")
 
 
 class ImageFolderData:
@@ -328,13 +337,20 @@ class ImageFolderData:
 
     def __init__(self, settings: ImageFolderSettings, seed: int = 0):
         s = settings
-        if not s.path:
-            raise ConfigError("data.path is empty: set --config.data.path to a folder holding "
-                              f"{s.train_split}/<class>/*.JPEG and {s.test_split}/")
         self.settings, self.seed = s, seed
-        train = ImageFolderSource(s.path, s.train_split)
-        test = ImageFolderSource(s.path, s.test_split, classes=train.classes,
-                                 labels_file=s.val_labels)
+        if s.tfds_name:
+            from argen_jax.data.tfds_source import TfdsImageSource
+
+            train = TfdsImageSource(s.tfds_name, s.train_split, s.data_dir)
+            test = TfdsImageSource(s.tfds_name, s.test_split, s.data_dir)
+        elif s.path:
+            train = ImageFolderSource(s.path, s.train_split)
+            test = ImageFolderSource(s.path, s.test_split, classes=train.classes,
+                                     labels_file=s.val_labels)
+        else:
+            raise ConfigError("data.path is empty: set --config.data.path to a folder holding "
+                              f"{s.train_split}/<class>/*.JPEG and {s.test_split}/ (or "
+                              "--config.data.tfds_name to a prepared TFDS dataset)")
         self.classes = train.classes
         self.train_set = spread_subset(train, s.train_limit)
         self.test_set = spread_subset(test, s.test_limit)

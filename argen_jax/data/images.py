@@ -160,13 +160,12 @@ def load_tfds(name: str, split: str, data_dir: str | None = None,
               image_key: str = "image", label_key: str = "label") -> ImageSet:
     """A TFDS dataset through `tfds.data_source` (ArrayRecord, random access, no TensorFlow).
 
-    Users prepare the dataset once (`tfds build`); here it is read into memory."""
-    import tensorflow_datasets as tfds
+    Users prepare the dataset once (`tfds build`); here it is read into memory (small sets of
+    one image size: MNIST, CIFAR). Large or mixed-size datasets go through data.kind=
+    'image_folder' with data.tfds_name, which reads record by record (`data/tfds_source.py`)."""
+    from argen_jax.data.tfds_source import open_data_source
 
-    try:
-        src = tfds.data_source(name, split=split, data_dir=data_dir or None)
-    except Exception as e:  # noqa: BLE001 - tfds raises many types; name the dataset
-        raise DataError(f"TFDS dataset {name!r} split {split!r} could not be opened: {e}") from e
+    src = open_data_source(name, split, data_dir or "")
     records = [src[i] for i in range(len(src))]
     images = np.stack([np.asarray(r[image_key], np.uint8) for r in records])
     if images.ndim == 3:

@@ -155,21 +155,23 @@ def write_reconstruction_png(tok: Tokenizer, images: np.ndarray, path: str) -> s
 
 # --------------------------------------------------------------------------- sharded store
 def example_reader(data, split: str, augment: str, threads: int = 8):
-    """(labels int32 [N], read(idx) -> uint8 [n, A, H, W, C]) of a split of a data builder:
-    in-memory image sets (data.kind 'image', 'photo_patches') or an image folder
-    ('image_folder': centre crops at data.resolution, LlamaGen's code-extraction crops)."""
+    """(size, read) of a split of a data builder, read(idx) -> (uint8 [n, A, H, W, C], int32
+    labels [n]): in-memory image sets (data.kind 'image', 'photo_patches') or an image folder
+    or TFDS source ('image_folder': centre crops at data.resolution, LlamaGen's code-extraction
+    crops; labels come with the records read, so a lazy source is never read whole)."""
     s = data.train_set if split == "train" else data.test_set
-    labels = np.asarray(s.labels, np.int32)
     if hasattr(s, "images"):  # an in-memory ImageSet
         if augment == "tencrop":
             raise ConfigError("--augment=tencrop needs an image-folder data source "
                               "(data.kind='image_folder'); this one holds fixed-size arrays")
+        labels = np.asarray(s.labels, np.int32)
 
         def read(idx):
             x = s.images[np.asarray(idx)]
-            return x[:, None] if augment == "none" else np.stack([x, preprocess.hflip(x)], 1)
+            x = x[:, None] if augment == "none" else np.stack([x, preprocess.hflip(x)], 1)
+            return x, labels[np.asarray(idx)]
 
-        return labels, read
+        return len(s), read
     res = data.settings.resolution
     crop = {"none": lambda im: preprocess.center_crop_arr(im, res)[None],
             "flip": lambda im: preprocess.center_flip_arr(im, res),
@@ -178,10 +180,15 @@ def example_reader(data, split: str, augment: str, threads: int = 8):
 
     pool = ThreadPoolExecutor(max(1, threads))  # PIL decodes and resizes without the GIL
 
-    def read(idx):
-        return np.stack(list(pool.map(lambda i: crop(s[int(i)][0]), idx)))
+    def one(i):
+        image, label = s[int(i)]
+        return crop(image), label
 
-    return labels, read
+    def read(idx):
+        maps, labels = zip(*pool.map(one, idx), strict=True)
+        return np.stack(maps), np.asarray(labels, np.int32)
+
+    return len(s), read
 
 
 def encode_maps(tok, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -215,7 +222,7 @@ def write_token_shards(tok, data, directory: str, splits=("train", "test"),
     index = ts.make_index(
         token_shape=shape, scales=tok.scales if tok.multiscale else [shape[0]],
         multiscale=tok.multiscale, codebook_size=tok.codebook_size,
-        splits={sp: len(r[0]) for sp, r in readers.items()}, shard_size=shard_size,
+        splits={sp: r[0] for sp, r in readers.items()}, shard_size=shard_size,
         augment=augment, tokenizer_workdir=tokenizer_workdir, tokenizer_step=int(tok.step))
     writer = ts.ShardWriter(directory, index, process_index, process_count)
     todo = {sp: writer.pending(sp) for sp in splits}
@@ -224,12 +231,12 @@ def write_token_shards(tok, data, directory: str, splits=("train", "test"),
     with tqdm(total=int(total), unit="img", disable=not progress,
               desc=f"tokenizing (process {process_index}/{process_count})") as bar:
         for sp in splits:
-            labels, read = readers[sp]
+            read = readers[sp][1]
             for k in todo[sp]:
                 lo, hi = writer.shard_range(sp, k)
-                maps = encode_maps(tok, read(np.arange(lo, hi)), batch_size)
-                writer.write_shard(sp, k, maps if maps.shape[1] > 1 else maps[:, 0],
-                                   labels[lo:hi])
+                images, labels = read(np.arange(lo, hi))
+                maps = encode_maps(tok, images, batch_size)
+                writer.write_shard(sp, k, maps if maps.shape[1] > 1 else maps[:, 0], labels)
                 bar.update(hi - lo)
     out = {"written": sum(len(v) for v in todo.values()), "skipped": skipped,
            "complete": writer.finalize()}
@@ -264,9 +271,9 @@ def tokenize_to_shards(workdir: str, directory: str, splits=("train", "test"),
                                  process_index, process_count, progress,
                                  os.path.abspath(workdir))
         if png and process_index == 0 and "test" in splits:
-            _, read = example_reader(data, "test", "none")
-            n = len(data.test_set)
-            write_reconstruction_png(tok, read(np.linspace(0, n - 1, 16).astype(int))[:, 0], png)
+            n, read = example_reader(data, "test", "none")
+            images = read(np.linspace(0, n - 1, 16).astype(int))[0]
+            write_reconstruction_png(tok, images[:, 0], png)
     finally:
         if hasattr(data, "close"):
             data.close()
