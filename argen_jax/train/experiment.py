@@ -84,8 +84,9 @@ class Experiment:
             self._check_local_rows(batch_size)
             self._check_local_rows(self.data.eval_batch_size)
             example = {k: np.concatenate([v] * jax.process_count()) for k, v in example.items()}
-            logging.info("data: process %d of %d reads rows [%d, %d) of each batch of %d",
-                         jax.process_index(), jax.process_count(), *_rows(batch_size))
+            if jax.process_count() > 1:
+                logging.info("data: process %d of %d reads rows [%d, %d) of each batch of %d",
+                             jax.process_index(), jax.process_count(), *_rows(batch_size))
         abstract = jax.eval_shape(self._create_boxed, jax.random.PRNGKey(0), example)
         self.state_sharding = meshlib.logical_shardings(abstract, self.mesh, self.rules)
         unboxed = nn.unbox(abstract)
