@@ -64,8 +64,8 @@ def load_image(path: str) -> Image.Image:
     """The RGB image at `path`, decoded; a DataError naming the file if it cannot be read."""
     try:
         with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")  # a copy (also for RGB), valid after the file closes
+            im.load()  # decoded: the image stays valid after the file closes
+            return im if im.mode == "RGB" else im.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image file {path} is missing (removed after the folder was "
                         "indexed?)") from None
@@ -266,13 +266,13 @@ class ImageTransform:
         image, label = example
         rng = np.random.default_rng(seed)
         if self.crop == "random_crop":
-            arr = preprocess.random_crop_arr(image, self.resolution, rng, self.min_crop_frac,
-                                             self.max_crop_frac)
+            im = preprocess.random_crop(image, self.resolution, rng, self.min_crop_frac,
+                                        self.max_crop_frac)
         else:
-            arr = preprocess.center_crop_arr(image, self.resolution)
-        if self.flip:
-            arr = preprocess.random_flip(arr, rng)
-        return {"image": arr, "label": np.int32(label)}
+            im = preprocess.center_crop(image, self.resolution)
+        if self.flip and preprocess.draw_flip(rng):
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return {"image": np.asarray(im), "label": np.int32(label)}
 
 
 # --------------------------------------------------------------------------- settings + builder

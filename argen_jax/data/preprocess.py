@@ -48,12 +48,17 @@ def resize_short_side(pil_image: Image.Image, short: int) -> Image.Image:
     return im.resize(tuple(round(s * scale) for s in im.size), resample=Image.BICUBIC)
 
 
+def center_crop(pil_image: Image.Image, size: int) -> Image.Image:
+    """ADM / LlamaGen centre crop as a PIL image (`center_crop_arr` is its array)."""
+    im = resize_short_side(pil_image, size)
+    top = (im.size[1] - size) // 2
+    left = (im.size[0] - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
 def center_crop_arr(pil_image: Image.Image, size: int) -> np.ndarray:
     """ADM / LlamaGen centre crop: uint8 [size, size, C]."""
-    arr = np.asarray(resize_short_side(pil_image, size))
-    top = (arr.shape[0] - size) // 2
-    left = (arr.shape[1] - size) // 2
-    return np.ascontiguousarray(arr[top:top + size, left:left + size])
+    return np.asarray(center_crop(pil_image, size))
 
 
 def crop_short_side_range(size: int, min_crop_frac: float = 0.8,
@@ -65,16 +70,22 @@ def crop_short_side_range(size: int, min_crop_frac: float = 0.8,
     return math.ceil(size / max_crop_frac), math.ceil(size / min_crop_frac)
 
 
-def random_crop_arr(pil_image: Image.Image, size: int, rng=None, min_crop_frac: float = 0.8,
-                    max_crop_frac: float = 1.0) -> np.ndarray:
-    """LlamaGen's random crop: uint8 [size, size, C]. `rng`: Generator or seed."""
+def random_crop(pil_image: Image.Image, size: int, rng=None, min_crop_frac: float = 0.8,
+                max_crop_frac: float = 1.0) -> Image.Image:
+    """LlamaGen's random crop as a PIL image (`random_crop_arr` is its array)."""
     rng = np.random.default_rng(rng)
     lo, hi = crop_short_side_range(size, min_crop_frac, max_crop_frac)
     short = int(rng.integers(lo, hi + 1))
-    arr = np.asarray(resize_short_side(pil_image, short))
-    top = int(rng.integers(arr.shape[0] - size + 1))
-    left = int(rng.integers(arr.shape[1] - size + 1))
-    return np.ascontiguousarray(arr[top:top + size, left:left + size])
+    im = resize_short_side(pil_image, short)
+    top = int(rng.integers(im.size[1] - size + 1))
+    left = int(rng.integers(im.size[0] - size + 1))
+    return im.crop((left, top, left + size, top + size))
+
+
+def random_crop_arr(pil_image: Image.Image, size: int, rng=None, min_crop_frac: float = 0.8,
+                    max_crop_frac: float = 1.0) -> np.ndarray:
+    """LlamaGen's random crop: uint8 [size, size, C]. `rng`: Generator or seed."""
+    return np.asarray(random_crop(pil_image, size, rng, min_crop_frac, max_crop_frac))
 
 
 def hflip(arr: np.ndarray) -> np.ndarray:
@@ -82,10 +93,14 @@ def hflip(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr[..., ::-1, :])
 
 
+def draw_flip(rng=None, p: float = 0.5) -> bool:
+    """Whether to flip (torchvision's RandomHorizontalFlip: flip iff u < p)."""
+    return bool(np.random.default_rng(rng).random() < p)
+
+
 def random_flip(arr: np.ndarray, rng=None, p: float = 0.5) -> np.ndarray:
-    """`hflip` with probability p (torchvision's RandomHorizontalFlip: flip iff u < p)."""
-    rng = np.random.default_rng(rng)
-    return hflip(arr) if rng.random() < p else arr
+    """`hflip` with probability p (`draw_flip`)."""
+    return hflip(arr) if draw_flip(rng, p) else arr
 
 
 def five_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
