@@ -303,3 +303,48 @@ def test_an_update_that_overflows_at_a_save_step_is_not_saved(tmp_path):
     ckpt = Checkpointer(wd)
     assert ckpt.latest_step() is None
     ckpt.close()
+
+
+def test_guard_calls_a_finite_blowup_after_patience_rows():
+    from argen_jax.errors import DivergenceError
+    from argen_jax.train.guard import DivergenceGuard
+
+    g = DivergenceGuard(1e6, 0.0, blowup_factor=10.0, blowup_patience=3)
+    for step, loss in enumerate([2.0, 1.5, 1.2, 1.1, 1.0, 0.9]):
+        g.observe(loss, step, None)
+    g.observe(50.0, 6, None)  # two spikes, then a normal row: no divergence
+    g.observe(80.0, 7, None)
+    g.observe(0.9, 8, None)
+    assert g.strikes == 0 and max(g.history) == 2.0  # spikes never enter the median
+    g.observe(5e3, 9, 8)
+    g.observe(2e4, 10, 8)
+    with pytest.raises(DivergenceError, match=r"blew up: 1e\+06 at step 11.*3 log rows in a "
+                                              r"row.*newest checkpoint is step 8"):
+        g.observe(1e6, 11, 8)
+    g = DivergenceGuard(1.0, 0.0, blowup_factor=0.0)  # off
+    for step, loss in enumerate([1.0] * 6 + [1e9] * 5):
+        g.observe(loss, step, None)
+
+
+def test_a_finite_blowup_stops_and_the_best_checkpoint_survives_rotation(tmp_path):
+    """Continuing a good run with lr=1e6 (the loss blows up but stays finite): the guard
+    stops it, and however many checkpoints were written meanwhile, the best evaluated one is
+    still there (max_to_keep=1)."""
+    import json
+
+    from argen_jax.errors import DivergenceError
+    from argen_jax.io.checkpoint import Checkpointer
+
+    wd = str(tmp_path)
+    good = {"train.max_to_keep": 1, "train.eval_every": 4, "train.log_every": 1}
+    train(tiny_config(**good), wd)  # evaluated + saved at 4 and 8
+    best = json.load(open(os.path.join(wd, "checkpoints", "best.json")))
+    assert best["metric"] == "eval/bpd" and best["step"] in (4, 8)
+    bad = tiny_config(**good, **{"train.num_steps": 40, "train.lr": 1e6,
+                                 "train.save_every": 1})  # the same optimizer chain
+    with pytest.raises(DivergenceError, match="blew up"):
+        train(bad, wd)
+    ckpt = Checkpointer(wd)
+    steps = ckpt.all_steps()
+    assert best["step"] in steps and len(steps) <= 2, steps  # the best + the newest
+    ckpt.close()

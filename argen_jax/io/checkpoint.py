@@ -7,6 +7,8 @@ than Orbax's `max_to_keep` rotation.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 
@@ -21,13 +23,26 @@ class DamagedCheckpointError(CheckpointError):
     """A checkpoint whose files cannot be read (truncated, garbled, missing pieces)."""
 
 
+BEST_FILE = "best.json"  # in the checkpoints folder: {"metric", "step", "value"}
+AUTO_BEST = ("eval/bpd", "eval/nll", "eval/mse")  # keep_best='auto': the first one evaluated
+
+
 class Checkpointer:
-    def __init__(self, workdir: str, max_to_keep: int = 3):
+    """Saves and restores TrainStates under WORKDIR/checkpoints.
+
+    Rotation keeps the newest `max_to_keep` checkpoints plus the best one: the step whose
+    evaluation gave the lowest `keep_best` metric so far (recorded by `record_eval` in
+    checkpoints/best.json), so a run that goes bad after a good evaluation can always go back
+    to it, however many later checkpoints are written."""
+
+    def __init__(self, workdir: str, max_to_keep: int = 3, keep_best: str = "auto"):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-        self.manager = ocp.CheckpointManager(
+        self.max_to_keep, self.keep_best = max_to_keep, keep_best
+        self.manager = ocp.CheckpointManager(  # rotation is ours (`_rotate`), not Orbax's
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
         )
+        self._best = self._read_best()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -39,6 +54,58 @@ class Checkpointer:
                                     meta=ocp.args.JsonSave(meta)),
             force=True,
         )
+        self._rotate(step)
+
+    # ------------------------------------------------------------------ rotation
+    def _read_best(self) -> dict | None:
+        try:
+            with open(os.path.join(self.directory, BEST_FILE)) as f:
+                best = json.load(f)
+            return best if {"metric", "step", "value"} <= set(best) else None
+        except (OSError, ValueError):
+            return None  # none yet, or damaged: nothing is protected beyond the newest
+
+    def best(self) -> dict | None:
+        """{'metric', 'step', 'value'} of the best evaluated checkpoint, or None."""
+        return self._best
+
+    def record_eval(self, step: int, metrics: dict) -> None:
+        """After evaluating the state saved at `step`: protect it if it is the best so far.
+        Every process calls it with the same metrics (deletion is collective in Orbax)."""
+        if self.keep_best in ("", "none"):
+            return
+        names = AUTO_BEST if self.keep_best == "auto" else (self.keep_best,)
+        name = next((n for n in names if n in metrics), None)
+        if name is None or step not in self._steps(step):
+            return
+        value, best = float(metrics[name]), self._best
+        if not math.isfinite(value) or (
+                best is not None and best["metric"] == name
+                and best["step"] in self._steps(step) and best["value"] <= value):
+            return
+        self._best = {"metric": name, "step": int(step), "value": value}
+        if jax.process_index() == 0:
+            tmp = os.path.join(self.directory, BEST_FILE + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump(self._best, f)
+            os.replace(tmp, os.path.join(self.directory, BEST_FILE))
+        self._rotate(step)
+
+    def _steps(self, pending: int | None = None) -> list[int]:
+        steps = set(self.manager.all_steps())
+        if pending is not None:
+            steps.add(pending)  # a save still being written
+        return sorted(steps)
+
+    def _rotate(self, pending: int | None = None) -> None:
+        """Delete all but the newest `max_to_keep` and the best checkpoint."""
+        steps = self._steps(pending)
+        keep = set(steps[-self.max_to_keep:])
+        if self._best is not None:
+            keep.add(int(self._best["step"]))
+        for step in steps:
+            if step not in keep and step != pending:
+                self.manager.delete(step)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

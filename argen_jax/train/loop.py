@@ -21,15 +21,15 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from argen_jax.errors import CheckpointError, ConfigError, DivergenceError
+from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
 from argen_jax.io.checkpoint import Checkpointer
 from argen_jax.io.run_dir import lock_workdir, save_config, save_spec
 from argen_jax.models.base import WritesSamples, has_sampler
 from argen_jax.train.experiment import Experiment
-from argen_jax.train.metrics import MetricWriter
-from argen_jax.train.settings import TrainSettings
+from argen_jax.train.guard import HISTORY, DivergenceGuard
+from argen_jax.train.metrics import MetricWriter, read_metrics
 
 
 class Preemption:
@@ -55,24 +55,6 @@ class Preemption:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
-
-
-def _check_finite(loss, step: int, ckpt: Checkpointer, tcfg: TrainSettings,
-                  params_finite: bool = True) -> None:
-    """Stops a diverged run before it logs on or checkpoints NaN parameters over good ones.
-    `loss` is from before the step's update; `params_finite` checks the state after it (an
-    update that overflows at a save step would otherwise be saved)."""
-    loss = float(jax.device_get(loss))
-    if np.isfinite(loss) and params_finite:
-        return
-    saved = ckpt.latest_step()
-    what = (f"loss is {loss} at step {step}" if not np.isfinite(loss) else
-            f"the parameters after step {step} are not finite (loss before it {loss:.4g})")
-    raise DivergenceError(
-        f"training diverged: {what} (lr {tcfg.lr}, grad_clip "
-        f"{tcfg.grad_clip}). Nothing was saved from it; the newest checkpoint is "
-        + (f"step {saved}" if saved is not None else "none")
-        + ". Lower train.lr or set train.grad_clip, then run again.")
 
 
 def restore_or_init(exp: Experiment, ckpt: Checkpointer):
@@ -127,7 +109,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     tcfg = exp.train_settings
     num_steps = tcfg.num_steps
     lock = lock_workdir(workdir)  # one training per workdir at a time
-    ckpt = Checkpointer(workdir, tcfg.max_to_keep)
+    ckpt = Checkpointer(workdir, tcfg.max_to_keep, tcfg.keep_best)
     writer = bar = None
     try:  # whatever ends the run (done, an error, divergence), leave nothing running
         state, _ = restore_or_init(exp, ckpt)  # a checkpoint of another model stops here
@@ -141,6 +123,10 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
         save_spec(exp.data.spec, workdir)
         writer = MetricWriter(workdir, tcfg.tensorboard)
         writer.truncate_after(start)
+        guard = DivergenceGuard(tcfg.lr, tcfg.grad_clip, tcfg.blowup_factor,
+                                tcfg.blowup_patience, history=[
+                                    r["train/loss"] for r in read_metrics(workdir)
+                                    if "train/loss" in r][-HISTORY:])
         logging.info("Model %s: %.3fM parameters; mesh %s; steps %d -> %d", config.model.name,
                      exp.num_params() / 1e6, dict(exp.mesh.shape), start, num_steps)
         every = lambda n, s: bool(n) and s % n == 0  # noqa: E731
@@ -165,7 +151,10 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                 checkpoint_now = every(tcfg.save_every, step) or final or stop
                 if log_now or checkpoint_now:
                     finite = exp.state_is_finite(state) if checkpoint_now else True
-                    _check_finite(metrics["loss"], step, ckpt, tcfg, finite)
+                    loss = float(jax.device_get(metrics["loss"]))
+                    guard.check_finite(loss, step, ckpt.latest_step(), finite)
+                    if log_now:
+                        guard.observe(loss, step, ckpt.latest_step())
                 if log_now:
                     m = {f"train/{k}": v for k, v in summarize(jax.device_get(metrics)).items()}
                     # wall-clock throughput since the previous log row (that interval also
@@ -180,6 +169,8 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                     ckpt.save(step, state, {"step": step, "data_position": step})
                 if every(tcfg.eval_every, step) or final:
                     m = evaluate(exp, exp.eval_params(state))
+                    if checkpoint_now:
+                        ckpt.record_eval(step, m)  # the best evaluated one is kept
                     writer.write(step, m)
                     last.update(m)
                     logging.info("step %d: %s", step, json.dumps(

@@ -26,7 +26,12 @@ class TrainSettings:
     sample_every: int = 0  # a sample grid every N steps (0: only at the end)
     sample_at_end: bool = True  # samples after the last step (families with a sampler)
     save_every: int = 500  # checkpoint every N steps (and at the end / on SIGTERM)
-    max_to_keep: int = 3  # newest checkpoints kept
+    max_to_keep: int = 3  # newest checkpoints kept (besides the best one, see keep_best)
+    keep_best: str = "auto"  # also keep the checkpoint with the lowest value of this eval
+    # metric ('auto': eval/bpd, else eval/nll, else eval/mse; 'none': only the newest)
+    blowup_factor: float = 10.0  # divergence: a logged loss this many times its running
+    # median's size above that median (0 = off) ...
+    blowup_patience: int = 3  # ... for this many log rows in a row
     tensorboard: bool = True  # TensorBoard event files under WORKDIR/tb
     quiet: bool = False  # no progress bar
 
@@ -43,7 +48,12 @@ class TrainSettings:
         if self.max_to_keep < 1:
             raise ConfigError(f"train.max_to_keep must be >= 1 (it is how many checkpoints "
                               f"are kept), got {self.max_to_keep}")
-        for name in ("warmup_steps", "log_every", "eval_every", "sample_every", "save_every",
-                     "grad_clip", "weight_decay", "end_lr_fraction"):
+        if self.blowup_patience < 1:
+            raise ConfigError(f"train.blowup_patience must be >= 1, got {self.blowup_patience}")
+        if not self.keep_best:
+            raise ConfigError("train.keep_best is empty: an eval metric name, 'auto' or 'none'")
+        for name in ("blowup_factor", "warmup_steps", "log_every", "eval_every",
+                     "sample_every", "save_every", "grad_clip", "weight_decay",
+                     "end_lr_fraction"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
