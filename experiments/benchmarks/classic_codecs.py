@@ -47,4 +47,4 @@ def flac_bytes(pcm: np.ndarray, sample_rate: int) -> int | None:
     data = pcm.astype(np.int16) * (256 if pcm.dtype == np.int8 else 1)  # full-scale int16
     buf = io.BytesIO()
     sf.write(buf, data, sample_rate, format="FLAC", subtype=subtype, compression_level=1.0)
-    return buf.tell()
+    return len(buf.getvalue())  # soundfile may leave the position elsewhere
