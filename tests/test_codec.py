@@ -173,6 +173,22 @@ def test_mulaw_wavenet_round_trip_of_different_lengths(wavenet):
         codec.encode([sine])  # a speaker-conditioned model needs the speaker
 
 
+def test_wavenet_mixture_head_round_trip():
+    """WaveNet's discretized logistic mixture head over the 256 mu-law bins."""
+    from argen_jax.models.wavenet import WaveNetFamily
+    from experiments.wavenet import paper
+
+    cfg = paper.get_config("tiny,nolocal,noglobal")
+    cfg.model.head, cfg.model.num_mixtures = "logistic_mixture", 2
+    fam = WaveNetFamily(cfg, DataSpec((400,), 256, kind="audio", sample_rate=8000))
+    params = random_params(fam.model, jnp.zeros((1, 16), jnp.int32), scale=0.2)["params"]
+    codes = fam.generate(params, sample_keys(jax.random.PRNGKey(0), 0, 2), 90)
+    data = [np.asarray(c, np.uint8) for c in codes] + [np.array([0, 255, 255, 0], np.uint8)]
+    enc = _round_trip(Codec(fam, params), data)
+    nll = _nll_bits(fam, params, {"audio": codes, "mask": jnp.ones(2)})
+    assert abs(sum(e.table_bits for e in enc[:2]) - nll) < 0.01 * nll + 1
+
+
 def test_locally_conditioned_wavenet_is_refused():
     from argen_jax.models.wavenet import WaveNetFamily
     from experiments.wavenet import paper
