@@ -26,3 +26,7 @@ class DivergenceError(UserError):
 
 class WorkdirBusyError(UserError):
     """Another training run holds the workdir's lock."""
+
+
+class CodecError(UserError):
+    """A compressed file that cannot be decoded here (damaged, or another model's)."""

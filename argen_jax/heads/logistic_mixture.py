@@ -140,6 +140,28 @@ def nll(params, targets, levels: int = 256, channels: int = 1, **kw) -> jax.Arra
     return -log_prob(params, targets, levels, channels, **kw)
 
 
+def channel_log_probs(params: jax.Array, prev: jax.Array, channel: int, levels: int = 256,
+                      channels: int = 1, fallback_threshold: float = 1e-5) -> jax.Array:
+    """log P(v_c = v | v_<c) for every level v: the exact conditional of channel `channel`
+    given the values `prev` [..., C] of the channels before it (later ones are ignored), with
+    the mixture weights updated by those values (the components' posterior). params [..., P]
+    -> [..., levels]. Chaining c = 0, ..., C-1 factorises `log_prob` exactly:
+    log_prob(v) = sum_c channel_log_probs(params, v, c)[v_c] (up to the fallback's
+    approximation, which this normalises)."""
+    logits, means, log_scales, coeffs = unpack(params, channels)
+    x = to_unit(prev, levels)  # [..., C]
+    means = coupled_means(means, coeffs, x)  # [..., C, K]
+    log_w = jax.nn.log_softmax(logits, axis=-1)  # [..., K]
+    if channel:  # the posterior of the components given the channels before this one
+        lp_prev = log_bin_mass(prev[..., :channel, None], means[..., :channel, :],
+                               log_scales[..., :channel, :], levels, fallback_threshold)
+        log_w = jax.nn.log_softmax(log_w + lp_prev.sum(axis=-2), axis=-1)
+    v = jnp.arange(levels)[:, None]  # [levels, 1]
+    lp = log_bin_mass(v, means[..., None, channel, :], log_scales[..., None, channel, :],
+                      levels, fallback_threshold)  # [..., levels, K]
+    return jax.nn.log_softmax(jax.nn.logsumexp(lp + log_w[..., None, :], axis=-1), axis=-1)
+
+
 def log_probs_all_levels(params: jax.Array, levels: int = 256,
                          fallback_threshold: float = 1e-5) -> jax.Array:
     """Single-channel only: params [..., P] -> log P(v) for every v, [..., levels]. Turns the

@@ -220,3 +220,11 @@ def restore_params(workdir: str, key: str = "params", step: int | None = None):
         raise CheckpointError(f"checkpoint {path} could not be read (corrupt or incomplete?): "
                               f"{type(e).__name__}: {msg}") from e
     return out[key], int(step)
+
+
+def restore_eval_params(workdir: str, config, use_ema: bool = True):
+    """(params, step) of the newest checkpoint as evaluation and sampling use them: the
+    Polyak average when the run kept one (`train.ema_decay` > 0) and `use_ema`."""
+    train = config.get("train")
+    ema = use_ema and train is not None and float(train.get("ema_decay") or 0.0) > 0
+    return restore_params(workdir, "ema_params" if ema else "params")

@@ -62,6 +62,17 @@ def load_spec(workdir: str):
         raise ConfigError(f"{path!r} is not a readable data spec ({e})") from e
 
 
+def run_spec(workdir: str, config: ml_collections.ConfigDict):
+    """The run's `DataSpec`: data_spec.json, or (a run written before it existed) the spec of
+    the data its config builds."""
+    spec = load_spec(workdir)
+    if spec is None:
+        from argen_jax.data.builders import build_data
+
+        spec = build_data(config.data, config.seed).spec
+    return spec
+
+
 LOCK_FILE = ".lock"
 
 

@@ -21,6 +21,8 @@ so the loop can report exact nats per example and bits per dimension over a whol
 from __future__ import annotations
 
 import abc
+import dataclasses
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import jax
@@ -28,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from argen_jax.data.pipeline import DataSpec
+from argen_jax.errors import DataError
+from argen_jax.sampling.loop import Steps
 
 # Parameter-group labels with a fixed meaning for the optimizer (`ParamGroups`); any other
 # label is a trained group with its own AdamW (its own moments and gradient clipping).
@@ -92,6 +96,77 @@ class WritesSamples(Protocol):
 
     def save_samples(self, samples: np.ndarray, path_stem: str) -> list[str]:
         """Writes files next to `path_stem`; returns the paths written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CodingSymbols:
+    """What one step of a family's `Steps` decides, for the lossless codec (`argen_jax.codec`).
+
+    A step fixes `per_step` symbols (M) that are coded in parallel (their distributions do not
+    depend on each other), each made of `stages` symbols (S) coded one after the other (an RGB
+    pixel of a mixture: R, then G given R, then B given R and G). The codec holds a step's
+    symbols as ints x [B, M, S]."""
+
+    levels: int  # V: the alphabet of every symbol
+    log_probs: Callable  # (step output, x [B, M, S] so far, stage) -> log P [B, M, V] (f32)
+    to_draw: Callable  # x [B, M, S] -> what the sampler's draw returns (`write_fn`'s input)
+    targets: Callable  # data [B, ...] -> x of every step, ints [num_steps, B, M, S]
+    per_step: int = 1  # M
+    stages: int = 1  # S
+
+
+@runtime_checkable
+class CodesLosslessly(Protocol):
+    """A family whose exact likelihood drives the lossless codec: the sampler's order (its
+    `seq` after the last step is the data) and the distributions of every step."""
+
+    def coding_steps(self, params, shape: tuple[int, ...], labels) -> Steps:
+        """The sampler's `Steps` for data of `shape` per example (the batch is labels' rows:
+        labels int32 [B], ignored by unconditional models)."""
+
+    def coding_symbols(self) -> CodingSymbols:
+        """How a step's output becomes distributions and the data becomes symbols."""
+
+    def coding_labels(self) -> tuple[int, int | None]:
+        """(n, default): labels are ids in [0, n) (n = 0: the model takes none) and `default`
+        is the label of data given without one (None: the label is required)."""
+
+
+def categorical_symbols(levels: int, step_targets: Callable, per_step: int = 1) -> CodingSymbols:
+    """`CodingSymbols` of a softmax head: step outputs are logits [B, levels] (per_step = 1)
+    or [B, M, levels]; step_targets(data) -> ints [num_steps, B] or [num_steps, B, M]."""
+
+    def log_probs(out, x, stage):
+        del x, stage
+        return jax.nn.log_softmax(out.astype(jnp.float32), axis=-1).reshape(
+            out.shape[0], per_step, levels)
+
+    def targets(data):
+        t = jnp.asarray(step_targets(data))
+        return t.reshape(t.shape[0], t.shape[1], per_step, 1)
+
+    to_draw = (lambda x: x[:, 0, 0]) if per_step == 1 else (lambda x: x[:, :, 0])
+    return CodingSymbols(levels, log_probs, to_draw, targets, per_step)
+
+
+def check_coding_shape(spec: DataSpec, shape) -> None:
+    """A DataError unless examples of `shape` are what the family was trained on."""
+    if tuple(shape) != tuple(spec.shape):
+        raise DataError(f"the data has shape {tuple(shape)} per example, the model was "
+                        f"trained on {tuple(spec.shape)}")
+
+
+class RasterCoding:
+    """`coding_steps` / `coding_labels` of the image families whose sampler is
+    `raster_steps(params, batch, labels)` (PixelCNN, Gated PixelCNN, PixelCNN++): the labels
+    are the data's classes when the family is class-conditional."""
+
+    def coding_steps(self, params, shape, labels) -> Steps:
+        check_coding_shape(self.spec, shape)
+        return self.raster_steps(params, labels.shape[0], labels if self.conditional else None)
+
+    def coding_labels(self) -> tuple[int, int | None]:
+        return (self.spec.num_classes if self.conditional else 0), None
 
 
 def images_of(family: Family, samples: np.ndarray) -> tuple[np.ndarray, int]:

@@ -35,7 +35,12 @@ from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.models.labels import LabelSettings
 from argen_jax.models.token_family import TokenImageFamily
-from argen_jax.models.transformer import Decoder, DecoderSettings, sample_decoder
+from argen_jax.models.transformer import (
+    Decoder,
+    DecoderCoding,
+    DecoderSettings,
+    sample_decoder,
+)
 from argen_jax.sampling.processors import SamplingSettings
 
 # LlamaGen's GPT configs (autoregressive/models/gpt.py): name -> (layers, heads, width), with
@@ -121,7 +126,7 @@ def llamagen_decoder(m, vocab_size: int, num_classes: int, grid: tuple[int, int]
     return m.llamagen_decoder(vocab_size, num_classes, grid)
 
 
-class LlamaGenFamily(TokenImageFamily):
+class LlamaGenFamily(DecoderCoding, TokenImageFamily):
     Settings = LlamaGenSettings
 
     def __init__(self, config, spec, tokenizer=None):

@@ -31,9 +31,9 @@ from argen_jax.layers.shifted_conv import (
     shift,
     vertical_offsets,
 )
-from argen_jax.models.base import Family
+from argen_jax.models.base import CodingSymbols, Family, RasterCoding, categorical_symbols
 from argen_jax.parallel import axes
-from argen_jax.sampling.loop import LoopState, autoregressive_scan
+from argen_jax.sampling.loop import Steps
 from argen_jax.sampling.processors import SamplingSettings
 
 CENTER = ((0, 0),)
@@ -169,7 +169,7 @@ class GatedPixelCNN(_Base):
 MODELS = {"pixelcnn": PixelCNN, "gated_pixelcnn": GatedPixelCNN}
 
 
-class PixelCNNFamily(Family):
+class PixelCNNFamily(RasterCoding, Family):
     """Categorical pixel models on image data; raster sampling with the shared loop."""
 
     def __init__(self, config, spec):
@@ -202,8 +202,15 @@ class PixelCNNFamily(Family):
     def sample(self, params, keys, labels=None):
         """Raster order, one sub-pixel per scan step (R, G, B inside a pixel); the draw is
         `config.sample`'s (temperature, top_k, top_p: `SamplingSettings`)."""
-        h, w, c = self.spec.shape
         labels = labels if self.conditional else None
+        steps = self.raster_steps(params, keys.shape[0], labels)
+        state, _ = steps.run(self.sampling.draw_fn(), keys)
+        return state.seq
+
+    def raster_steps(self, params, batch: int, labels=None) -> Steps:
+        """Raster order, one sub-pixel per step: step t returns the logits [B, levels] of
+        sub-pixel t of a zero canvas [B, H, W, C] being filled in."""
+        h, w, c = self.spec.shape
 
         def step_fn(canvas, cache, t):
             logits = self.model.apply({"params": params}, canvas, labels)
@@ -214,8 +221,9 @@ class PixelCNNFamily(Family):
             i, j, ch = t // (w * c), (t // c) % w, t % c
             return canvas.at[:, i, j, ch].set(x.astype(canvas.dtype))
 
-        canvas = jnp.zeros((keys.shape[0], h, w, c), jnp.int32)
-        state = LoopState(seq=canvas, cache=None, keys=keys)
-        state, _ = autoregressive_scan(step_fn, self.sampling.draw_fn(), write_fn, state,
-                                       h * w * c)
-        return state.seq
+        canvas = jnp.zeros((batch, h, w, c), jnp.int32)
+        return Steps(step_fn, write_fn, canvas, None, h * w * c)
+
+    # ---------------------------------------------------------------- lossless codec
+    def coding_symbols(self) -> CodingSymbols:
+        return categorical_symbols(self.spec.levels, lambda x: x.reshape(x.shape[0], -1).T)

@@ -40,9 +40,9 @@ from argen_jax.layers.shifted_conv import (
     down_shifted_up_offsets,
     shift,
 )
-from argen_jax.models.base import Family
+from argen_jax.models.base import CodingSymbols, Family, RasterCoding
 from argen_jax.parallel import axes
-from argen_jax.sampling.loop import LoopState, autoregressive_scan
+from argen_jax.sampling.loop import Steps
 from argen_jax.sampling.processors import SamplingSettings
 
 CENTER = ((0, 0),)
@@ -187,7 +187,7 @@ class PixelCNNPP(nn.Module):
         return out.astype(jnp.float32)  # [B, H, W, P]
 
 
-class PixelCNNPPFamily(Family):
+class PixelCNNPPFamily(RasterCoding, Family):
     """PixelCNN++ on image data [H, W, C]; raster sampling, one pixel (all channels) per step."""
 
     def __init__(self, config, spec):
@@ -225,8 +225,15 @@ class PixelCNNPPFamily(Family):
     def sample(self, params, keys, labels=None):
         """Raster order, one pixel per scan step: the mixture draws its C channels jointly
         (at `sample.temperature`)."""
-        h, w, c = self.spec.shape
         labels = labels if self.conditional else None
+        draw = lm.mixture_draw(self.spec.levels, self.spec.shape[-1], self.sampling.temperature)
+        state, _ = self.raster_steps(params, keys.shape[0], labels).run(draw, keys)
+        return state.seq
+
+    def raster_steps(self, params, batch: int, labels=None) -> Steps:
+        """Raster order, one pixel per step: step t returns the mixture parameters [B, P] of
+        pixel t of a zero canvas [B, H, W, C] being filled in (the draw: [B, C] or [B])."""
+        h, w, c = self.spec.shape
 
         def step_fn(canvas, cache, t):
             out = self.model.apply({"params": params}, canvas, labels)
@@ -236,8 +243,18 @@ class PixelCNNPPFamily(Family):
             x = x.reshape(x.shape[0], c).astype(canvas.dtype)  # [B, C]
             return canvas.at[:, t // w, t % w, :].set(x)
 
-        draw = lm.mixture_draw(self.spec.levels, c, self.sampling.temperature)
-        canvas = jnp.zeros((keys.shape[0], h, w, c), jnp.int32)
-        state = LoopState(seq=canvas, cache=None, keys=keys)
-        state, _ = autoregressive_scan(step_fn, draw, write_fn, state, h * w)
-        return state.seq
+        canvas = jnp.zeros((batch, h, w, c), jnp.int32)
+        return Steps(step_fn, write_fn, canvas, None, h * w)
+
+    # ---------------------------------------------------------------- lossless codec
+    def coding_symbols(self) -> CodingSymbols:
+        """One pixel per step, its C channels in C stages (R, then G | R, then B | R, G)."""
+        levels, c = self.spec.levels, self.spec.shape[-1]
+
+        def log_probs(out, x, stage):  # x [B, 1, C]
+            return lm.channel_log_probs(out, x[:, 0], stage, levels, c)[:, None]
+
+        def targets(data):  # [B, H, W, C] -> [H * W, B, 1, C]
+            return jnp.asarray(data).reshape(data.shape[0], -1, 1, c).swapaxes(0, 1)
+
+        return CodingSymbols(levels, log_probs, lambda x: x[:, 0], targets, stages=c)

@@ -60,8 +60,8 @@ class Tokenizer:
         """The newest checkpoint of the tokenizer run in `workdir` (its Polyak-averaged params
         when the run kept them and `use_ema`). One-line CheckpointError when `workdir` is not
         a tokenizer run, has no checkpoint or a damaged one."""
-        from argen_jax.io.checkpoint import restore_params
-        from argen_jax.io.run_dir import load_config, load_spec
+        from argen_jax.io.checkpoint import restore_eval_params
+        from argen_jax.io.run_dir import load_config, run_spec
 
         config = load_config(workdir, CheckpointError, "a tokenizer workdir")
         model = config.get("model")
@@ -69,14 +69,8 @@ class Tokenizer:
         if name != "vqgan":
             raise CheckpointError(f"{workdir!r} holds a {name!r} run, not a tokenizer")
         settings = config_lib.typed(VQGANSettings, config.model, "model", ignore=("name",))
-        spec = load_spec(workdir)
-        if spec is None:  # a run written before data_spec.json
-            from argen_jax.data.builders import build_data
-
-            spec = build_data(config.data, config.seed).spec
-        train = config.get("train")
-        ema = use_ema and train is not None and float(train.get("ema_decay") or 0.0) > 0
-        params, step = restore_params(workdir, "ema_params" if ema else "params")
+        spec = run_spec(workdir, config)
+        params, step = restore_eval_params(workdir, config, use_ema)
         return cls(settings, spec, params, step, config)
 
     # ---------------------------------------------------------------- what it is

@@ -30,11 +30,12 @@ from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_ids
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.layers.transformer import LlamaBlock, RMSNorm
-from argen_jax.models.base import Family
+from argen_jax.models.base import CodingSymbols, Family, categorical_symbols, check_coding_shape
 from argen_jax.models.labels import ClassLabels, LabelSettings
 from argen_jax.parallel import axes
+from argen_jax.sampling.loop import Steps
 from argen_jax.sampling.processors import SamplingSettings
-from argen_jax.sampling.tokens import sample_tokens
+from argen_jax.sampling.tokens import token_steps
 
 Cache = tuple  # tuple[KVCache, ...], one per layer
 
@@ -183,18 +184,44 @@ def sample_decoder(model: Decoder, params, keys: jax.Array, labels: jax.Array,
     """The KV-cache sampler of the class-prompted decoders (IGPT, LlamaGen): `num_tokens`
     tokens [B, num_tokens] after the class prompt of `labels` [B], guided by the prompt of
     `null_labels` (CFG on a doubled batch) unless it is None."""
-    b = keys.shape[0]
+    steps = decoder_steps(model, params, labels, num_tokens, null_labels,
+                          sampling.guidance(num_tokens))
+    state, _ = steps.run(sampling.draw_fn(), keys)
+    return state.seq
+
+
+def decoder_steps(model: Decoder, params, labels: jax.Array, num_tokens: int,
+                  null_labels: jax.Array | None = None, cfg_scale=1.0) -> Steps:
+    """`sample_decoder`'s order (the KV cache filled by `Decoder.extend`, prompt prefilled):
+    step t returns the (guided) logits [B, V] of token t."""
     guided = null_labels is not None
     uncond = model.class_prompt(null_labels) if guided else None
-    cache = model.init_cache(2 * b if guided else b)
+    cache = model.init_cache(2 * labels.shape[0] if guided else labels.shape[0])
 
     def logits_fn(ids, cache):
         return model.apply({"params": params}, ids, cache, method=Decoder.extend)
 
-    tokens, _ = sample_tokens(logits_fn, cache, model.class_prompt(labels), num_tokens, keys,
-                              uncond_prompt=uncond, cfg_scale=sampling.guidance(num_tokens),
-                              draw_fn=sampling.draw_fn())
-    return tokens
+    return token_steps(logits_fn, cache, model.class_prompt(labels), num_tokens,
+                       uncond_prompt=uncond, cfg_scale=cfg_scale)
+
+
+class DecoderCoding:
+    """The lossless codec's view of the class-prompted decoders (IGPT, LlamaGen): the KV-cache
+    sampler's order without guidance (the model's own likelihood), the label coded being a
+    class or the null class (the default, and the only one of unconditional models)."""
+
+    def coding_steps(self, params, shape, labels) -> Steps:
+        check_coding_shape(self.spec, shape)
+        labels = labels if self.conditional else self.classes.null(labels.shape[0])
+        return decoder_steps(self.model, params, labels, self.num_tokens)
+
+    def coding_symbols(self) -> CodingSymbols:
+        return categorical_symbols(self.spec.levels, lambda x: x.reshape(x.shape[0], -1).T)
+
+    def coding_labels(self) -> tuple[int, int | None]:
+        if not self.conditional:
+            return 0, None
+        return self.num_classes + 1, self.classes.null_class
 
 
 def config_dtype(name: str, key: str):
@@ -268,7 +295,7 @@ class IGPTSettings(DecoderSettings, LabelSettings):
             raise ConfigError(f"model.rope must be '1d', '2d' or 'none', got {self.rope!r}")
 
 
-class IGPTFamily(Family):
+class IGPTFamily(DecoderCoding, Family):
     """Image GPT: a decoder over the raster of an image's sub-pixels (784 tokens for MNIST),
     after one class token (the null class when unconditional). Sampled with the KV cache."""
 

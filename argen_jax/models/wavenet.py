@@ -43,13 +43,13 @@ from argen_jax import config_lib
 from argen_jax.config_lib import typed
 from argen_jax.data import audio
 from argen_jax.data.batch import AUDIO, LABEL, MASK, MEL, VALID
-from argen_jax.errors import ConfigError
+from argen_jax.errors import ConfigError, DataError
 from argen_jax.heads import logistic_mixture, mulaw
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.layers.causal_conv import CausalConv1D, receptive_field, zero_queue
-from argen_jax.models.base import Family
+from argen_jax.models.base import CodingSymbols, Family, categorical_symbols
 from argen_jax.parallel import axes
-from argen_jax.sampling.loop import LoopState, autoregressive_scan
+from argen_jax.sampling.loop import Steps
 from argen_jax.sampling.processors import SamplingSettings
 
 UPSAMPLE = ("transposed", "repeat")  # local conditioning: frames -> samples
@@ -397,35 +397,43 @@ class WaveNetFamily(Family):
         the head outputs of every step [num_steps, B, P]). method 'fast' (queues) or
         'naive' (re-run the receptive-field window). Draws with `config.sample`'s settings.
         Jittable; both use the one loop."""
-        b = keys.shape[0]
-        g, c = self.conditioning(params, labels if self.global_cond else None,
-                                 mel if self.local_cond else None)
-        if c is not None and c.shape[1] < num_steps:
-            raise ConfigError(f"local conditioning covers {c.shape[1]} samples, asked for "
-                              f"{num_steps}")
-        draw = self.draw
+        steps = self.steps(params, keys.shape[0], num_steps, labels, mel, method)
+        draw, write = self.draw, steps.write_fn
         if return_outputs:
             base = draw
 
             def draw(keys_t, out, t):
                 return base(keys_t, out, t), out
 
-        pick = (lambda x: x[0]) if return_outputs else (lambda x: x)  # noqa: E731
-        if method == "fast":  # cache: every layer's queue; seq: x_0, x_1, ...
-            step_fn, cache, offset = self._fast(params, g, c), self.model.init_cache(b), 0
-        elif method == "naive":  # no cache; seq: RF padding slots, then x_0, x_1, ...
+            def write(seq, x, t):
+                return steps.write_fn(seq, x[0], t)
+
+        state, xs = dataclasses.replace(steps, write_fn=write).run(draw, keys)
+        codes = state.seq[:, state.seq.shape[1] - num_steps:]
+        return (codes, xs[1]) if return_outputs else codes
+
+    def steps(self, params, batch: int, num_steps: int, labels=None, mel=None,
+              method: str = "fast") -> Steps:
+        """The generation order: step t returns the head outputs [B, P] of sample t. 'fast':
+        the cache is every layer's queue, seq [B, T] holds x_0, x_1, ...; 'naive': no cache,
+        seq holds RF padding slots, then x_0, x_1, ..."""
+        g, c = self.conditioning(params, labels if self.global_cond else None,
+                                 mel if self.local_cond else None)
+        if c is not None and c.shape[1] < num_steps:
+            raise ConfigError(f"local conditioning covers {c.shape[1]} samples, asked for "
+                              f"{num_steps}")
+        if method == "fast":
+            step_fn, cache, offset = self._fast(params, g, c), self.model.init_cache(batch), 0
+        elif method == "naive":
             step_fn, cache, offset = self._naive(params, g, c), None, self.receptive_field
         else:
             raise ConfigError(f"generation method must be 'fast' or 'naive', got {method!r}")
-        seq = jnp.zeros((b, offset + num_steps), jnp.int32)
 
         def write_fn(seq, x, t):
-            return seq.at[:, offset + t].set(pick(x).astype(seq.dtype))
+            return seq.at[:, offset + t].set(x.astype(seq.dtype))
 
-        state = LoopState(seq=seq, cache=cache, keys=keys)
-        state, xs = autoregressive_scan(step_fn, draw, write_fn, state, num_steps)
-        codes = state.seq[:, offset:]
-        return (codes, xs[1]) if return_outputs else codes
+        seq = jnp.zeros((batch, offset + num_steps), jnp.int32)
+        return Steps(step_fn, write_fn, seq, cache, num_steps)
 
     def _fast(self, params, g, c):
         levels = self.spec.levels
@@ -474,6 +482,35 @@ class WaveNetFamily(Family):
                 keys.shape[0], jnp.int32)
             mel = jnp.asarray(feats)[idx]
         return self.generate(params, keys, self.sample_length, labels, mel)
+
+    # ------------------------------------------------------------------ lossless codec
+    def coding_steps(self, params, shape, labels) -> Steps:
+        """Fast generation (the queues) over codes [B, T], shape = (T,)."""
+        if self.local_cond:
+            raise ConfigError("a locally conditioned WaveNet cannot drive the codec: the "
+                              "decoder would need the log-mel features of the audio it is "
+                              "decoding (train with :nolocal)")
+        if len(shape) != 1:
+            raise DataError(f"WaveNet codes 1-D audio, got data of shape {tuple(shape)}")
+        return self.steps(params, labels.shape[0], shape[0], labels)
+
+    def coding_symbols(self) -> CodingSymbols:
+        levels = self.spec.levels
+        if isinstance(self.head, CategoricalHead):
+            return categorical_symbols(levels, lambda codes: jnp.asarray(codes).T)
+
+        def log_probs(out, x, stage):
+            del x, stage
+            return logistic_mixture.channel_log_probs(out, jnp.zeros(out.shape[:1] + (1,),
+                                                                     jnp.int32), 0, levels)[:, None]
+
+        def targets(codes):
+            return jnp.asarray(codes).T[:, :, None, None]
+
+        return CodingSymbols(levels, log_probs, lambda x: x[:, 0, 0], targets)
+
+    def coding_labels(self):
+        return (self.spec.num_classes if self.global_cond else 0), None
 
     def save_samples(self, samples, path_stem: str) -> list[str]:
         """One 16-bit WAV per sample (PATH_STEM_k.wav); with local conditioning also the

@@ -14,6 +14,7 @@ the batch size, on its position in the batch or on the number of devices.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -76,3 +77,22 @@ def autoregressive_scan(
         return state, draws
     steps = jnp.arange(start, start + num_steps, dtype=jnp.int32)
     return jax.lax.scan(body, state, steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """A family's autoregressive order: its `step_fn` and `write_fn` and the `seq` / `cache`
+    they start from (for a given batch). The sampler runs it with a draw in
+    `autoregressive_scan` (`run`); the lossless codec (`argen_jax.codec`) calls the same two
+    callbacks one step at a time, with the entropy coder in place of the draw."""
+
+    step_fn: StepFn
+    write_fn: WriteFn
+    seq: Any  # [B, ...] before step 0
+    cache: Any  # model step state before step 0 (None if the model has none)
+    num_steps: int
+
+    def run(self, draw_fn: DrawFn, keys: jax.Array) -> tuple[LoopState, Any]:
+        """`autoregressive_scan` of these steps with `draw_fn` and per-sample `keys`."""
+        state = LoopState(seq=self.seq, cache=self.cache, keys=keys)
+        return autoregressive_scan(self.step_fn, draw_fn, self.write_fn, state, self.num_steps)

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from argen_jax.sampling.loop import LoopState, autoregressive_scan
+from argen_jax.sampling.loop import Steps
 from argen_jax.sampling.processors import categorical_draw, guided_step_fn
 
 LogitsFn = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
@@ -40,6 +40,17 @@ def sample_tokens(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: i
     With `uncond_prompt` [B, P], `cache` must hold 2B rows; logits are combined as
     uncond + scale * (cond - uncond) with scale = cfg_scale or cfg_scale(t).
     draw_fn: the loop's draw (`SamplingSettings.draw_fn()`; None: plain categorical)."""
+    steps = token_steps(logits_fn, cache, prompt, num_new, uncond_prompt=uncond_prompt,
+                        cfg_scale=cfg_scale)
+    state, _ = steps.run(draw_fn or categorical_draw(), keys)
+    return state.seq, state.cache
+
+
+def token_steps(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: int, *,
+                uncond_prompt: jax.Array | None = None,
+                cfg_scale: float | Callable = 1.0) -> Steps:
+    """The order of `sample_tokens` (after the prefill): step t returns the logits [B, V]
+    of new token t; seq [B, num_new] holds the new tokens."""
     b, p = prompt.shape
     guided = uncond_prompt is not None
     both = jnp.concatenate([prompt, uncond_prompt], axis=0) if guided else prompt  # [B', P]
@@ -59,7 +70,4 @@ def sample_tokens(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: i
         return jax.lax.dynamic_update_slice_in_dim(seq, x[:, None].astype(seq.dtype), t, axis=1)
 
     step = guided_step_fn(step_fn, cfg_scale) if guided else step_fn
-    state = LoopState(seq=jnp.zeros((b, num_new), prompt.dtype), cache=cache, keys=keys)
-    state, _ = autoregressive_scan(step, draw_fn or categorical_draw(), write_fn, state,
-                                   num_new)
-    return state.seq, state.cache
+    return Steps(step, write_fn, jnp.zeros((b, num_new), prompt.dtype), cache, num_new)

@@ -14,7 +14,6 @@ images. Pillow, best compression: PNG `optimize=True, compress_level=9`; WebP
 Prints one JSON line; with --workdir, the model's latest `eval/bpd` from its metrics.jsonl
 (evaluated on exactly these images by the training loop) is printed alongside.
 """
-import io
 import json
 import math
 import os
@@ -28,24 +27,12 @@ xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
-from PIL import Image  # noqa: E402
+
+from experiments.benchmarks.classic_codecs import encoded_bytes  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "PixelCNN++ experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", "", "Trained run whose eval/bpd to show (optional).")
 flags.mark_flags_as_required(["config"])
-
-
-def encoded_bytes(img: np.ndarray, codec: str) -> int:
-    """img uint8 [H, W, C] (C in {1, 3}) -> bytes of the lossless file."""
-    pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-    buf = io.BytesIO()
-    if codec == "png":
-        pil.save(buf, format="PNG", optimize=True, compress_level=9)
-    elif codec == "webp":
-        pil.save(buf, format="WEBP", lossless=True, quality=100, method=6)
-    else:
-        raise ValueError(codec)
-    return buf.tell()
 
 
 def mosaic(images: np.ndarray) -> np.ndarray:
