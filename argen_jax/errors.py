@@ -30,3 +30,17 @@ class WorkdirBusyError(UserError):
 
 class CodecError(UserError):
     """A compressed file that cannot be decoded here (damaged, or another model's)."""
+
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: launch/main.py's exit status after a SIGTERM stop
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM after saving a checkpoint: not an error, but not done
+    either. launch/main.py exits with PREEMPTED_EXIT_CODE so a scheduler can requeue the job
+    (launch/slurm.sbatch does); the same command resumes."""
+
+    def __init__(self, step: int, workdir: str):
+        super().__init__(f"stopped by SIGTERM at step {step} after saving a checkpoint in "
+                         f"{workdir}; run the same command to resume")
+        self.step = step

@@ -5,6 +5,8 @@
         --config.train.num_steps=100 --mode=eval
 
 Modes: train (resumes from WORKDIR if it has checkpoints), eval, sample.
+Exit status: 0 done, 2 a user error (one line on stderr), 75 stopped by SIGTERM after saving
+a checkpoint (preemption: run the same command again to resume; launch/slurm.sbatch requeues).
 """
 import os
 import sys
@@ -39,8 +41,48 @@ def parse_flags(argv):
     except flags.Error as e:
         print(f"error: {_one_line(e)}\nPass --help for usage.", file=sys.stderr)
     except (AttributeError, KeyError, ValueError, TypeError, OSError, ImportError) as e:
-        print(f"error: bad --config: {_one_line(e)}", file=sys.stderr)
+        print(f"error: bad --config: {_unknown_key(e, argv) or _one_line(e)}", file=sys.stderr)
     sys.exit(2)
+
+
+def _unknown_key(e: Exception, argv) -> str:
+    """For an override of a key the config lacks (ml_collections says only "'key'"): which
+    flag, and the keys that section does have."""
+    if not isinstance(e, (KeyError, AttributeError)) or not e.args:
+        return ""
+    inner = e.args[0]  # AttributeError wraps ml_collections' KeyError
+    text = str(inner.args[0] if isinstance(inner, BaseException) and inner.args else inner)
+    # text: "'key'", or "'key'\nDid you mean "other" instead of "key"?"
+    key = text.split()[0].strip("'\"") if text.split() else ""
+    hint = text[text.index("Did you mean"):] if "Did you mean" in text else ""
+    for arg in argv[1:]:
+        flag = arg.split("=", 1)[0]
+        path = flag.removeprefix("--").split(".")
+        if path[0] != "config" or path[-1] != key:
+            continue
+        where = ".".join(path[:-1])
+        known = _section_keys(argv, path[1:-1])
+        return f"{flag}: {where} has no key {key!r}" + (f". {hint}" if hint else "") + (
+            f" (its keys: {', '.join(known)})" if known else "")
+    return ""
+
+
+def _section_keys(argv, section) -> list[str]:
+    """The keys of `section` in the config file named by --config (no overrides applied)."""
+    import importlib.util
+
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+    path, _, arg = spec.partition(":")
+    try:
+        mod_spec = importlib.util.spec_from_file_location("_argen_config", path)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        node = module.get_config(arg) if arg else module.get_config()
+        for name in section:
+            node = node[name]
+        return sorted(node.keys())
+    except Exception:  # noqa: BLE001 - only a hint: without it the message still names the key
+        return []
 
 
 def _one_line(e: Exception) -> str:
@@ -65,7 +107,7 @@ def main(argv):
         from argen_jax.parallel.distributed import initialize
 
         initialize()  # env vars from launch/*.sh, or SLURM / TPU auto-detection
-    from argen_jax.errors import UserError
+    from argen_jax.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
     from argen_jax.run import run
 
     logging.set_verbosity(logging.INFO)
@@ -79,6 +121,9 @@ def main(argv):
         logging.error("%s: %s", type(e).__name__, e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as e:  # saved and stopped: a scheduler should run it again
+        logging.warning("%s (exit status %d)", e, PREEMPTED_EXIT_CODE)
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -57,10 +57,17 @@ def test_train_eval_sample(tmp_path):
     rows = read_metrics(wd)
     assert {"train/loss", "train/bpd", "eval/nll", "eval/bpd"} <= set().union(*rows)
     assert all(r["train/steps_per_sec"] > 0 for r in rows if "train/loss" in r)
-    again = run(tiny_config(), wd, "eval")  # restores the checkpoint, same numbers
-    assert again["eval/bpd"] == pytest.approx(last["eval/bpd"], rel=1e-6)
+    grid = open(os.path.join(wd, "samples", "step_0000008.png"), "rb").read()
+    for _ in range(2):  # evaluating again updates one mode='eval' row, never duplicates it
+        again = run(tiny_config(), wd, "eval")  # restores the checkpoint, same numbers
+        assert again["eval/bpd"] == pytest.approx(last["eval/bpd"], rel=1e-6)
+    modes = [r.get("mode") for r in read_metrics(wd) if "eval/bpd" in r]
+    assert modes == [None, "eval"]  # the training run's row, then the --mode=eval row
     paths = run(tiny_config(), wd, "sample")
-    assert paths and os.path.exists(paths[0])
+    again = run(tiny_config(), wd, "sample")  # beside the training grid and the first one
+    assert [os.path.basename(p) for p in paths + again] == [
+        "step_0000008_sample_seed0.png", "step_0000008_sample_seed0_2.png"]
+    assert open(os.path.join(wd, "samples", "step_0000008.png"), "rb").read() == grid
 
 
 def test_resume_after_interruption_is_exact(tmp_path):
@@ -253,8 +260,40 @@ def test_launcher_rejects_unknown_config_key(tmp_path):
            f"--workdir={tmp_path}", "--config.train.num_stepz=3"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode != 0
-    assert "num_stepz" in out.stderr
+    assert "--config.train.num_stepz: config.train has no key 'num_stepz'" in out.stderr
+    assert "num_steps" in out.stderr  # the section's keys are listed
     assert "Traceback" not in out.stderr
+
+
+def test_sigterm_saves_and_exits_75_then_the_same_command_resumes(tmp_path):
+    """A scheduler can tell preemption from completion: SIGTERM -> checkpoint, exit 75
+    (launch/slurm.sbatch requeues on it); the same command then finishes with exit 0."""
+    import signal
+    import time
+
+    wd = str(tmp_path / "w")
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "main.py"),
+           "--config=" + os.path.join(ROOT, "experiments/pixelcnn/mnist.py") + ":tiny",
+           f"--workdir={wd}", "--config.data.name=digits", "--config.train.num_steps=100000",
+           "--config.train.log_every=1", "--config.train.save_every=0",
+           "--config.train.sample_at_end=False", "--config.data.test_limit=16",
+           "--config.train.tensorboard=False", "--config.train.quiet=True"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    metrics = os.path.join(wd, "metrics.jsonl")
+    deadline = time.time() + 120
+    while not (os.path.exists(metrics) and os.path.getsize(metrics)) and time.time() < deadline:
+        time.sleep(0.2)  # training has started
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 75, out[-2000:]
+    assert "stopped by SIGTERM at step" in out and "Traceback" not in out
+    step = int(out.split("stopped by SIGTERM at step ")[1].split()[0])
+    assert os.path.isdir(os.path.join(wd, "checkpoints", str(step)))
+    done = subprocess.run([*cmd[:-7], f"--config.train.num_steps={step + 2}", *cmd[-6:]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"Resumed from {os.path.join(wd, 'checkpoints')}/{step}" in done.stderr
 
 
 def test_run_config_round_trip_and_clear_errors(tmp_path):

@@ -3,8 +3,9 @@
 train: resume from the newest checkpoint in `workdir` (or start), then step; every
 `log_every` steps write the step's train metrics, every `eval_every` evaluate the test set
 (exact NLL in nats and bits/dim), every `sample_every` write a sample grid, every
-`save_every` checkpoint. SIGTERM (preemption) saves a checkpoint and stops cleanly; running
-the same command again resumes. Same seed => the same final metrics as an uninterrupted run.
+`save_every` checkpoint. SIGTERM (preemption) saves a checkpoint, stops and raises
+`errors.Preempted` (launch/main.py exits with status 75); running the same command resumes.
+Same seed => the same final metrics as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from argen_jax.errors import CheckpointError, ConfigError
+from argen_jax.errors import CheckpointError, ConfigError, Preempted
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
 from argen_jax.io.checkpoint import Checkpointer
@@ -77,7 +78,10 @@ def evaluate(exp: Experiment, params) -> dict:
     return {f"eval/{k}": v for k, v in summarize(totals).items()}
 
 
-def write_samples(exp: Experiment, params, workdir: str, step: int) -> list[str]:
+def write_samples(exp: Experiment, params, workdir: str, step: int,
+                  tag: str = "") -> list[str]:
+    """Samples of `params` into WORKDIR/samples/step_<step>*. tag (--mode=sample): the files
+    are step_<step>_<tag>[_<n>]*, beside the training run's, never over any earlier file."""
     if not has_sampler(exp.family):
         raise ConfigError(f"model {exp.config.model.name!r} has no sampler")
     s = exp.sample_settings
@@ -87,9 +91,22 @@ def write_samples(exp: Experiment, params, workdir: str, step: int) -> list[str]
     t0 = time.time()
     samples = exp.sample(params, num, seed=s.seed, batch_size=s.samples_per_call)
     stem = os.path.join(workdir, "samples", f"step_{step:07d}")
+    if tag:
+        stem = _unused_stem(f"{stem}_{tag}")
     paths = save_samples(exp.family, samples, stem) if jax.process_index() == 0 else []
     logging.info("Wrote %d samples in %.1fs: %s", num, time.time() - t0, paths)
     return paths
+
+
+def _unused_stem(stem: str) -> str:
+    """`stem`, or `stem_2`, `stem_3`, ...: the first that no existing file starts with."""
+    folder, base = os.path.split(stem)
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    n, out = 1, base
+    while any(name == out or name.startswith((out + ".", out + "_")) for name in names):
+        n += 1
+        out = f"{base}_{n}"
+    return os.path.join(folder, out)
 
 
 def save_samples(family, samples: np.ndarray, path_stem: str) -> list[str]:
@@ -182,6 +199,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                     logging.info("Stopping at step %d (%s); run again to resume.", step,
                                  "SIGTERM" if preempt.requested else "stop_after_steps")
                     break
+        preempted = preempt.requested and step < num_steps
     finally:
         if bar is not None:
             bar.close()
@@ -190,6 +208,8 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
             writer.close()
         exp.close()  # stops the input pipeline's worker processes
         lock.release()
+    if preempted:  # after the cleanup above: the checkpoint is on disk
+        raise Preempted(step, workdir)
     return last
 
 
@@ -227,7 +247,7 @@ def eval_only(config, workdir: str) -> dict:
 
         m.update(evaluate_samples(exp, exp.eval_params(state), workdir, step))
     writer = MetricWriter(workdir, tensorboard=False)
-    writer.write(step, m)
+    writer.write(step, m, mode="eval")  # replaces an earlier --mode=eval row of this step
     writer.close()
     logging.info("eval at step %d: %s", step, m)
     return m
@@ -235,4 +255,5 @@ def eval_only(config, workdir: str) -> dict:
 
 def sample_only(config, workdir: str) -> list[str]:
     exp, state = _restored(config, workdir)
-    return write_samples(exp, exp.eval_params(state), workdir, int(jax.device_get(state.step)))
+    return write_samples(exp, exp.eval_params(state), workdir, int(jax.device_get(state.step)),
+                         tag=f"sample_seed{exp.sample_settings.seed}")

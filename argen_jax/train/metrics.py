@@ -37,17 +37,35 @@ class MetricWriter:
         with open(self.path) as f:
             written = sum(1 for ln in f if ln.strip())  # a dropped partial line counts too
         if len(keep) != written:
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in keep)
-            os.replace(tmp, self.path)
+            self._rewrite(keep)
 
-    def write(self, step: int, metrics: dict) -> None:
+    def _rewrite(self, rows: list[dict]) -> None:
+        """Replace the file's rows atomically (a crash leaves the old file or the new one)."""
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, metrics: dict, mode: str = "") -> None:
+        """Appends a row. mode ('eval' for `--mode=eval`): the row carries it and replaces an
+        earlier row of that mode at the same step (evaluating a checkpoint again updates its
+        row instead of adding a duplicate); training rows have no mode."""
         if not self.active or not metrics:
             return
         clean = {k: _to_py(v) for k, v in metrics.items()}
+        row = {"step": int(step), **({"mode": mode} if mode else {}), **clean}
+        if mode and os.path.exists(self.path):
+            rows = read_metrics(os.path.dirname(self.path))
+            keep = [r for r in rows if (r["step"], r.get("mode")) != (int(step), mode)]
+            if len(keep) != len(rows):
+                self._rewrite(keep + [row])
+                self._tensorboard(step, clean)
+                return
         with open(self.path, "a") as f:
-            f.write(json.dumps({"step": int(step), **clean}) + "\n")
+            f.write(json.dumps(row) + "\n")
+        self._tensorboard(step, clean)
+
+    def _tensorboard(self, step: int, clean: dict) -> None:
         if self._tb is not None:
             for k, v in clean.items():
                 if isinstance(v, float) and math.isfinite(v):
