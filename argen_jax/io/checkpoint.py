@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
 import jax
@@ -17,6 +18,27 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from argen_jax.errors import CheckpointError
+
+
+def _quiet_closed_loop() -> None:
+    """When reading damaged array files fails, Orbax closes its asyncio loop while
+    TensorStore's other reads are still finishing; each of their callbacks then reports
+    "RuntimeError: Event loop is closed" as an unraisable exception, hundreds of tracebacks
+    on stderr, some after the restore has returned. They are the echo of the error reported
+    in one line: from the first Checkpointer / restore_params on, the unraisable hook drops
+    just those."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_argen_quiet_loop", False):
+        return
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._argen_quiet_loop = True
+    sys.unraisablehook = hook
 
 
 class DamagedCheckpointError(CheckpointError):
@@ -38,6 +60,7 @@ class Checkpointer:
     def __init__(self, workdir: str, max_to_keep: int = 3, keep_best: str = "auto"):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         self.max_to_keep, self.keep_best = max_to_keep, keep_best
+        _quiet_closed_loop()
         self.manager = ocp.CheckpointManager(  # rotation is ours (`_rotate`), not Orbax's
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
@@ -204,6 +227,7 @@ def restore_params(workdir: str, key: str = "params", step: int | None = None):
     if step is None:
         raise CheckpointError(f"no checkpoint in {directory}")
     path = os.path.join(directory, str(step), "state")
+    _quiet_closed_loop()
     try:
         ckptr = ocp.PyTreeCheckpointer()
         tree = ckptr.metadata(path).item_metadata
