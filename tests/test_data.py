@@ -148,3 +148,16 @@ def test_audio_spec_round_trips_through_the_run_directory(tmp_path):
                              n_mels=8, source="/data/speech")
     save_spec(spec, str(tmp_path))
     assert load_spec(str(tmp_path)) == spec
+
+
+def test_a_cut_wav_file_is_a_one_line_data_error_naming_it(tmp_path):
+    from argen_jax.data.audio import read_wav, write_wav
+
+    path = write_wav(str(tmp_path / "a.wav"), np.zeros(800, np.float32), 8000)
+    assert read_wav(path)[1] == 8000
+    with open(path, "r+b") as f:
+        f.truncate(30)  # inside the fmt chunk
+    with pytest.raises(DataError, match=r"cannot read WAV file '.*a.wav' \(damaged or trunc"):
+        read_wav(path)
+    with pytest.raises(DataError, match="does not exist"):
+        read_wav(str(tmp_path / "missing.wav"))

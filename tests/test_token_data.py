@@ -64,6 +64,13 @@ def test_bad_token_files_name_the_problem(tmp_path):
     np.savez(path, **d)
     with pytest.raises(DataError, match="imply"):
         build_token_data(_cfg(path), 0)
+    d = dict(np.load(_write(tmp_path / "f.npz")))
+    np.savez(tmp_path / "float.npz", **{**d, "train_tokens": d["train_tokens"] + 0.5})
+    with pytest.raises(DataError, match=r"train_tokens are float64, not integers"):
+        build_token_data(_cfg(str(tmp_path / "float.npz")), 0)
+    np.savez(tmp_path / "neg.npz", **{**d, "test_labels": d["test_labels"] - 5})
+    with pytest.raises(DataError, match=r"neg.npz.*test_labels include -\d+: class labels"):
+        build_token_data(_cfg(str(tmp_path / "neg.npz")), 0)
 
 
 def test_drop_labels_rate():

@@ -30,6 +30,7 @@ import dataclasses
 import glob
 import math
 import os
+import struct
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import NamedTuple
@@ -54,8 +55,11 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
 
     try:
         rate, data = wavfile.read(path)
-    except (ValueError, OSError) as e:
-        raise DataError(f"cannot read WAV file {path!r}: {e}") from e
+    except FileNotFoundError:
+        raise DataError(f"WAV file {path!r} does not exist") from None
+    except (ValueError, OSError, EOFError, struct.error) as e:  # struct: a cut-off header
+        raise DataError(f"cannot read WAV file {path!r} (damaged or truncated?): "
+                        f"{e or type(e).__name__}") from None
     if data.dtype.kind == "i":
         x = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
     elif data.dtype.kind == "u":  # 8-bit WAV is unsigned

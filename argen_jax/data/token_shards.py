@@ -305,6 +305,7 @@ class TokenShardSplit:
             labels.append(np.asarray(lab))
         self.labels = (np.concatenate(labels) if labels else np.zeros(0, np.int32)
                        )[: self.num_examples]
+        check_labels(self.labels, f"{self.directory}: the {split} shards' labels")
 
     release_pages = True  # drop the mapped pages of a shard right after reading from it
 
@@ -387,3 +388,12 @@ def load_token_shards(path: str) -> dict:
         s = TokenShardSplit(directory, split, index=index)
         d[f"{split}_tokens"], d[f"{split}_labels"] = s, s.labels
     return d
+
+
+def check_labels(labels: np.ndarray, what: str) -> None:
+    """Class labels are integers >= 0 (a DataError naming `what` otherwise)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{what} are {labels.dtype}, not integer class labels")
+    if labels.size and labels.min() < 0:
+        raise DataError(f"{what} include {int(labels.min())}: class labels must be >= 0")

@@ -28,7 +28,7 @@ from argen_jax.config_lib import typed
 from argen_jax.data import batch as keys
 from argen_jax.data.batch import check_batching
 from argen_jax.data.pipeline import DataSpec, RandomAccessBatcher, sequential_batches
-from argen_jax.data.token_shards import is_shard_store, load_token_shards
+from argen_jax.data.token_shards import check_labels, is_shard_store, load_token_shards
 from argen_jax.errors import ConfigError, DataError
 
 REQUIRED = ("train_tokens", "train_labels", "test_tokens", "test_labels", "token_shape",
@@ -77,8 +77,12 @@ def load_token_file(path: str) -> dict:
         if t.ndim != 2 or len(t) != len(d[f"{split}_labels"]):
             raise DataError(f"{path!r}: {split}_tokens {t.shape} does not match "
                             f"{split}_labels {d[f'{split}_labels'].shape}")
+        if t.dtype.kind not in "iu":
+            raise DataError(f"{path!r}: {split}_tokens are {t.dtype}, not integers (codebook "
+                            "indices)")
         if t.size and (t.min() < 0 or t.max() >= k):
             raise DataError(f"{path!r}: {split}_tokens outside [0, codebook_size={k})")
+        check_labels(d[f"{split}_labels"], f"{path!r}: {split}_labels")
     return d
 
 
