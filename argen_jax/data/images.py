@@ -53,6 +53,8 @@ class ImageDataSettings:
         if self.binarize not in BINARIZE:
             raise ConfigError(f"data.binarize must be one of {BINARIZE}, got "
                               f"{self.binarize!r}")
+        if self.binarize_seed < 0:
+            raise ConfigError(f"data.binarize_seed must be >= 0, got {self.binarize_seed}")
         if self.name == "tfds" and not self.tfds_name:
             raise ConfigError("data.name='tfds' needs data.tfds_name (the TFDS dataset)")
         check_batching(self)

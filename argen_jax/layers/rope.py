@@ -13,14 +13,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from argen_jax.errors import ConfigError
+
 
 def rotary_angles(coords: jax.Array, head_dim: int, theta: float = 10000.0) -> jax.Array:
     """coords [..., P] ints -> angles [..., head_dim // 2] (float32)."""
     num_coords = coords.shape[-1]
     half = head_dim // 2
     if head_dim % 2 or half % num_coords:
-        raise ValueError(f"head_dim={head_dim} must be even and head_dim/2 divisible by the "
-                         f"{num_coords} rotary coordinates")
+        raise ConfigError(f"rotary embeddings need an even head_dim whose half divides by the "
+                          f"{num_coords} position coordinate(s); head_dim is {head_dim} "
+                          "(model.head_dim, or model.width / model.num_heads)")
     per = half // num_coords
     inv_freq = 1.0 / theta ** (np.arange(per, dtype=np.float32) * 2.0 / (2 * per))  # [per]
     ang = coords.astype(jnp.float32)[..., :, None] * inv_freq  # [..., P, per]

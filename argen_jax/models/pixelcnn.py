@@ -59,6 +59,18 @@ class PixelCNNSettings:
         config_lib.check_choice(self, "impl", IMPLS)
         config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
 
+    def check_image(self, shape) -> None:
+        """Kernels that fit images of `shape` [H, W, C]: mask A needs a pixel above or to the
+        left (in_kernel >= 2); wider than 2 * side - 1 sees nothing more, only costs."""
+        if self.in_kernel < 2:
+            raise ConfigError(f"model.in_kernel={self.in_kernel}: the mask-A input layer needs "
+                              "a kernel of at least 2 (1 would see no earlier pixel)")
+        most = 2 * max(shape[:2]) - 1
+        for key in ("in_kernel", "kernel"):
+            if getattr(self, key) > most:
+                raise ConfigError(f"model.{key}={getattr(self, key)} is wider than "
+                                  f"{shape[0]}x{shape[1]} images can use (at most {most})")
+
     def network_fields(self) -> dict:
         """The fields of the network modules (`_Base`) these settings fix."""
         fields = dataclasses.asdict(self)
@@ -180,6 +192,7 @@ class PixelCNNFamily(RasterCoding, Family):
         self.settings = typed(PixelCNNSettings, config.model, "model", ignore=("name",))
         if spec.kind != "image" or len(spec.shape) != 3:
             raise ConfigError(f"{name} needs image data [H, W, C], got {spec.kind} {spec.shape}")
+        self.settings.check_image(spec.shape)
         num_classes = spec.num_classes if self.settings.conditional else 0
         self.model = MODELS[name](levels=spec.levels, channels=spec.shape[-1],
                                   num_classes=num_classes, **self.settings.network_fields())

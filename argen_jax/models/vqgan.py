@@ -149,6 +149,12 @@ class VQGANLossSettings:
     def __post_init__(self):
         if self.rec_loss not in ("l1", "l2"):
             raise ConfigError(f"loss.rec_loss must be 'l1' or 'l2', got {self.rec_loss!r}")
+        for key in ("rec_weight", "codebook_weight", "perceptual_weight", "disc_weight",
+                    "disc_start", "disc_layers"):
+            if not getattr(self, key) >= 0:  # also NaN
+                raise ConfigError(f"loss.{key} must be >= 0, got {getattr(self, key)}")
+        if self.disc_channels < 1:
+            raise ConfigError(f"loss.disc_channels must be >= 1, got {self.disc_channels}")
 
 
 def variables(params) -> dict:
@@ -171,6 +177,9 @@ class VQGANFamily(Family):
         self.settings = s = config_lib.typed(VQGANSettings, config.model, "model",
                                              ignore=("name",))
         self.loss_settings = lc = config_lib.typed(VQGANLossSettings, config.get("loss"), "loss")
+        if lc.disc_weight > 0 and lc.disc_channels % s.norm_groups:
+            raise ConfigError(f"loss.disc_channels={lc.disc_channels} must be a multiple of "
+                              f"model.norm_groups={s.norm_groups} (the PatchGAN's group norms)")
         self.space = ImageSpace.of(spec, s.ch_mult, s.pad_to,
                                    s.scales if s.multiscale else None)
         self.size = self.space.size
