@@ -195,8 +195,8 @@ class GrainLoader:
         self.close()
         ds = grain.MapDataset.range(int(step), self._end()).map(self._fn)
         threads = self.num_threads or (1 if self.prefetch else 0)
-        ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
-                                                  prefetch_buffer_size=self.prefetch))
+        ds = ds.to_iter_dataset(grain.ReadOptions(  # a buffer below the threads idles them
+            num_threads=threads, prefetch_buffer_size=max(self.prefetch, threads)))
         if self.worker_count:
             _mark_flags_parsed()
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(

@@ -256,6 +256,10 @@ class DecoderSettings:
         for key in ("num_kv_heads", "head_dim", "mlp_dim"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"model.{key} must be >= 0, got {getattr(self, key)}")
+        if not self.head_dim and self.width < self.num_heads:
+            raise ConfigError(f"model.width={self.width} is below model.num_heads="
+                              f"{self.num_heads}: heads of width / num_heads = 0 (set fewer "
+                              "heads, a larger width, or model.head_dim)")
         if self.num_kv_heads and self.num_heads % self.num_kv_heads:
             raise ConfigError(f"model.num_heads={self.num_heads} is not a multiple of "
                               f"model.num_kv_heads={self.num_kv_heads}")

@@ -75,6 +75,7 @@ class VQGANSettings:
                 raise ConfigError(f"model.{k} must be positive, got {getattr(self, k)}")
         if not self.ch_mult:
             raise ConfigError("model.ch_mult must list at least one level")
+        config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
         if self.quantizer not in ("single", "multiscale"):
             raise ConfigError(f"model.quantizer must be single or multiscale, got "
                               f"{self.quantizer!r}")
