@@ -1,5 +1,5 @@
-"""The top-k / top-p filters against the implementation they replaced (kept here as the
-reference: `lax.top_k` for the k-th value, a full argsort for the nucleus): the same output
+"""The top-k / top-p filters against the implementation they replaced (the reference:
+`lax.top_k` for the k-th value, a full argsort for the nucleus): the same output
 bit for bit, hence the same support, on random logits with ties, -inf, NEG_INF and signed
 zeros, in float32 and bfloat16, rows [B, V] and [B, T, V], the fast candidate path and the
 full-sort fallback alike."""
@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from argen_jax.sampling import processors
 from argen_jax.sampling.processors import (
     NEG_INF,
-    apply_temperature,
     kth_largest,
     process_logits,
     top_k_filter,
@@ -23,32 +22,11 @@ from argen_jax.sampling.processors import (
     top_p_filter,
 )
 
-
-# ----------------------------------------------------------------------------- reference
-def ref_top_k_filter(logits, k):
-    if k <= 0 or k >= logits.shape[-1]:
-        return logits
-    kth = jax.lax.top_k(logits, k)[0][..., -1:]
-    return jnp.where(logits < kth, NEG_INF, logits)
-
-
-def ref_top_p_filter(logits, p):
-    if p >= 1.0:
-        return logits
-    order = jnp.argsort(-logits, axis=-1)
-    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
-    probs = jax.nn.softmax(sorted_logits.astype(jnp.float32), axis=-1)
-    before = jnp.cumsum(probs, axis=-1) - probs
-    keep_sorted = before < p
-    keep = jnp.zeros_like(keep_sorted).at[
-        tuple(jnp.indices(order.shape)[:-1]) + (order,)
-    ].set(keep_sorted)
-    return jnp.where(keep, logits, NEG_INF)
-
-
-def ref_process_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
-    logits = apply_temperature(logits.astype(jnp.float32), temperature)
-    return ref_top_p_filter(ref_top_k_filter(logits, top_k), top_p)
+# The reference: the filters before #22. experiments/benchmarks/topk_filter.py, which times
+# them against the new ones, keeps the one copy.
+from experiments.benchmarks.topk_filter import reference_process_logits as ref_process_logits
+from experiments.benchmarks.topk_filter import reference_top_k_filter as ref_top_k_filter
+from experiments.benchmarks.topk_filter import reference_top_p_filter as ref_top_p_filter
 
 
 def ref_before(sorted_logits):
