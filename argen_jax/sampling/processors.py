@@ -19,6 +19,7 @@ from argen_jax.errors import ConfigError
 
 NEG_INF = -1e30  # finite: keeps softmax NaN-free even if a whole row were masked
 CFG_SCHEDULES = ("constant", "linear", "cosine")  # cfg_scale_schedule kinds
+KV_CACHE_DTYPES = ("", "bfloat16", "float32")  # sample.kv_cache_dtype ("": compute dtype)
 
 
 def apply_temperature(logits: jax.Array, temperature: float | jax.Array) -> jax.Array:
@@ -216,6 +217,10 @@ class SamplingSettings:
     #   over the steps (VAR's family default: linear, over its scales)
     cfg_interval: int = -1  # >= 0: guide only steps t <= cfg_interval + 1 (LlamaGen); -1: all
     length: int = 0  # WaveNet: audio samples generated (0: the data's example length)
+    kv_cache_dtype: str = ""  # KV-cache storage of the transformer samplers (IGPT, LlamaGen,
+    #   VAR): '' the model's compute dtype; 'bfloat16' halves the cache's memory traffic
+    #   (keys / values rounded to bf16, attention still in the compute dtype); 'float32'.
+    #   Other families have no KV cache; the lossless codec always uses the compute dtype
 
     def __post_init__(self):
         if self.num < 0 or self.batch_size < 0 or self.length < 0:
@@ -230,6 +235,9 @@ class SamplingSettings:
         if self.cfg_schedule not in CFG_SCHEDULES:
             raise ConfigError(f"sample.cfg_schedule must be one of {CFG_SCHEDULES}, got "
                               f"{self.cfg_schedule!r}")
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise ConfigError(f"sample.kv_cache_dtype must be one of {KV_CACHE_DTYPES} ('': "
+                              f"the compute dtype), got {self.kv_cache_dtype!r}")
         if self.cfg_interval < -1:
             raise ConfigError(f"sample.cfg_interval must be >= -1 (-1: every step), got "
                               f"{self.cfg_interval}")
@@ -262,6 +270,12 @@ class SamplingSettings:
                 raise ConfigError(f"sample.{name}={getattr(self, name)}: {what} has no such "
                                   f"filter (only sample.temperature)")
         return self.temperature
+
+    @property
+    def cache_dtype(self):
+        """The KV cache's dtype for `init_cache(batch, dtype)`: None (the model's compute
+        dtype) or the jnp dtype `kv_cache_dtype` names."""
+        return jnp.dtype(self.kv_cache_dtype) if self.kv_cache_dtype else None
 
     def draw_fn(self) -> Callable:
         """The sampling loop's draw: temperature, top-k, top-p, then a categorical draw."""
