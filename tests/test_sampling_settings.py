@@ -47,7 +47,8 @@ def test_sampling_settings_defaults_and_family_defaults():
     (dict(temperature=0.0), "sample.temperature"), (dict(top_p=1.5), "sample.top_p"),
     (dict(top_k=-1), "sample.top_k"), (dict(cfg_schedule="exp"), "sample.cfg_schedule"),
     (dict(num=-1), "sample.num"), (dict(cfg_interval=-2), "sample.cfg_interval"),
-    (dict(top_kk=3), "sample.top_kk"), (dict(top_k="3x"), "sample.top_k")])
+    (dict(top_kk=3), "sample.top_kk"), (dict(top_k="3x"), "sample.top_k"),
+    (dict(kv_cache_dtype="float8"), "sample.kv_cache_dtype")])
 def test_sampling_settings_reject_bad_values(bad, key):
     with pytest.raises(ConfigError, match=key):
         SamplingSettings.from_config(_config(**bad))

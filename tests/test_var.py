@@ -105,6 +105,21 @@ def test_cached_sampler_logits_equal_full_pass(setup):
     assert bool(jnp.all((picked >= kth)[free]))
 
 
+def test_bf16_kv_cache_logits_stay_within_bf16_precision(setup):
+    """sample.kv_cache_dtype='bfloat16' reaches VAR's cache: with every token known (teacher
+    forcing: both caches see the same tokens) the logits stay within 2 * 2^-8 * max|logits|
+    of the float32 cache's (the bound of tests/test_transformer.py's bf16 cache test)."""
+    fam, _, params, batch = setup
+    keys = sample_keys(jax.random.PRNGKey(0), 0, 4)
+    known = jnp.ones((4, L), bool)
+    gen = jax.jit(lambda p, dtype: fam.generate(p, keys, batch["label"], batch["tokens"], known,
+                                                return_logits=True, kv_cache_dtype=dtype)[1],
+                  static_argnums=1)
+    ref, low = gen(params, ""), gen(params, "bfloat16")
+    err, scale = float(jnp.abs(low - ref).max()), float(jnp.abs(ref).max())
+    assert 0 < err <= 2 * 2.0 ** -8 * scale, (err, scale)
+
+
 # ----------------------------------------------------------------------------- tokenizer path
 def test_teacher_forcing_matches_tokenizer_reconstruction(setup):
     fam, tok, params, batch = setup

@@ -185,18 +185,20 @@ def sample_decoder(model: Decoder, params, keys: jax.Array, labels: jax.Array,
     tokens [B, num_tokens] after the class prompt of `labels` [B], guided by the prompt of
     `null_labels` (CFG on a doubled batch) unless it is None."""
     steps = decoder_steps(model, params, labels, num_tokens, null_labels,
-                          sampling.guidance(num_tokens))
+                          sampling.guidance(num_tokens), sampling.cache_dtype)
     state, _ = steps.run(sampling.draw_fn(), keys)
     return state.seq
 
 
 def decoder_steps(model: Decoder, params, labels: jax.Array, num_tokens: int,
-                  null_labels: jax.Array | None = None, cfg_scale=1.0) -> Steps:
+                  null_labels: jax.Array | None = None, cfg_scale=1.0,
+                  cache_dtype: Any = None) -> Steps:
     """`sample_decoder`'s order (the KV cache filled by `Decoder.extend`, prompt prefilled):
-    step t returns the (guided) logits [B, V] of token t."""
+    step t returns the (guided) logits [B, V] of token t. cache_dtype: the KV cache's
+    storage (None: the compute dtype; `SamplingSettings.cache_dtype`)."""
     guided = null_labels is not None
     uncond = model.class_prompt(null_labels) if guided else None
-    cache = model.init_cache(2 * labels.shape[0] if guided else labels.shape[0])
+    cache = model.init_cache(2 * labels.shape[0] if guided else labels.shape[0], cache_dtype)
 
     def logits_fn(ids, cache):
         return model.apply({"params": params}, ids, cache, method=Decoder.extend)

@@ -381,7 +381,7 @@ class VARFamily(TokenImageFamily):
 
         h = self.scales[-1]
         f_hat = jnp.zeros((b, h, h, self.code_dim), jnp.float32)
-        cache = (model.init_cache(2 * b if guided else b), f_hat)
+        cache = (model.init_cache(2 * b if guided else b, st.cache_dtype), f_hat)
         state = LoopState(seq=jnp.zeros((b, self.seq_len), jnp.int32), cache=cache, keys=keys)
         step = st.guide(step_fn, len(self.scales)) if guided else step_fn
         state, _ = autoregressive_scan(step, draw_fn, write_fn, state, len(self.scales),

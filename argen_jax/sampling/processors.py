@@ -19,39 +19,135 @@ from argen_jax.errors import ConfigError
 
 NEG_INF = -1e30  # finite: keeps softmax NaN-free even if a whole row were masked
 CFG_SCHEDULES = ("constant", "linear", "cosine")  # cfg_scale_schedule kinds
+KV_CACHE_DTYPES = ("", "bfloat16", "float32")  # sample.kv_cache_dtype ("": compute dtype)
 
 
 def apply_temperature(logits: jax.Array, temperature: float | jax.Array) -> jax.Array:
     return logits / jnp.maximum(jnp.asarray(temperature, logits.dtype), 1e-6)
 
 
+def _ordered_bits(x: jax.Array) -> jax.Array:
+    """float32 -> uint32 in the same order (the usual radix-sort key: negative floats have
+    all bits flipped, non-negative ones the sign bit; -0 sorts just below +0)."""
+    b = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    return jnp.where(b >> 31 == 1, ~b, b | jnp.uint32(1 << 31))
+
+
+def _float_of_ordered_bits(u: jax.Array) -> jax.Array:
+    """The inverse of `_ordered_bits`."""
+    b = jnp.where(u >> 31 == 1, u & jnp.uint32(0x7FFFFFFF), ~u)
+    return jax.lax.bitcast_convert_type(b, jnp.float32)
+
+
+def kth_largest(logits: jax.Array, k: int) -> jax.Array:
+    """The k-th largest value of each row (counting repeats), [..., V] -> [..., 1] float32,
+    for 1 <= k <= V and float32 or narrower logits (NaN not supported).
+
+    Exact, without sorting: the answer is built bit by bit, most significant first, over the
+    order-preserving uint32 image of the float32 bits (`_ordered_bits`): a bit is set iff at
+    least k entries are >= the prefix with it set: 32 vectorized count passes over V, no
+    sort and no gather, whatever k (`lax.top_k` with k = 2000 of 16384 is slow on XLA:CPU;
+    experiments/benchmarks/topk_filter.py compares them)."""
+    keys = _ordered_bits(logits)
+
+    def set_bit(i, t):  # bit 31 - i
+        cand = t | jax.lax.shift_left(jnp.uint32(1), (31 - i).astype(jnp.uint32))
+        count = jnp.sum(keys >= cand, axis=-1, keepdims=True, dtype=jnp.int32)
+        return jnp.where(count >= k, cand, t)
+
+    t = jax.lax.fori_loop(0, 32, set_bit, jnp.zeros(logits.shape[:-1] + (1,), jnp.uint32),
+                          unroll=8)  # 4 trips: few loop overheads, a quarter the compile
+    return _float_of_ordered_bits(t)
+
+
 def top_k_filter(logits: jax.Array, k: int) -> jax.Array:
     """Keep the k largest logits per row (ties at the k-th value are kept too)."""
     if k <= 0 or k >= logits.shape[-1]:
         return logits
-    kth = jax.lax.top_k(logits, k)[0][..., -1:]
-    return jnp.where(logits < kth, NEG_INF, logits)
+    return jnp.where(logits.astype(jnp.float32) < kth_largest(logits, k), NEG_INF, logits)
+
+
+def _nucleus_sorted(sorted_logits: jax.Array, p: float) -> jax.Array:
+    """Keep-mask of a row sorted in descending order: entries whose mass before is < p."""
+    probs = jax.nn.softmax(sorted_logits.astype(jnp.float32), axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly before each entry
+    return before < p  # the first entry is always kept (p > 0)
 
 
 def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
-    """Nucleus: keep the smallest set of most likely entries whose probability reaches p."""
+    """Nucleus: keep the smallest set of most likely entries whose probability reaches p.
+    Sorts the whole row (after a top-k filter, `top_k_top_p_filter` sorts only the kept
+    candidates)."""
     if p >= 1.0:
         return logits
-    order = jnp.argsort(-logits, axis=-1)
-    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
-    probs = jax.nn.softmax(sorted_logits.astype(jnp.float32), axis=-1)
-    before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly before each entry
-    keep_sorted = before < p  # the first entry is always kept
+    order = jnp.argsort(-logits, axis=-1)  # stable: ties in index order
+    keep_sorted = _nucleus_sorted(jnp.take_along_axis(logits, order, axis=-1), p)
     keep = jnp.zeros_like(keep_sorted).at[
         tuple(jnp.indices(order.shape)[:-1]) + (order,)
     ].set(keep_sorted)
     return jnp.where(keep, logits, NEG_INF)
 
 
+def candidate_capacity(k: int, vocab: int) -> int:
+    """Slots `top_k_top_p_filter` sorts per row: k plus room for ties at the k-th value."""
+    return min(vocab, k + k // 8 + 64)
+
+
+def _nucleus_of_candidates(logits: jax.Array, keep_k: jax.Array, p: float,
+                           capacity: int) -> jax.Array:
+    """`top_p_filter(where(keep_k, logits, NEG_INF), p)` for rows [N, V] whose candidates
+    (keep_k) number at most `capacity` and are all > NEG_INF: only the candidates are sorted.
+
+    The candidates go, in index order, into `capacity` slots (a scatter at their running
+    count), are sorted by a stable sort of -value (ties in index order, as argsort) and
+    padded with NEG_INF to V: that is exactly the row `top_p_filter` would sort, so the
+    nucleus, computed by the same arithmetic on the same [N, V] array, is the same bit for
+    bit."""
+    n, v = logits.shape
+    fill = jnp.asarray(NEG_INF, logits.dtype)
+
+    def compact(row_keep):  # [V] -> [capacity] indices of the candidates; v marks a free slot
+        slot = jnp.where(row_keep, jnp.cumsum(row_keep, dtype=jnp.int32) - 1, capacity)
+        return jnp.full((capacity,), v, jnp.int32).at[slot].set(
+            jnp.arange(v, dtype=jnp.int32), mode="drop")
+
+    idx = jax.vmap(compact)(keep_k)  # [N, C]
+    vals = jnp.where(idx < v, jnp.take_along_axis(logits, jnp.minimum(idx, v - 1), axis=-1),
+                     fill)
+    neg, idx = jax.lax.sort((-vals, idx), dimension=-1, num_keys=1, is_stable=True)
+    sorted_row = jnp.concatenate([-neg, jnp.full((n, v - capacity), fill)], axis=-1)
+    keep_sorted = _nucleus_sorted(sorted_row, p)[:, :capacity]
+    rows = jnp.arange(n)[:, None]
+    keep = jnp.zeros((n, v), bool).at[rows, idx].set(keep_sorted, mode="drop")
+    return jnp.where(keep, logits, NEG_INF)
+
+
+def top_k_top_p_filter(logits: jax.Array, k: int, p: float) -> jax.Array:
+    """`top_p_filter(top_k_filter(logits, k), p)`, the same output bit for bit, sorting only
+    the top-k candidates (`candidate_capacity` slots per row). Rows with more tied
+    candidates than that, or a k-th value <= NEG_INF, take the full sort (a `lax.cond` over
+    the batch: under `vmap` both branches run)."""
+    v = logits.shape[-1]
+    if k <= 0 or k >= v:
+        return top_p_filter(logits, p)
+    if p >= 1.0:
+        return top_k_filter(logits, k)
+    capacity = candidate_capacity(k, v)
+    flat = logits.reshape(-1, v)
+    kth = kth_largest(flat, k)
+    keep_k = flat.astype(jnp.float32) >= kth
+    fits = jnp.all(jnp.sum(keep_k, axis=-1) <= capacity) & jnp.all(
+        kth > jnp.asarray(NEG_INF, logits.dtype).astype(jnp.float32))
+    out = jax.lax.cond(
+        fits,
+        lambda: _nucleus_of_candidates(flat, keep_k, p, capacity),
+        lambda: top_p_filter(jnp.where(keep_k, flat, NEG_INF), p))
+    return out.reshape(logits.shape)
+
+
 def process_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
     logits = apply_temperature(logits.astype(jnp.float32), temperature)
-    logits = top_k_filter(logits, top_k)
-    return top_p_filter(logits, top_p)
+    return top_k_top_p_filter(logits, top_k, top_p)
 
 
 def categorical_draw(temperature=1.0, top_k: int = 0, top_p: float = 1.0) -> Callable:
@@ -121,6 +217,10 @@ class SamplingSettings:
     #   over the steps (VAR's family default: linear, over its scales)
     cfg_interval: int = -1  # >= 0: guide only steps t <= cfg_interval + 1 (LlamaGen); -1: all
     length: int = 0  # WaveNet: audio samples generated (0: the data's example length)
+    kv_cache_dtype: str = ""  # KV-cache storage of the transformer samplers (IGPT, LlamaGen,
+    #   VAR): '' the model's compute dtype; 'bfloat16' halves the cache's memory traffic
+    #   (keys / values rounded to bf16, attention still in the compute dtype); 'float32'.
+    #   Other families have no KV cache; the lossless codec always uses the compute dtype
 
     def __post_init__(self):
         if self.num < 0 or self.batch_size < 0 or self.length < 0:
@@ -135,6 +235,9 @@ class SamplingSettings:
         if self.cfg_schedule not in CFG_SCHEDULES:
             raise ConfigError(f"sample.cfg_schedule must be one of {CFG_SCHEDULES}, got "
                               f"{self.cfg_schedule!r}")
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise ConfigError(f"sample.kv_cache_dtype must be one of {KV_CACHE_DTYPES} ('': "
+                              f"the compute dtype), got {self.kv_cache_dtype!r}")
         if self.cfg_interval < -1:
             raise ConfigError(f"sample.cfg_interval must be >= -1 (-1: every step), got "
                               f"{self.cfg_interval}")
@@ -167,6 +270,12 @@ class SamplingSettings:
                 raise ConfigError(f"sample.{name}={getattr(self, name)}: {what} has no such "
                                   f"filter (only sample.temperature)")
         return self.temperature
+
+    @property
+    def cache_dtype(self):
+        """The KV cache's dtype for `init_cache(batch, dtype)`: None (the model's compute
+        dtype) or the jnp dtype `kv_cache_dtype` names."""
+        return jnp.dtype(self.kv_cache_dtype) if self.kv_cache_dtype else None
 
     def draw_fn(self) -> Callable:
         """The sampling loop's draw: temperature, top-k, top-p, then a categorical draw."""
