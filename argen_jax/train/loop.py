@@ -182,6 +182,10 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                     writer.write(step, m)
                     last.update(m)
                     bar.set_postfix(loss=f"{m['train/loss']:.4f}")
+                if checkpoint_now and guard.strikes and not (final or stop):
+                    logging.warning("step %d: no checkpoint while the loss is far above its "
+                                    "median (%d log rows in a row)", step, guard.strikes)
+                    checkpoint_now = False
                 if checkpoint_now:  # before evaluation / sampling: a crash there loses no steps
                     ckpt.save(step, state, {"step": step, "data_position": step})
                 if every(tcfg.eval_every, step) or final:
