@@ -58,6 +58,11 @@ class PatchDataSettings:
         if self.patch_size <= 0 or self.train_stride < 0 or self.train_per_photo < 0:
             raise ConfigError("data.patch_size must be positive, data.train_stride and "
                               "data.train_per_photo >= 0")
+        for key in ("train_photos", "test_photos"):
+            names = getattr(self, key)
+            if not names or not all(isinstance(n, str) and n for n in names):
+                raise ConfigError(f"data.{key}={names!r}: one or more photo names (e.g. "
+                                  f"{TRAIN_PHOTOS[:2]})")
         check_batching(self)
 
 
