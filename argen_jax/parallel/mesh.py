@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,6 +95,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec((axes.DATA_AXIS, axes.FSDP_AXIS)))
 
 
+@functools.lru_cache(maxsize=64)  # called for every array of every batch: compute once
 def process_rows(sharding: NamedSharding, num_rows: int) -> slice:
     """The rows of a [num_rows, ...] array sharded by `sharding` that this process's devices
     hold: one contiguous block (what `jax.make_array_from_process_local_data` fills)."""
