@@ -47,7 +47,7 @@ def _leaves(config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
 
 # keys that point at data on disk or pick the family / data source: other tests cover them
 FIXED = {("model", "name"), ("data", "kind"), ("data", "path"), ("data", "name"),
-         ("data", "tfds_name"), ("data", "data_dir")}
+         ("data", "tfds_name"), ("data", "data_dir"), ("data", "tokenizer")}
 
 
 @st.composite
@@ -65,17 +65,26 @@ def _apply(config, values):
     return c
 
 
-def _configs(image_folder):
+def _configs(image_folder=None, sine_folder=None, token_files=None):
+    """The `:tiny` config of a family, on data that needs no download (the fixtures)."""
     from experiments.igpt import mnist as igpt
+    from experiments.llamagen import fashion_mnist as llamagen
     from experiments.pixelcnn import mnist as pixelcnn
     from experiments.pixelcnnpp import patches
     from experiments.tokenizer import imagenet as tokenizer
+    from experiments.var import fashion_mnist as var
+    from experiments.wavenet import paper as wavenet
 
     out = {"pixelcnn": pixelcnn.get_config("tiny"), "igpt": igpt.get_config("tiny"),
-           "pixelcnnpp": patches.get_config("tiny"), "tokenizer": tokenizer.get_config("tiny")}
+           "pixelcnnpp": patches.get_config("tiny"), "tokenizer": tokenizer.get_config("tiny"),
+           "wavenet": wavenet.get_config("tiny"), "llamagen": llamagen.get_config("tiny"),
+           "var": var.get_config("tiny")}
     for name in ("pixelcnn", "igpt"):
         out[name].data.name = "digits"  # no download
-    out["tokenizer"].data.path = image_folder
+    out["tokenizer"].data.path = image_folder or ""
+    out["wavenet"].data.path = sine_folder or ""
+    for name in ("llamagen", "var"):
+        out[name].data.path = (token_files or {}).get(name, "")
     for c in out.values():
         c.mesh.num_devices = 1  # one device compiles fastest (mesh keys are fuzzed too)
     return out
@@ -89,6 +98,42 @@ def image_folder(tmp_path_factory):
     make_synthetic_folder(root, classes=2, per_class=8, val_per_class=4, min_side=36,
                           max_side=60, photos=("astronaut", "coffee"))
     return root
+
+
+@pytest.fixture(scope="module")
+def sine_folder(tmp_path_factory):
+    """Two "speakers", 4 train and 1 test utterance of a sine each (16 kHz WAV files)."""
+    import numpy as np
+
+    from argen_jax.data import audio
+
+    root = tmp_path_factory.mktemp("fuzz_audio")
+    t = np.arange(4000) / 16000
+    for s, freq in enumerate((220.0, 440.0)):
+        for split, n in (("train", 4), ("test", 1)):
+            for k in range(n):
+                x = 0.5 * np.sin(2 * np.pi * freq * (1 + 0.1 * k) * t)
+                audio.write_wav(str(root / split / f"spk{s}" / f"{k}.wav"), x, 16000)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def token_files(tmp_path_factory):
+    """A one-step tokenizer run of each kind (single-scale for LlamaGen, multi-scale for VAR)
+    and its token file, made the way a user makes them (train, then tokenize_dataset)."""
+    from experiments.tokenizer import small
+    from experiments.tokenizer import tokenize_dataset as td
+
+    out = {}
+    for family, arg in (("llamagen", "tiny"), ("var", "tiny,multiscale")):
+        c = small.get_config(arg)
+        c.train.num_steps, c.train.sample_at_end, c.train.quiet = 1, False, True
+        c.mesh.num_devices = 1
+        workdir = str(tmp_path_factory.mktemp(f"fuzz_tok_{family}"))
+        run(c, workdir, "train")
+        out[family] = os.path.join(workdir, "tokens.npz")
+        td.tokenize(workdir, out[family], batch_size=64, full=False)
+    return out
 
 
 def _check(config, workdir):
@@ -106,9 +151,18 @@ def _check(config, workdir):
     return "built"
 
 
-@pytest.mark.parametrize("family", ["pixelcnn", "igpt", "pixelcnnpp", "tokenizer"])
-def test_random_overrides_build_or_are_refused_in_one_line(family, image_folder, tmp_path):
-    base = _configs(image_folder)[family]
+@pytest.mark.parametrize("family", ["pixelcnn", "igpt", "pixelcnnpp", "tokenizer", "wavenet"])
+def test_random_overrides_build_or_are_refused_in_one_line(family, image_folder, sine_folder,
+                                                           tmp_path):
+    _property(_configs(image_folder, sine_folder)[family], tmp_path)
+
+
+@pytest.mark.parametrize("family", ["llamagen", "var"])
+def test_random_overrides_of_token_models(family, token_files, tmp_path):
+    _property(_configs(token_files=token_files)[family], tmp_path)
+
+
+def _property(base, tmp_path):
     seen = []
 
     @settings(max_examples=8, deadline=None, derandomize=True, database=None,
