@@ -56,7 +56,11 @@ def test_train_eval_sample(tmp_path):
     assert os.path.isdir(os.path.join(wd, "checkpoints", "8"))
     rows = read_metrics(wd)
     assert {"train/loss", "train/bpd", "eval/nll", "eval/bpd"} <= set().union(*rows)
-    assert all(r["train/steps_per_sec"] > 0 for r in rows if "train/loss" in r)
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert all(r["train/steps_per_sec"] > 0 for r in train_rows)
+    # throughput in examples and model TFLOP/s (XLA's count of PixelCNN's step); no MFU on CPU
+    assert all(r["train/examples_per_sec"] > 0 and r["train/model_tflops_per_sec"] > 0
+               and "train/mfu" not in r for r in train_rows)
     grid = open(os.path.join(wd, "samples", "step_0000008.png"), "rb").read()
     for _ in range(2):  # evaluating again updates one mode='eval' row, never duplicates it
         again = run(tiny_config(), wd, "eval")  # restores the checkpoint, same numbers

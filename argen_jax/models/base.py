@@ -80,6 +80,18 @@ class ParamGroups(Protocol):
 
 
 @runtime_checkable
+class CountsFlops(Protocol):
+    """A family that knows its model FLOPs (`models/flops.py`): the loop reports throughput
+    and MFU from them (other families: XLA's count of the compiled step)."""
+
+    def train_flops_per_example(self) -> float:
+        """Model FLOPs of one example's training step (forward + backward)."""
+
+    def tokens_per_example(self) -> int:
+        """Tokens one example trains on (`train/tokens_per_sec`)."""
+
+
+@runtime_checkable
 class DecodesImages(Protocol):
     """A family whose samples are not images (token maps): how to turn them into images."""
 

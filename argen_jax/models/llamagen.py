@@ -33,6 +33,7 @@ from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
+from argen_jax.models.flops import TRAIN_MULTIPLIER, decoder_forward_flops
 from argen_jax.models.labels import LabelSettings
 from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.models.transformer import (
@@ -184,3 +185,10 @@ class LlamaGenFamily(DecoderCoding, TokenImageFamily):
         labels, null = self.classes.for_sampling(labels, keys.shape[0], self.sampling.guided)
         return sample_decoder(self.model, params, keys, labels, null, self.num_tokens,
                               self.sampling)
+
+    def train_flops_per_example(self) -> float:  # models.base.CountsFlops
+        seq = self.cls_token_num + self.num_tokens - 1  # the inputs of `logits`
+        return TRAIN_MULTIPLIER * decoder_forward_flops(self.model, seq)
+
+    def tokens_per_example(self) -> int:
+        return self.num_tokens

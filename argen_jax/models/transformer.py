@@ -31,6 +31,7 @@ from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.layers.transformer import LlamaBlock, RMSNorm
 from argen_jax.models.base import CodingSymbols, Family, categorical_symbols, check_coding_shape
+from argen_jax.models.flops import TRAIN_MULTIPLIER, decoder_forward_flops
 from argen_jax.models.labels import ClassLabels, LabelSettings
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
@@ -347,3 +348,9 @@ class IGPTFamily(DecoderCoding, Family):
         tokens = sample_decoder(self.model, params, keys, labels, null, self.num_tokens,
                                 self.sampling)
         return tokens.reshape(b, *self.spec.shape)
+
+    def train_flops_per_example(self) -> float:  # models.base.CountsFlops
+        return TRAIN_MULTIPLIER * decoder_forward_flops(self.model, self.num_tokens)
+
+    def tokens_per_example(self) -> int:
+        return self.num_tokens

@@ -53,6 +53,7 @@ from argen_jax.layers.adaln import AdaLNBlock, AdaLNHead, var_init_std
 from argen_jax.layers.attention import KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes
 from argen_jax.models.base import FROZEN
+from argen_jax.models.flops import TRAIN_MULTIPLIER, var_forward_flops
 from argen_jax.models.labels import LabelSettings
 from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.models.transformer import config_dtype
@@ -330,6 +331,12 @@ class VARFamily(TokenImageFamily):
             sums[f"acc_scale{s}_sum"] = jnp.sum(correct[:, sl].mean(-1) * mask)
             start += n
         return loss, sums
+
+    def train_flops_per_example(self) -> float:  # models.base.CountsFlops
+        return TRAIN_MULTIPLIER * var_forward_flops(self.model)
+
+    def tokens_per_example(self) -> int:
+        return self.seq_len
 
     # ---------------------------------------------------------------- sampling
     def sample(self, params, keys, labels):

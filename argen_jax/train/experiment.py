@@ -22,6 +22,7 @@ from argen_jax.data.batch import MASK
 from argen_jax.data.pipeline import ProcessLocalData
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.sample_eval import EvalSettings
+from argen_jax.models.base import CountsFlops
 from argen_jax.parallel import distributed
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.loop import sample_keys
@@ -94,6 +95,7 @@ class Experiment:
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             unboxed, self.state_sharding)
         self._example = example
+        self.global_batch_size = batch_size
         self.train_step = self._in_mesh(jax.jit(
             self._in_rules(self._train_step),
             in_shardings=(self.state_sharding, self.batch_sharding),
@@ -159,6 +161,22 @@ class Experiment:
 
     def num_params(self) -> int:
         return int(sum(math.prod(x.shape) for x in jax.tree.leaves(self.abstract_state.params)))
+
+    def flops_per_step(self) -> tuple[float, int | None]:
+        """(model FLOPs of one training step over the global batch, tokens per example or
+        None): the family's analytic count (`models.base.CountsFlops`), else XLA's count of
+        the lowered step (before partitioning: the whole batch; no compilation)."""
+        if isinstance(self.family, CountsFlops):
+            return (self.family.train_flops_per_example() * self.global_batch_size,
+                    self.family.tokens_per_example())
+        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                            sharding=self.batch_sharding),
+                             self._example)
+        with jax.set_mesh(self.mesh):
+            lowered = self.train_step.jitted.lower(self.abstract_state, batch)
+        cost = lowered.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float((cost or {}).get("flops", 0.0)), None
 
     # ------------------------------------------------------------------ data
     def _check_local_rows(self, batch_size: int) -> None:

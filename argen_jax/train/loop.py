@@ -31,6 +31,7 @@ from argen_jax.models.base import WritesSamples, has_sampler
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.guard import HISTORY, DivergenceGuard
 from argen_jax.train.metrics import MetricWriter, read_metrics
+from argen_jax.train.mfu import Throughput
 
 
 class Preemption:
@@ -146,6 +147,8 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                                     if "train/loss" in r][-HISTORY:])
         logging.info("Model %s: %.3fM parameters; mesh %s; steps %d -> %d", config.model.name,
                      exp.num_params() / 1e6, dict(exp.mesh.shape), start, num_steps)
+        throughput = Throughput.of(exp, tcfg.peak_tflops)
+        logging.info("%.4g model TFLOPs per step", throughput.flops_per_step / 1e12)
         every = lambda n, s: bool(n) and s % n == 0  # noqa: E731
         last: dict = {}
         bar = tqdm(total=num_steps, initial=start, desc="train", unit="step",
@@ -178,6 +181,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                     # holds any compilation, evaluation and checkpointing)
                     now = time.perf_counter()  # device_get above waited for this step
                     m["train/steps_per_sec"] = (step - clock[1]) / max(now - clock[0], 1e-9)
+                    m.update(throughput.metrics(m["train/steps_per_sec"]))
                     clock = (now, step)
                     writer.write(step, m)
                     last.update(m)

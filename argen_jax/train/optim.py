@@ -1,6 +1,8 @@
 """Optax optimizer and learning-rate schedules from `config.train`."""
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from argen_jax.errors import ConfigError
@@ -29,13 +31,21 @@ def make_schedule(cfg: TrainSettings) -> optax.Schedule:
     return optax.join_schedules([warm, main], [warmup])
 
 
+def matrices(params):
+    """The weight-decay mask of `train.decay='matrices'`: True for parameters of >= 2 dims."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
 def adamw(cfg: TrainSettings, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """AdamW with global-norm gradient clipping (one trained group)."""
+    """AdamW with global-norm gradient clipping (one trained group); weight decay on every
+    parameter or on matrices only (`train.decay`), first moment in `train.mu_dtype`."""
     parts = []
     if cfg.grad_clip:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))
     parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                             weight_decay=cfg.weight_decay))
+                             weight_decay=cfg.weight_decay,
+                             mask=matrices if cfg.decay == "matrices" else None,
+                             mu_dtype=jnp.dtype(cfg.mu_dtype) if cfg.mu_dtype else None))
     return optax.chain(*parts)
 
 

@@ -6,6 +6,8 @@ import dataclasses
 from argen_jax.errors import ConfigError
 
 SCHEDULES = ("cosine", "constant", "linear")
+DECAY = ("all", "matrices")
+MU_DTYPES = ("", "bfloat16", "float32")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +21,9 @@ class TrainSettings:
     b2: float = 0.999  # AdamW second-moment decay
     eps: float = 1e-8  # AdamW epsilon
     weight_decay: float = 0.0  # AdamW decoupled weight decay
+    decay: str = "all"  # which parameters weight decay shrinks: 'all' | 'matrices' (>= 2-D:
+    #   kernels and embedding tables, not biases, norm scales or gains; LlamaGen and VAR)
+    mu_dtype: str = ""  # AdamW first-moment dtype ('bfloat16' halves its memory; '': params')
     grad_clip: float = 0.0  # global-norm gradient clipping (0 = off)
     ema_decay: float = 0.0  # Polyak averaging of the weights for eval/sampling (0 = off)
     log_every: int = 50  # train metrics every N steps (and at the end)
@@ -32,6 +37,8 @@ class TrainSettings:
     blowup_factor: float = 10.0  # divergence: a logged loss this many times its running
     # median's size above that median (0 = off) ...
     blowup_patience: int = 3  # ... for this many log rows in a row
+    peak_tflops: float = 0.0  # bf16 peak TFLOP/s of one device for train/mfu (0: by device
+    #   kind, train/mfu.py's table; unknown kinds, e.g. CPU, log no MFU)
     tensorboard: bool = True  # TensorBoard event files under WORKDIR/tb
     quiet: bool = False  # no progress bar
 
@@ -50,10 +57,15 @@ class TrainSettings:
                               f"are kept), got {self.max_to_keep}")
         if self.blowup_patience < 1:
             raise ConfigError(f"train.blowup_patience must be >= 1, got {self.blowup_patience}")
+        if self.decay not in DECAY:
+            raise ConfigError(f"train.decay must be one of {DECAY}, got {self.decay!r}")
+        if self.mu_dtype not in MU_DTYPES:
+            raise ConfigError(f"train.mu_dtype must be one of {MU_DTYPES}, got "
+                              f"{self.mu_dtype!r}")
         if not self.keep_best:
             raise ConfigError("train.keep_best is empty: an eval metric name, 'auto' or 'none'")
         for name in ("blowup_factor", "warmup_steps", "log_every", "eval_every",
                      "sample_every", "save_every", "grad_clip", "weight_decay",
-                     "end_lr_fraction"):
+                     "end_lr_fraction", "peak_tflops"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")

@@ -61,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.warmup_steps = 5 if tiny else 40 if cpu else 500
     c.train.end_lr_fraction = 0.05  # final lr = lr * this
     c.train.weight_decay = 0.05  # AdamW decoupled weight decay (LlamaGen: 0.05)
+    c.train.decay = "matrices"  # LlamaGen decays only parameters of >= 2 dims
     c.train.b1 = 0.9  # Adam beta1 (LlamaGen: 0.9)
     c.train.b2 = 0.95  # Adam beta2 (LlamaGen: 0.95)
     c.train.grad_clip = 1.0  # global-norm clipping (LlamaGen: 1.0)

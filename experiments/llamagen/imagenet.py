@@ -54,7 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train = train_section(
         num_steps=20 if tiny else 300 * IMAGENET_TRAIN // batch,
         lr=3e-3 if tiny else 1e-4, schedule="constant", b2=0.95,
-        weight_decay=0.0 if tiny else 0.05, grad_clip=1.0, log_every=5 if tiny else 100,
+        weight_decay=0.0 if tiny else 0.05, decay="matrices", grad_clip=1.0,
+        log_every=5 if tiny else 100,
         eval_every=0 if tiny else 50_000, save_every=0 if tiny else 5000,
         tensorboard=not tiny, quiet=tiny)
 

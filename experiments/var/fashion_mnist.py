@@ -49,7 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train = train_section(
         num_steps=20 if tiny else 600 if cpu else 50000, lr=2e-3 if tiny or cpu else 4e-4,
         warmup_steps=2 if tiny else 50 if cpu else 1000, end_lr_fraction=0.05, b2=0.95,
-        weight_decay=0.05, grad_clip=2.0, log_every=10 if tiny else 25 if cpu else 50,
+        weight_decay=0.05, decay="matrices", grad_clip=2.0,
+        log_every=10 if tiny else 25 if cpu else 50,
         eval_every=0 if tiny or cpu else 1000, save_every=0 if tiny else 100 if cpu else 500,
         max_to_keep=2, tensorboard=not tiny, quiet=tiny)
 

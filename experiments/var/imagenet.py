@@ -61,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         lr=2e-3 if tiny else base_lr * batch / 256, schedule="linear",
         warmup_steps=2 if tiny else epochs * steps_per_epoch // 50,
         end_lr_fraction=end_frac, b2=0.95, weight_decay=0.0 if tiny else 0.05,
+        decay="matrices",  # VAR also exempts its position / level embeddings
         grad_clip=2.0, log_every=5 if tiny else 100, eval_every=0 if tiny else 10_000,
         save_every=0 if tiny else 5000, tensorboard=not tiny, quiet=tiny)
 
