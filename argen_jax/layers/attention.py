@@ -56,6 +56,16 @@ class KVCache:
         return self.k.shape[1]
 
 
+def seek_caches(caches: Any, index: jax.Array | int) -> Any:
+    """Every `KVCache` in a pytree (a model's per-layer tuple) moved to fill index `index`:
+    the next `extend` writes from slot `index` on, and slots from there on are unwritten to
+    the mask (`k_valid = slot < filled`), so what was written there before (speculative
+    decoding's rejected drafts) is never seen and gets overwritten."""
+    index = jnp.asarray(index, jnp.int32)
+    return jax.tree.map(lambda c: c.replace(index=index) if isinstance(c, KVCache) else c,
+                        caches, is_leaf=lambda c: isinstance(c, KVCache))
+
+
 def dot_product_attention(q, k, v, mask, dtype=jnp.float32, scale: float | None = None):
     """q [B, T, H, D], k / v [B, S, Hkv, D] with H = G * Hkv, mask bool [B, 1, T, S].
     Logits are scaled by `scale` (None: D ** -0.5). Softmax in float32. Returns [B, T, H, D]

@@ -14,7 +14,8 @@ resid_dropout_p / ffn_dropout_p (dropout on the embeddings and on the residual b
 `token_noise` is an extra regulariser that LlamaGen does not have: in training each input token
 is replaced by a uniformly random code with that probability (the targets are untouched).
 
-Sampling is the shared KV-cache token sampler (`sampling.tokens.sample_tokens`) with
+Sampling is the shared KV-cache token sampler (`sampling.tokens.sample_tokens`; speculative
+Jacobi decoding with `sample.speculative`: `sampling/speculative.py`) with
 classifier-free guidance (a constant or scheduled scale, optionally only for the first
 cfg_interval + 2 tokens, as LlamaGen's `cfg_interval`), temperature, top-k and top-p. Samples
 are token maps [B, L]; `to_images` / `save_samples` decode them with the tokenizer.

@@ -198,6 +198,7 @@ class PixelCNNFamily(RasterCoding, Family):
                                   num_classes=num_classes, **self.settings.network_fields())
         self.conditional = bool(num_classes)
         self.sampling = SamplingSettings.from_config(config)
+        self.sampling.no_speculative("pixelcnn")
 
     def _labels(self, batch):
         return batch[LABEL] if self.conditional else None

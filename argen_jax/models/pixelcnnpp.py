@@ -206,6 +206,7 @@ class PixelCNNPPFamily(RasterCoding, Family):
         self.conditional = bool(num_classes)
         self.sampling = SamplingSettings.from_config(config)
         self.sampling.temperature_only("the logistic mixture")  # a ConfigError for top_k / p
+        self.sampling.no_speculative("pixelcnnpp")
 
     def _labels(self, batch):
         return batch[LABEL] if self.conditional else None

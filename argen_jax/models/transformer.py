@@ -26,7 +26,7 @@ from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
-from argen_jax.layers.attention import KVCache
+from argen_jax.layers.attention import KVCache, seek_caches
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_ids
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.layers.transformer import LlamaBlock, RMSNorm
@@ -36,6 +36,7 @@ from argen_jax.models.labels import ClassLabels, LabelSettings
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
 from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.speculative import speculative_token_steps, tokens_of
 from argen_jax.sampling.tokens import token_steps
 
 Cache = tuple  # tuple[KVCache, ...], one per layer
@@ -181,22 +182,31 @@ class Decoder(nn.Module):
 
 def sample_decoder(model: Decoder, params, keys: jax.Array, labels: jax.Array,
                    null_labels: jax.Array | None, num_tokens: int,
-                   sampling: SamplingSettings) -> jax.Array:
+                   sampling: SamplingSettings, with_passes: bool = False):
     """The KV-cache sampler of the class-prompted decoders (IGPT, LlamaGen): `num_tokens`
     tokens [B, num_tokens] after the class prompt of `labels` [B], guided by the prompt of
-    `null_labels` (CFG on a doubled batch) unless it is None."""
+    `null_labels` (CFG on a doubled batch) unless it is None. With `sampling.speculative`,
+    speculative Jacobi decoding (`sampling/speculative.py`). with_passes: also return the
+    number of sequential forward passes after the prompt's prefill (int32 scalar:
+    num_tokens without speculative decoding)."""
     steps = decoder_steps(model, params, labels, num_tokens, null_labels,
-                          sampling.guidance(num_tokens), sampling.cache_dtype)
-    state, _ = steps.run(sampling.draw_fn(), keys)
-    return state.seq
+                          sampling.guidance(num_tokens), sampling.cache_dtype,
+                          window=sampling.speculative)
+    state, ran = steps.run(sampling.draw_fn(), keys)
+    if sampling.speculative:
+        tokens, passes = tokens_of(state.seq), ran
+    else:
+        tokens, passes = state.seq, jnp.asarray(num_tokens, jnp.int32)
+    return (tokens, passes) if with_passes else tokens
 
 
 def decoder_steps(model: Decoder, params, labels: jax.Array, num_tokens: int,
                   null_labels: jax.Array | None = None, cfg_scale=1.0,
-                  cache_dtype: Any = None) -> Steps:
+                  cache_dtype: Any = None, window: int = 0) -> Steps:
     """`sample_decoder`'s order (the KV cache filled by `Decoder.extend`, prompt prefilled):
     step t returns the (guided) logits [B, V] of token t. cache_dtype: the KV cache's
-    storage (None: the compute dtype; `SamplingSettings.cache_dtype`)."""
+    storage (None: the compute dtype; `SamplingSettings.cache_dtype`). window > 0: the
+    speculative order instead (`speculative_token_steps`, a window of drafts per step)."""
     guided = null_labels is not None
     uncond = model.class_prompt(null_labels) if guided else None
     cache = model.init_cache(2 * labels.shape[0] if guided else labels.shape[0], cache_dtype)
@@ -204,6 +214,11 @@ def decoder_steps(model: Decoder, params, labels: jax.Array, num_tokens: int,
     def logits_fn(ids, cache):
         return model.apply({"params": params}, ids, cache, method=Decoder.extend)
 
+    if window:
+        return speculative_token_steps(logits_fn, seek_caches, cache,
+                                       model.class_prompt(labels), num_tokens, window,
+                                       model.vocab_size, uncond_prompt=uncond,
+                                       cfg_scale=cfg_scale)
     return token_steps(logits_fn, cache, model.class_prompt(labels), num_tokens,
                        uncond_prompt=uncond, cfg_scale=cfg_scale)
 

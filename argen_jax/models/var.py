@@ -265,6 +265,7 @@ class VARFamily(TokenImageFamily):
         self.sizes = [p * p for p in self.scales]
         self.seq_len = sum(self.sizes)
         self.sampling = SamplingSettings.from_config(config, cfg_schedule="linear")
+        self.sampling.no_speculative("var (it draws a whole scale per pass already)")
         self._model = None
         if tokenizer is not None:
             self._check_tokenizer()

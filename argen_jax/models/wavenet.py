@@ -343,6 +343,7 @@ class WaveNetFamily(Family):
             local_features=spec.n_mels if self.local_cond else 0, hop=max(spec.hop, 1),
             **s.network_fields())
         self.sampling = SamplingSettings.from_config(config)
+        self.sampling.no_speculative("wavenet")
         self.draw = self.head.draw_fn(self.sampling)  # checks the sample.* filters
         self.sample_length = self._sample_length()
         self._bank = None  # per speaker: local conditioning of `sample` (test utterances)

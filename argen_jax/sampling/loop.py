@@ -11,6 +11,11 @@ this `lax.scan`; they differ only in three callbacks and in what the explicit `c
 Randomness is per sample: sample b at step t uses `fold_in(keys[b], t)`, where `keys[b]`
 derives from the sample's global index (`sample_keys`). A sample therefore does not depend on
 the batch size, on its position in the batch or on the number of devices.
+
+A step may produce a variable amount of output (speculative decoding, `sampling.speculative`:
+a window of tokens per forward pass): with `until(seq)` the same body runs in a
+`lax.while_loop` that stops once `until` holds (at most `num_steps` steps) and the loop
+returns the number of steps it ran instead of the stacked draws.
 """
 from __future__ import annotations
 
@@ -55,13 +60,18 @@ def autoregressive_scan(
     num_steps: int,
     start: int = 0,
     static_steps: bool = False,
+    until: Callable[[Any], jax.Array] | None = None,
 ) -> tuple[LoopState, Any]:
     """Runs steps start, ..., start + num_steps - 1. Returns the final state and the draws
     stacked over steps ([num_steps, B, ...]). Call it inside `jax.jit`.
 
     static_steps: unroll the steps in Python with `t` a Python int, for the few steps whose
     shapes differ (VAR: scale t has p_t^2 tokens). The draws are then a list, one per step.
-    Same body, same keys: the two modes draw the same samples."""
+    Same body, same keys: the two modes draw the same samples.
+
+    until: seq -> bool scalar: stop before a step once it holds (a `lax.while_loop` of the
+    same body; early exit, for steps that make a variable amount of progress). The second
+    output is then the number of steps run (int32 scalar), not the draws."""
 
     def body(carry: LoopState, t):
         out, cache = step_fn(carry.seq, carry.cache, t)
@@ -69,6 +79,21 @@ def autoregressive_scan(
         seq = write_fn(carry.seq, x, t)
         return carry.replace(seq=seq, cache=cache), x
 
+    if until is not None:
+        if static_steps:
+            raise ValueError("autoregressive_scan: until and static_steps exclude each other")
+        end = start + num_steps
+
+        def cond(c):
+            carry, t = c
+            return (t < end) & jnp.logical_not(until(carry.seq))
+
+        def step(c):
+            carry, t = c
+            return body(carry, t)[0], t + 1
+
+        state, t_end = jax.lax.while_loop(cond, step, (state, jnp.asarray(start, jnp.int32)))
+        return state, t_end - start
     if static_steps:
         draws = []
         for t in range(start, start + num_steps):
@@ -90,9 +115,11 @@ class Steps:
     write_fn: WriteFn
     seq: Any  # [B, ...] before step 0
     cache: Any  # model step state before step 0 (None if the model has none)
-    num_steps: int
+    num_steps: int  # steps (with `until`: at most this many)
+    until: Callable[[Any], jax.Array] | None = None  # early exit (`autoregressive_scan`)
 
     def run(self, draw_fn: DrawFn, keys: jax.Array) -> tuple[LoopState, Any]:
         """`autoregressive_scan` of these steps with `draw_fn` and per-sample `keys`."""
         state = LoopState(seq=self.seq, cache=self.cache, keys=keys)
-        return autoregressive_scan(self.step_fn, draw_fn, self.write_fn, state, self.num_steps)
+        return autoregressive_scan(self.step_fn, draw_fn, self.write_fn, state, self.num_steps,
+                                   until=self.until)

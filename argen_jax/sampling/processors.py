@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from argen_jax import config_lib
 from argen_jax.errors import ConfigError
@@ -161,22 +162,93 @@ def categorical_draw(temperature=1.0, top_k: int = 0, top_p: float = 1.0) -> Cal
     return draw
 
 
+def speculative_draw(temperature=1.0, top_k: int = 0, top_p: float = 1.0) -> Callable:
+    """The draw of speculative (Jacobi) decoding (`sampling/speculative.py`): out is a
+    `Proposal` (logits [B, W, V] of the window's W positions given its drafts, the drafts
+    [B, W], the distributions q [B, W, V] they were drawn from, and `final` [B]: how many
+    leading window positions hold already accepted tokens). Returns a `Verdict`.
+
+    Row b goes through its drafts in order from `final[b]`: draft x at a position with
+    target p = softmax(process_logits(logits)) is accepted with probability
+    min(1, p(x) / q(x)); the first rejected position gets a draw from the residual
+    normalize(max(p - q, 0)) (the standard speculative-sampling rule, so each accepted or
+    redrawn token is distributed as p given the tokens before it) and the verdict stops
+    there. Positions after it get new drafts from this pass's p (the Jacobi update: they were
+    conditioned on the rejected token, which is allowed for a proposal), as do W more
+    positions after the window (drafts from the last position's p). Keys: one per sample."""
+
+    def draw(keys, out, t):
+        del t
+        logits = process_logits(out.logits, temperature, top_k, top_p)  # [B, W, V]
+        probs = jax.nn.softmax(logits, axis=-1)
+
+        def row(key, lg, p, drafts, q, final):
+            w = drafts.shape[0]
+            k_acc, k_res, k_new = jax.random.split(key, 3)
+            px = jnp.take_along_axis(p, drafts[:, None], axis=-1)[:, 0]
+            qx = jnp.take_along_axis(q, drafts[:, None], axis=-1)[:, 0]
+            u = jax.random.uniform(k_acc, (w,))
+            ok = (jnp.arange(w) < final) | (u * qx < px)  # accept iff u < p(x) / q(x)
+            j = jnp.where(jnp.all(ok), w, jnp.argmin(ok))  # first rejection (w: none)
+            jc = jnp.minimum(j, w - 1)
+            res = jnp.maximum(p[jc] - q[jc], 0.0)
+            res = jnp.where(jnp.sum(res) > 0, res, p[jc])  # p == q: rejection has prob. 0
+            fix = jax.random.categorical(k_res, jnp.where(res > 0, jnp.log(res), NEG_INF))
+            src = jnp.concatenate([lg, jnp.broadcast_to(lg[-1], lg.shape)])  # [2W, V]
+            fresh = jax.random.categorical(k_new, src, axis=-1)  # [2W] new drafts
+            i = jnp.arange(2 * w)
+            kept = jnp.concatenate([drafts, jnp.zeros_like(drafts)])
+            tokens = jnp.where(i < j, kept, jnp.where((i == j) & (j < w), fix,
+                                                      fresh.astype(drafts.dtype)))
+            q_new = jnp.concatenate([p, jnp.broadcast_to(p[-1], p.shape)])  # [2W, V]
+            return tokens, q_new, jnp.minimum(j + 1, w)
+
+        tokens, q, final = jax.vmap(row)(keys, logits, probs, out.drafts, out.q, out.final)
+        return Verdict(tokens=tokens, q=q, final=final)
+
+    return draw
+
+
+@struct.dataclass
+class Proposal:
+    """What a speculative step hands its draw (`speculative_draw`): window of W positions."""
+
+    logits: jax.Array  # [B, W, V] float32: the (guided) logits of each window position
+    drafts: jax.Array  # [B, W] the window's tokens (drafts from position `final` on)
+    q: jax.Array  # [B, W, V] the distribution each draft was drawn from
+    final: jax.Array  # [B] int32: leading positions that hold accepted tokens (<= W)
+
+
+@struct.dataclass
+class Verdict:
+    """A speculative draw: 2W positions from the window's start."""
+
+    tokens: jax.Array  # [B, 2W]: accepted tokens, then new drafts
+    q: jax.Array  # [B, 2W, V]: the new drafts' distributions (meaningless before `final`)
+    final: jax.Array  # [B] int32 in [1, W]: leading positions now accepted
+
+
 def cfg_combine(cond: jax.Array, uncond: jax.Array, scale) -> jax.Array:
     """Classifier-free guidance: uncond + scale * (cond - uncond)."""
     return uncond + scale * (cond - uncond)
 
 
-def guided_step_fn(step_fn: Callable, scale: float | Callable) -> Callable:
+def guided_step_fn(step_fn: Callable, scale: float | Callable,
+                   steps_of: Callable | None = None) -> Callable:
     """Classifier-free guidance around a sampling loop's step_fn: the one place CFG is
     applied. `step_fn(seq, cache, t)` runs the model on a doubled batch (conditional rows
     first, then unconditional; its cache is built for 2B rows) and returns its outputs
     [2B, ...]; the guided step returns `cfg_combine` of the two halves [B, ...] (float32).
-    `scale` is a constant or a function of t (`SamplingSettings.guidance`)."""
+    `scale` is a constant or a function of the step (`SamplingSettings.guidance`), evaluated
+    at t, or at `steps_of(seq, t)` [n] when the outputs [2B, n, ...] are n steps at once
+    (speculative decoding's window: the scale of each token's own step)."""
 
     def guided(seq, cache, t):
         out, cache = step_fn(seq, cache, t)
         cond, uncond = jnp.split(out.astype(jnp.float32), 2, axis=0)
-        s = scale(t) if callable(scale) else scale
+        at = t if steps_of is None else steps_of(seq, t)
+        s = jnp.asarray(scale(at) if callable(scale) else scale, jnp.float32)
+        s = s.reshape(s.shape + (1,) * max(cond.ndim - 1 - s.ndim, 0))  # [n] -> [n, 1, ...]
         return cfg_combine(cond, uncond, s), cache
 
     return guided
@@ -221,6 +293,9 @@ class SamplingSettings:
     #   VAR): '' the model's compute dtype; 'bfloat16' halves the cache's memory traffic
     #   (keys / values rounded to bf16, attention still in the compute dtype); 'float32'.
     #   Other families have no KV cache; the lossless codec always uses the compute dtype
+    speculative: int = 0  # speculative Jacobi decoding (IGPT, LlamaGen): a window of this
+    #   many draft tokens verified per forward pass, accepted by the speculative criterion
+    #   (same distribution, fewer sequential passes; sampling/speculative.py); 0: off
 
     def __post_init__(self):
         if self.num < 0 or self.batch_size < 0 or self.length < 0:
@@ -238,6 +313,9 @@ class SamplingSettings:
         if self.kv_cache_dtype not in KV_CACHE_DTYPES:
             raise ConfigError(f"sample.kv_cache_dtype must be one of {KV_CACHE_DTYPES} ('': "
                               f"the compute dtype), got {self.kv_cache_dtype!r}")
+        if self.speculative < 0:
+            raise ConfigError(f"sample.speculative must be >= 0 (a window of draft tokens; "
+                              f"0: off), got {self.speculative}")
         if self.cfg_interval < -1:
             raise ConfigError(f"sample.cfg_interval must be >= -1 (-1: every step), got "
                               f"{self.cfg_interval}")
@@ -271,6 +349,14 @@ class SamplingSettings:
                                   f"filter (only sample.temperature)")
         return self.temperature
 
+    def no_speculative(self, what: str) -> None:
+        """A ConfigError if `speculative` is set, for a family that decodes one step per
+        forward pass only."""
+        if self.speculative:
+            raise ConfigError(f"sample.speculative={self.speculative}: {what} has no "
+                              f"speculative decoding (the token decoders igpt and llamagen "
+                              f"have): set it to 0")
+
     @property
     def cache_dtype(self):
         """The KV cache's dtype for `init_cache(batch, dtype)`: None (the model's compute
@@ -278,7 +364,10 @@ class SamplingSettings:
         return jnp.dtype(self.kv_cache_dtype) if self.kv_cache_dtype else None
 
     def draw_fn(self) -> Callable:
-        """The sampling loop's draw: temperature, top-k, top-p, then a categorical draw."""
+        """The sampling loop's draw: temperature, top-k, top-p, then a categorical draw; with
+        `speculative`, the draw that verifies a window of drafts (`speculative_draw`)."""
+        if self.speculative:
+            return speculative_draw(self.temperature, self.top_k, self.top_p)
         return categorical_draw(self.temperature, self.top_k, self.top_p)
 
     def guidance(self, num_steps: int) -> Callable:

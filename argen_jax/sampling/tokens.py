@@ -15,6 +15,9 @@ Classifier-free guidance runs the conditional and the unconditional prompt as on
 batch (conditional rows first) whose cache the caller allocates for 2B rows; the drawn token
 is fed to both halves and `processors.guided_step_fn` combines the logits. `cfg_scale` is a
 constant or a schedule t -> scale (`SamplingSettings.guidance`).
+
+Speculative Jacobi decoding (a window of draft tokens per step, `sample.speculative`) is the
+same loop with other callbacks: `sampling/speculative.py`.
 """
 from __future__ import annotations
 

@@ -1,0 +1,148 @@
+"""Speculative Jacobi decoding on a trained LlamaGen (or IGPT) run: speed and sample quality,
+plain vs speculative (`sample.speculative=W`), in one run (issue 22, must-show 2).
+
+Draws `--num` samples each way with the run's sampling settings (CFG, temperature, top-k /
+top-p from its config.json; flags override them) at batch `--batch`, sample k with key
+fold_in(PRNGKey(seed), k) and class k % num_classes, as `--mode=eval` does, and reports
+
+    passes_per_image   sequential forward passes per image after the class prompt's prefill
+                       (a batch shares them; the plain sampler: one per token)
+    tokens_per_pass    tokens per image / passes_per_image (accepted tokens per pass)
+    s_per_image        wall time per image (after compilation), at batch `--batch` over the
+                       whole set and at batch 1 over `--timing_batches` images
+    fd / precision / recall   of the decoded samples against the test split, with the run's
+                       `config.eval` feature network (`eval.feature_net`: the small
+                       Fashion-MNIST classifier of `eval_samples/fd_smallnet`, not FID)
+
+plus the same metrics for a second plain set with another seed (`plain_reseeded`): the noise
+two sample sets of this size show, against which the plain / speculative gap is judged.
+Prints one JSON line.
+
+    python experiments/benchmarks/speculative_quality.py --workdir=runs/llamagen --num=2000 \
+        --speculative=8 [--feature_net=/tmp/featnet/fashion_mnist.npz]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from argen_jax import xla_env  # noqa: E402
+
+xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from argen_jax.errors import ConfigError  # noqa: E402
+from argen_jax.evaluation.sample_eval import build_extractor  # noqa: E402
+from argen_jax.io.run_dir import load_config  # noqa: E402
+from argen_jax.models.base import images_of  # noqa: E402
+from argen_jax.models.transformer import sample_decoder  # noqa: E402
+from argen_jax.sampling.loop import sample_keys  # noqa: E402
+from argen_jax.train.loop import _restored  # noqa: E402
+from argen_jax.train.sample_metrics import reference_features, score_images  # noqa: E402
+
+FAMILIES = ("llamagen", "igpt")  # the families `sample_decoder` samples
+
+
+def sampler(fam, settings):
+    """jitted (params, keys, labels) -> (tokens [B, L], sequential passes)."""
+
+    @jax.jit
+    def sample(params, keys, labels):
+        labels, null = fam.classes.for_sampling(labels, keys.shape[0], settings.guided)
+        return sample_decoder(fam.model, params, keys, labels, null, fam.num_tokens, settings,
+                              with_passes=True)
+
+    return sample
+
+
+def draw(fn, params, num: int, batch: int, seed: int, num_classes: int):
+    """(samples [num, L], passes per batch, seconds after compilation) of sample k =
+    fold_in(PRNGKey(seed), k) with class k % num_classes, `batch` at a time."""
+    rng = jax.random.PRNGKey(seed)
+
+    def call(start):
+        keys = sample_keys(rng, start, batch)
+        labels = (np.arange(start, start + batch) % num_classes).astype(np.int32)
+        return fn(params, keys, labels)
+
+    jax.block_until_ready(call(0))  # compile
+    out, passes = [], []
+    t0 = time.perf_counter()
+    for s in range(0, num, batch):
+        tokens, p = jax.block_until_ready(call(s))
+        out.append(np.asarray(tokens))
+        passes.append(int(p))
+    return np.concatenate(out)[:num], passes, time.perf_counter() - t0
+
+
+def speed(passes, seconds: float, num: int, tokens: int) -> dict:
+    per_image = float(np.mean(passes))
+    return {"passes_per_image": round(per_image, 2),
+            "tokens_per_pass": round(tokens / per_image, 3),
+            "s_per_image": round(seconds / num, 5)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", required=True, help="a trained llamagen / igpt run")
+    ap.add_argument("--num", type=int, default=2000, help="samples each way (quality)")
+    ap.add_argument("--speculative", type=int, default=8, help="window of drafts W")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--timing_batches", type=int, default=16, help="batch-1 images timed")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--feature_net", default="", help="overrides config.eval.feature_net")
+    ap.add_argument("--cfg_scale", type=float, default=None)
+    ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--top_k", type=int, default=None)
+    ap.add_argument("--top_p", type=float, default=None)
+    a = ap.parse_args()
+    if a.speculative < 1 or a.num < 1 or a.batch < 1:
+        raise ConfigError("--speculative, --num and --batch must be >= 1")
+    config = load_config(a.workdir, what="a LlamaGen run directory")
+    if config.model.name not in FAMILIES:
+        raise ConfigError(f"{a.workdir!r} is a {config.model.name!r} run: speculative "
+                          f"decoding samples {FAMILIES}")
+    if a.feature_net:
+        config.eval.feature_net = a.feature_net
+    for key in ("cfg_scale", "temperature", "top_k", "top_p"):
+        if getattr(a, key) is not None:
+            config.sample[key] = getattr(a, key)
+    config.sample.speculative = 0
+    exp, state = _restored(config, a.workdir)
+    extractor = build_extractor(exp.eval_settings)  # before the sampling: a missing net fails
+    fam, params = exp.family, exp.eval_params(state)
+    ncls = max(exp.data.spec.num_classes, 1)
+    n_tok = fam.num_tokens
+    settings = {"plain": fam.sampling, "speculative": fam.sampling.replace(
+        speculative=a.speculative)}
+    row = {"benchmark": "speculative_quality", "device": jax.devices()[0].platform,
+           "workdir": a.workdir, "num": a.num, "batch": a.batch, "window": a.speculative,
+           "tokens_per_image": n_tok,
+           "sampling": {k: getattr(fam.sampling, k) for k in (
+               "cfg_scale", "cfg_schedule", "cfg_interval", "temperature", "top_k", "top_p")}}
+    ref, levels = None, None
+    sets = [("plain", a.seed), ("speculative", a.seed), ("plain_reseeded", a.seed + 1)]
+    for name, seed in sets:
+        fn = sampler(fam, settings[name.split("_")[0]])
+        tokens, passes, secs = draw(fn, params, a.num, a.batch, seed, ncls)
+        out = {f"batch{a.batch}": speed(passes, secs, len(tokens), n_tok)}
+        if name != "plain_reseeded":
+            _, p1, s1 = draw(fn, params, a.timing_batches, 1, seed, ncls)
+            out["batch1"] = speed(p1, s1, a.timing_batches, n_tok)
+        images, levels = images_of(fam, tokens.reshape(len(tokens), *fam.spec.shape))
+        if ref is None:
+            ref = reference_features(exp, extractor, a.workdir, levels)
+        out.update({k: round(float(v), 5) for k, v in score_images(
+            exp, extractor, ref, images, levels).items()})
+        row[name] = out
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
