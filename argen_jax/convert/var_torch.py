@@ -1,6 +1,13 @@
 """Import VAR's released PyTorch transformer checkpoints (FoundationVision/VAR, var_d*.pth).
 
-    sd = load_torch_state_dict('var_d16.pth')          # needs torch (the 'bench' extra)
+One command turns the transformer and its VQVAE into a run directory (`argen_jax.pretrained`):
+
+    python -m argen_jax.pretrained convert --system=var --var=var_d16.pth \
+        --vae=vae_ch160v4096z32.pth --out=/tmp/var_d16
+
+In Python:
+
+    sd = load_torch_state_dict('var_d16.pth')          # needs torch: pip install -e '.[convert]'
     params, cfg = convert_var_state_dict(sd)           # numpy arrays also accepted
     model = VARTransformer(**cfg)
     logits = model.apply({'params': params}, labels, x_tf)
@@ -43,12 +50,12 @@ def to_numpy(x) -> np.ndarray:
 
 
 def load_torch_state_dict(path: str) -> dict:
-    """A VAR .pth file -> {name: numpy array}. Needs torch (pip install 'argen_jax[bench]')."""
+    """A VAR .pth file -> {name: numpy array}. Needs torch (pip install -e '.[convert]')."""
     try:
         import torch
     except ImportError as e:
-        raise CheckpointError("reading a .pth checkpoint needs torch: pip install "
-                              "'argen_jax[torch]' (or pass a dict of numpy arrays)") from e
+        raise CheckpointError("reading a .pth checkpoint needs torch: pip install -e "
+                              "'.[convert]' (or pass a dict of numpy arrays)") from e
     sd = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
         sd = sd["state_dict"]
