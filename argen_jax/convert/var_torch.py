@@ -119,6 +119,14 @@ def convert_var_state_dict(state_dict: Mapping, patch_nums: Sequence[int] | None
     mlp_hidden = sd["blocks.0.ffn.fc1.weight"].shape[0]
     for i in range(depth):
         p = f"blocks.{i}."
+        for key, want in (("ffn.fc1.weight", (mlp_hidden, width)),
+                          ("ffn.fc2.weight", (width, mlp_hidden)),
+                          ("attn.mat_qkv.weight", (3 * width, width))):
+            got = sd[p + key].shape if p + key in sd else "missing"
+            if got != want:
+                raise CheckpointError(f"{p}{key} is {got}, {want} expected (width {width}, "
+                                      f"MLP width {mlp_hidden} from blocks.0.ffn.fc1.weight): "
+                                      "a damaged file?")
         qkv = take(p + "attn.mat_qkv.weight").T  # [C, 3C]: q | k | v, each head-major
         q, k, v = (w.reshape(width, heads, hd) for w in np.split(qkv, 3, axis=1))
         proj = take(p + "attn.proj.weight").T.reshape(heads, hd, width)
