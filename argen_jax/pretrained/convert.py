@@ -205,7 +205,7 @@ def var_vae_settings(sd: dict, patch_nums) -> dict:
 
 
 # ----------------------------------------------------------------------------- runs
-def _tokenizer_config(vq: dict, classes: int):
+def _tokenizer_config(vq: dict):
     from argen_jax.models.vqgan import VQGANSettings
 
     c = ml_collections.ConfigDict()
@@ -343,7 +343,7 @@ def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0
         preset(name),
         dict(system="llamagen", size=shape["size"], preset=name, image_size=image_size,
              files=dict(gpt=os.path.abspath(gpt), vq=os.path.abspath(vq))))
-    n = _write(out, config, _tokenizer_config(vq_fields, shape["classes"]), tok_spec,
+    n = _write(out, config, _tokenizer_config(vq_fields), tok_spec,
                tok_params, params)
     return dict(out=out, params=n, preset=name, grid=grid, **{k: shape[k] for k in (
         "depth", "width", "num_heads", "mlp_dim", "vocab", "classes")})
@@ -379,7 +379,7 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None) -
              image_size=tok_spec.shape[0],
              files=dict(var=os.path.abspath(var), vae=os.path.abspath(vae))))
     full = {"var": params, "tokenizer": tokenizer_subtree({"generator": tok_params})}
-    n = _write(out, config, _tokenizer_config(vae_fields, cfg["num_classes"]), tok_spec,
+    n = _write(out, config, _tokenizer_config(vae_fields), tok_spec,
                tok_params, full)
     return dict(out=out, params=n, preset="var", patch_nums=patch_nums,
                 **{k: cfg[k] for k in ("depth", "width", "num_heads", "vocab_size",
