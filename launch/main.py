@@ -4,7 +4,9 @@
     python launch/main.py --config=experiments/pixelcnn/mnist.py:tiny --workdir=W \
         --config.train.num_steps=100 --mode=eval
 
-Modes: train (resumes from WORKDIR if it has checkpoints), eval, sample.
+Modes: train (resumes from WORKDIR if it has checkpoints), eval, sample. Without --config,
+eval and sample use WORKDIR/config.json (e.g. a run converted from released weights:
+`python -m argen_jax.pretrained convert`).
 Exit status: 0 done, 2 a user error (one line on stderr), 75 stopped by SIGTERM after saving
 a checkpoint (preemption: run the same command again to resume; launch/slurm.sbatch requeues).
 """
@@ -21,14 +23,15 @@ xla_env.apply()  # CPU XLA flags, before JAX starts (argen_jax/xla_env.py; opt o
 # ARGEN_XLA_CPU_FLAGS=0)
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file, optionally `path.py:arg` (e.g. :tiny).",
+    "config", None, "Experiment config file, optionally `path.py:arg` (e.g. :tiny); eval and "
+    "sample without it: WORKDIR/config.json.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and samples go.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to run.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False,
     "Start jax.distributed (multi-host / multi-process); see argen_jax/parallel/distributed.py.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def parse_flags(argv):
@@ -36,7 +39,8 @@ def parse_flags(argv):
     line instead of a traceback from inside ml_collections."""
     try:
         argv = flags.FLAGS(argv)
-        _ = "model" in _CONFIG.value  # config_flags reports a missing file only on access
+        if _CONFIG.value is not None:  # config_flags reports a missing file only on access
+            _ = "model" in _CONFIG.value
         return argv
     except flags.Error as e:
         print(f"error: {_one_line(e)}\nPass --help for usage.", file=sys.stderr)
@@ -115,8 +119,16 @@ def main(argv):
     logging.get_absl_handler().addFilter(
         lambda r: r.levelno >= logging.converter.STANDARD_WARNING
         or "/orbax/" not in r.pathname)
+    workdir = os.path.expanduser(_WORKDIR.value)
     try:
-        run(_CONFIG.value, os.path.expanduser(_WORKDIR.value), _MODE.value)
+        config = _CONFIG.value
+        if config is None:
+            if _MODE.value == "train":
+                raise UserError("--config is required for --mode=train")
+            from argen_jax.io.run_dir import load_run_config
+
+            config = load_run_config(workdir)
+        run(config, workdir, _MODE.value)
     except UserError as e:
         logging.error("%s: %s", type(e).__name__, e)
         print(f"error: {e}", file=sys.stderr)

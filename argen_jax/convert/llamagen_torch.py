@@ -18,6 +18,13 @@ LlamaGen rotates interleaved pairs (x[2i], x[2i+1]); our RoPE rotates (x[i], x[i
 are permuted (even dims first, then odd): q.k is unchanged and the logits are identical.
 Buffers that are not parameters (`freqs_cis`, KV caches, `causal_mask`) are skipped.
 
+The one-command path (GPT + VQ -> a run directory that launch/main.py samples from):
+
+    python -m argen_jax.pretrained convert --system=llamagen --gpt=c2i_B_256.pt \
+        --vq=vq_ds16_c2i.pt --out=/tmp/llamagen_B
+
+The GPT alone, as bytes:
+
     python -m argen_jax.convert.llamagen_torch --ckpt c2i_B_256.pt --size B \
         --out /tmp/llamagen_B.msgpack      # flax.serialization bytes of {'params': ...}
 
@@ -111,6 +118,14 @@ def convert_gpt(state_dict: dict, model: Decoder) -> dict:
                                   f"{((h + 2 * hkv) * d, e)}")
         wq, wk, wv = np.split(wqkv, [h * d, (h + hkv) * d], axis=0)
         wo = get(p + "attention.wo.weight")  # [E, H D]
+        for n, want in (("w1", (model.mlp_dim, e)), ("w3", (model.mlp_dim, e)),
+                        ("w2", (e, model.mlp_dim))):
+            got = sd.get(p + f"feed_forward.{n}.weight")
+            if got is not None and tuple(got.shape) != want:
+                raise CheckpointError(
+                    f"{p}feed_forward.{n}.weight has shape {tuple(got.shape)}, the model's MLP "
+                    f"width is {model.mlp_dim} ({want}): set model.mlp_dim, or the "
+                    "model.multiple_of the checkpoint was trained with (LlamaGen: 256)")
         params[f"block_{i}"] = {
             "attn": {
                 "query": wq.reshape(h, d, e)[:, perm].transpose(2, 0, 1),  # [E, H, D]
@@ -143,12 +158,12 @@ def convert_gpt(state_dict: dict, model: Decoder) -> dict:
 
 
 def load_torch_checkpoint(path: str) -> dict:
-    """A LlamaGen .pt file -> its GPT state dict (needs torch: `pip install .[convert]`)."""
+    """A LlamaGen .pt file -> its GPT state dict (needs torch: `pip install -e '.[convert]'`)."""
     try:
         import torch
     except ImportError:
-        raise CheckpointError("reading a .pt checkpoint needs torch: pip install "
-                              "'argen_jax[convert]'") from None
+        raise CheckpointError("reading a .pt checkpoint needs torch: pip install -e "
+                              "'.[convert]'") from None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a missing, truncated or foreign file

@@ -30,13 +30,31 @@ A k x k conv weight becomes our tap kernel [k*k, in, out] (tap ky * k + kx); an 
 q, k, v 1x1 convs become one `qkv` Dense [C, 3C] (q | k | v columns) and proj_out `proj`.
 The `quantize.codebook_used` buffer (training statistics) is skipped.
 
+With the GPT, one command writes a run directory whose `tokenizer/` sub-run is this
+tokenizer (`Tokenizer.load(RUN + '/tokenizer')`):
+
+    python -m argen_jax.pretrained convert --system=llamagen --gpt=c2i_B_256.pt \
+        --vq=vq_ds16_c2i.pt --out=/tmp/llamagen_B
+
+The tokenizer alone:
+
     python -m argen_jax.convert.llamagen_vq_torch --ckpt vq_ds16_c2i.pt --out /tmp/vq16.msgpack
 
-writes flax.serialization bytes of {'params': {'generator': ...}}: the params of
-`VQGANSettings.released('llamagen_vq16').module(3)` (the generator of
-`experiments/tokenizer/llamagen.py:exact`), so `models.tokenizer.Tokenizer(settings,
-DataSpec((256, 256, 3), 256, 1000, 'image'), params)` encodes / decodes ImageNet images into
-LlamaGen's tokens (add --f8 for VQ-8: 'llamagen_vq8').
+writes flax.serialization bytes of {'params': {'generator': ...}}, the params of
+`VQGANSettings.released('llamagen_vq16').module(3)` (float32), used for inference without a
+tokenizer family or its training losses:
+
+    from flax import serialization
+    from argen_jax.data.pipeline import DataSpec
+    from argen_jax.models.tokenizer import Tokenizer
+    from argen_jax.models.vqgan import VQGANSettings
+    params = serialization.msgpack_restore(open('/tmp/vq16.msgpack', 'rb').read())['params']
+    tok = Tokenizer(VQGANSettings.released('llamagen_vq16'),
+                    DataSpec((256, 256, 3), 256, 1000, 'image'), params)
+    images = tok.decode(tok.encode(images))     # uint8 [B, 256, 256, 3] in and out
+
+(--f8 for VQ-8: 'llamagen_vq8'). `experiments/tokenizer/llamagen.py:exact` is the same net as
+a training config (float32, no perceptual loss unless loss.perceptual_* are set).
 """
 from __future__ import annotations
 

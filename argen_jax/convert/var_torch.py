@@ -1,6 +1,13 @@
 """Import VAR's released PyTorch transformer checkpoints (FoundationVision/VAR, var_d*.pth).
 
-    sd = load_torch_state_dict('var_d16.pth')          # needs torch (the 'bench' extra)
+One command turns the transformer and its VQVAE into a run directory (`argen_jax.pretrained`):
+
+    python -m argen_jax.pretrained convert --system=var --var=var_d16.pth \
+        --vae=vae_ch160v4096z32.pth --out=/tmp/var_d16
+
+In Python:
+
+    sd = load_torch_state_dict('var_d16.pth')          # needs torch: pip install -e '.[convert]'
     params, cfg = convert_var_state_dict(sd)           # numpy arrays also accepted
     model = VARTransformer(**cfg)
     logits = model.apply({'params': params}, labels, x_tf)
@@ -43,12 +50,12 @@ def to_numpy(x) -> np.ndarray:
 
 
 def load_torch_state_dict(path: str) -> dict:
-    """A VAR .pth file -> {name: numpy array}. Needs torch (pip install 'argen_jax[bench]')."""
+    """A VAR .pth file -> {name: numpy array}. Needs torch (pip install -e '.[convert]')."""
     try:
         import torch
     except ImportError as e:
-        raise CheckpointError("reading a .pth checkpoint needs torch: pip install "
-                              "'argen_jax[torch]' (or pass a dict of numpy arrays)") from e
+        raise CheckpointError("reading a .pth checkpoint needs torch: pip install -e "
+                              "'.[convert]' (or pass a dict of numpy arrays)") from e
     sd = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
         sd = sd["state_dict"]
@@ -112,6 +119,14 @@ def convert_var_state_dict(state_dict: Mapping, patch_nums: Sequence[int] | None
     mlp_hidden = sd["blocks.0.ffn.fc1.weight"].shape[0]
     for i in range(depth):
         p = f"blocks.{i}."
+        for key, want in (("ffn.fc1.weight", (mlp_hidden, width)),
+                          ("ffn.fc2.weight", (width, mlp_hidden)),
+                          ("attn.mat_qkv.weight", (3 * width, width))):
+            got = sd[p + key].shape if p + key in sd else "missing"
+            if got != want:
+                raise CheckpointError(f"{p}{key} is {got}, {want} expected (width {width}, "
+                                      f"MLP width {mlp_hidden} from blocks.0.ffn.fc1.weight): "
+                                      "a damaged file?")
         qkv = take(p + "attn.mat_qkv.weight").T  # [C, 3C]: q | k | v, each head-major
         q, k, v = (w.reshape(width, heads, hd) for w in np.split(qkv, 3, axis=1))
         proj = take(p + "attn.proj.weight").T.reshape(heads, hd, width)

@@ -15,6 +15,7 @@ BUILDERS = {
     "audio": audio.build_audio_data,
     "photo_patches": patches.build_patch_data,
     "tokens": tokens.build_token_data,
+    "token_spec": tokens.build_token_spec_data,  # converted checkpoints: the spec only
 }
 
 

@@ -182,3 +182,67 @@ def build_token_data(cfg, seed: int) -> TokenData:
         d = load_token_file(s.path)
     return TokenData(d, s.batch_size, s.eval_batch_size or s.batch_size,
                      seed, s.train_limit, s.test_limit, s.tokenizer)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSpecSettings:
+    """`config.data` of data.kind='token_spec': the token maps of a model whose training data
+    is not here (a converted released checkpoint, `argen_jax.pretrained`). It gives the spec
+    (and a batch of zero maps for shapes) only: sampling works, training and test-set NLL need
+    a token file (data.kind='tokens')."""
+
+    kind: str = "token_spec"  # registry: which data builder (data/builders.py)
+    token_shape: tuple[int, ...] = (16, 16)  # the (finest) token map h, w
+    scales: tuple[int, ...] = ()  # VAR's side lengths p_s, coarse to fine (): one map
+    codebook_size: int = 16384  # codes of the tokenizer
+    num_classes: int = 1000  # classes of the model (0: unconditional)
+    tokenizer: str = ""  # the tokenizer run's workdir
+    batch_size: int = 8  # rows of the zero batch that fixes the shapes
+    eval_batch_size: int = 0  # (0: batch_size)
+
+    def __post_init__(self):
+        if self.kind != "token_spec":
+            raise ConfigError(f"data.kind={self.kind!r}: these are the settings of "
+                              "'token_spec'")
+        if len(self.token_shape) != 2 or min(self.token_shape) < 1:
+            raise ConfigError(f"data.token_shape must be (h, w) > 0, got {self.token_shape}")
+        if self.scales and self.scales[-1] != self.token_shape[0]:
+            raise ConfigError(f"data.scales {self.scales} must end at the map side "
+                              f"{self.token_shape[0]}")
+        if self.codebook_size < 1 or self.num_classes < 0:
+            raise ConfigError("data.codebook_size must be >= 1 and data.num_classes >= 0, got "
+                              f"{self.codebook_size}, {self.num_classes}")
+        if self.batch_size <= 0 or self.eval_batch_size < 0:
+            raise ConfigError(f"data.batch_size={self.batch_size} must be positive and "
+                              f"data.eval_batch_size={self.eval_batch_size} >= 0")
+
+
+class TokenSpecData:
+    """data.kind='token_spec' (see `TokenSpecSettings`)."""
+
+    def __init__(self, s: TokenSpecSettings):
+        scales = tuple(int(p) for p in s.scales) or None
+        grid = tuple(int(v) for v in s.token_shape)
+        length = sum(p * p for p in scales) if scales else grid[0] * grid[1]
+        self.spec = DataSpec((length,), int(s.codebook_size), int(s.num_classes), "tokens",
+                             grid=grid, scales=scales, tokenizer=os.path.expanduser(s.tokenizer))
+        self.batch_size = s.batch_size
+        self.eval_batch_size = s.eval_batch_size or s.batch_size
+
+    def train_batch(self, step: int) -> dict:
+        """Zero token maps (they fix shapes; a converted model is not trained on them)."""
+        n = self.batch_size
+        return {keys.TOKENS: np.zeros((n, self.spec.shape[0]), np.int32),
+                keys.LABEL: (np.arange(n) % max(self.spec.num_classes, 1)).astype(np.int32),
+                keys.MASK: np.ones(n, np.float32)}
+
+    def eval_batches(self) -> Iterator[dict]:
+        raise DataError("this run was converted from released weights and has no test token "
+                        "maps (data.kind='token_spec'): score its samples with `python -m "
+                        "argen_jax.pretrained evaluate`, or give a token file "
+                        "(data.kind='tokens') for test-set NLL")
+
+
+def build_token_spec_data(cfg, seed: int) -> TokenSpecData:
+    """data.kind='token_spec': `cfg` is `config.data`."""
+    return TokenSpecData(typed(TokenSpecSettings, cfg, "data"))

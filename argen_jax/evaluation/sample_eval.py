@@ -80,11 +80,24 @@ def reference_images(data) -> np.ndarray:
     return np.concatenate(xs)
 
 
-def feature_metrics(ref: dict, fake: dict, suffix: str, k: int = 3) -> dict:
-    out = {f"fd_{suffix}": metrics.fid(ref["pool"], fake["pool"])}
+def feature_metrics(ref: dict, fake: dict, suffix: str, k: int = 3,
+                    ref_stats: dict | None = None) -> dict:
+    """FD, precision / recall (and IS, sFID for Inception) of `fake` features against `ref`.
+    ref_stats: {'pool', 'spatial'} `FeatureStats` stored in an ADM reference batch (its mu /
+    sigma, mu_s / sigma_s), used for FD / sFID instead of the statistics of `ref`, as the ADM
+    evaluator does; None entries fall back to `ref`."""
+    ref_stats = ref_stats or {}
+
+    def fd(name):
+        if ref_stats.get(name) is not None:
+            return metrics.stats_distance(ref_stats[name],
+                                          metrics.FeatureStats.from_features(fake[name]))
+        return metrics.fid(ref[name], fake[name])
+
+    out = {f"fd_{suffix}": fd("pool")}
     p, r = metrics.precision_recall(ref["pool"], fake["pool"], k=k)
     out.update({f"precision_{suffix}": p, f"recall_{suffix}": r})
     if suffix == "inception":
         out["is_inception"] = metrics.inception_score(fake["logits"])[0]
-        out["sfid_inception"] = metrics.fid(ref["spatial"], fake["spatial"])
+        out["sfid_inception"] = fd("spatial")
     return out

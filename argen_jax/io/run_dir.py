@@ -108,3 +108,16 @@ class WorkdirLock:
 
 def lock_workdir(workdir: str) -> WorkdirLock:
     return WorkdirLock(workdir)
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config of the run in `workdir`, as `--mode=eval|sample` use it without `--config`.
+    A converted checkpoint's tokenizer is the sub-run `workdir/tokenizer`
+    (`argen_jax.pretrained`): it is found there even after the run directory was moved."""
+    config = load_config(workdir)
+    data = config.get("data")
+    if data is not None and data.get("kind") == "token_spec":
+        sub = os.path.join(workdir, "tokenizer")
+        if os.path.isfile(os.path.join(sub, CONFIG_FILE)):
+            data.tokenizer = os.path.abspath(sub)
+    return config

@@ -229,7 +229,9 @@ class VQModel(nn.Module):
         return self.quantizer.lookup(indices)
 
     def decode(self, indices):
-        return self.decode_latent(self.latent_from_indices(indices))
+        """Token map(s) -> images [B, H, W, C] clamped to [-1, 1] (as VAR's fhat_to_img and
+        LlamaGen's samplers do; training reconstructions (`__call__`) are not clamped)."""
+        return jnp.clip(self.decode_latent(self.latent_from_indices(indices)), -1.0, 1.0)
 
     def teacher_forcing_inputs(self, indices):
         return self.quantizer.teacher_forcing_inputs(list(indices))

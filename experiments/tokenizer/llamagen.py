@@ -7,7 +7,8 @@ Arguments (comma-separated, `llamagen.py:var`):
               bottom/right only, and an AttnBlock after every ResBlock of the lowest
               resolution in the encoder and the decoder (72M parameters at VQ-16); with
               `var`: VAR's released VQVAE vae_ch160v4096z32.pth (ch 160, 3x3 quant convs,
-              PyTorch bicubic upsampling, VAR's phi schedule; argen_jax.convert.var_vq_torch)
+              PyTorch bicubic upsampling, VAR's phi schedule; argen_jax.convert.var_vq_torch);
+              float32 and no perceptual loss (inference; set loss.perceptual_* to fine-tune)
   var         VAR's multi-scale residual quantizer: 4,096 codes of 32 dims, scales
               1,2,3,4,5,6,8,10,13,16, 4 shared phi convs, no l2 normalisation
   tiny        shrinks everything to seconds on CPU (same code paths), for smoke tests
@@ -43,14 +44,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         m.update(VAR_QUANTIZER)
     if exact:  # the released nets, parameter for parameter (argen_jax/convert/*_vq_torch.py)
         m.update(VAR_LAYOUT if var else LLAMAGEN_LAYOUT)
-    m.update(l2_normalize=not var, dtype="float32" if tiny else "bfloat16")
+    # exact: the released nets for inference and conversion, in float32 (bfloat16 costs them
+    # ~3e-3 in reconstructions)
+    m.update(l2_normalize=not var, dtype="float32" if tiny or exact else "bfloat16")
     if tiny:  # MNIST 28x28 -> 32x32 so the factor-16 net still fits; VAR's last scale = 2
         m.update(ch=8, num_res_blocks=1, z_channels=8, norm_groups=8, codebook_size=64,
                  code_dim=8, pad_to=32, scales=(1, 2) if "f8" not in args else (1, 2, 4))
     c.model = section(VQGANSettings, name="vqgan", **m)
     c.loss = section(  # LlamaGen: L2 reconstruction, LPIPS, hinge GAN with weight 0.5
-        VQGANLossSettings, perceptual_weight=0.0 if tiny else 1.0,
-        perceptual_path="" if tiny else "~/weights/lpips_vgg16.npz", disc_weight=0.5,
+        # exact (the released nets): no perceptual net needed to build them; set
+        # loss.perceptual_weight / perceptual_path to fine-tune with LPIPS
+        VQGANLossSettings, perceptual_weight=0.0 if tiny or exact else 1.0,
+        perceptual_path="" if tiny or exact else "~/weights/lpips_vgg16.npz", disc_weight=0.5,
         disc_start=5 if tiny else 20000, disc_channels=8 if tiny else 64,
         disc_layers=2 if tiny else 3)
 
