@@ -199,3 +199,38 @@ def test_unknown_remat_policy_is_a_one_line_config_error():
         with pytest.raises(ConfigError, match="model.remat") as err:
             make()
         assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- converters
+def test_scanned_llamagen_converts_from_a_state_dict_and_samples_like_its_full_pass():
+    """A scanned LlamaGen config converts LlamaGen's (unrolled) state dict into its stacked
+    layout; it reproduces the reference forward pass and its greedy CFG sampler through the
+    stacked KV cache picks the argmax of its own full pass's guided logits."""
+    from argen_jax.convert.llamagen_torch import convert_gpt
+    from argen_jax.models.llamagen import LlamaGenFamily, ffn_dim
+    from experiments.llamagen.fashion_mnist import get_config
+    from tests.test_llamagen import _llamagen_state_dict, _reference_forward
+
+    depth, heads, width, grid, vocab, classes = 3, 2, 16, 3, 12, 3
+    rng = np.random.default_rng(0)
+    sd = _llamagen_state_dict(rng, depth, heads, width, ffn_dim(width, None, 8), vocab,
+                              classes, grid * grid)
+    cfg = get_config("tiny")
+    cfg.model.update(width=width, depth=depth, num_heads=heads, multiple_of=8,
+                     scan_layers=True, remat="dots_saveable")
+    cfg.sample.update(top_k=1, cfg_scale=2.0)
+    fam = LlamaGenFamily(cfg, DataSpec((grid * grid,), vocab, classes, "tokens",
+                                       grid=(grid, grid)))
+    params = convert_gpt(sd, fam.model)
+    assert "blocks" in params and "block_0" not in params
+    tokens = rng.integers(0, vocab, (3, grid * grid))
+    labels = np.array([0, 2, 3])
+    ours = jax.jit(fam.logits)(params, jnp.asarray(tokens), jnp.asarray(labels))
+    ref = _reference_forward(sd, labels, tokens, depth, heads, grid)
+    np.testing.assert_allclose(np.asarray(ours), ref, atol=2e-4, rtol=2e-4)
+
+    labels = jnp.array([0, 1, 2, 0])
+    toks = jax.jit(fam.sample)(params, sample_keys(jax.random.PRNGKey(0), 0, 4), labels)
+    cond, uncond = jax.jit(lambda p: (fam.logits(p, toks, labels),
+                                      fam.logits(p, toks, jnp.full((4,), classes))))(params)
+    np.testing.assert_array_equal(toks, (uncond + 2.0 * (cond - uncond)).argmax(-1))
