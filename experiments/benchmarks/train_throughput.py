@@ -1,5 +1,6 @@
 """Training throughput of a config: the experiment's own jitted train step (the one
-launch/main.py runs), compiled ahead of time once (`Experiment.lower_train_step`) and timed over `--steps` steps after compilation, on the default backend.
+launch/main.py runs), compiled ahead of time once (`Experiment.lower_train_step`) and timed
+over `--steps` steps after a warm-up step, on the default backend.
 
     python experiments/benchmarks/train_throughput.py --config=experiments/llamagen/imagenet.py \
         --size=B [--batch=64] [--remat=full] [--scan] [--attention_impl=cudnn] \
@@ -10,7 +11,8 @@ tokenizer needed). Prints one JSON line: seconds per step (median of `--steps`, 
 for), examples/s and, for token models, tokens/s (tokens = batch x sequence length), and
 TFLOP/s from XLA's count of the compiled step (`compiled.cost_analysis()['flops']`: this
 counts what runs, so rematerialised recomputation is included, i.e. hardware rather than
-model FLOPs); `mfu` = that / `--peak_tflops` when given (the device's dense bf16 peak).
+model FLOPs; with `--scan` XLA counts the loop body once, so use unrolled layers for FLOPs);
+`mfu` = that / `--peak_tflops` when given (the device's dense bf16 peak).
 """
 from __future__ import annotations
 
