@@ -17,8 +17,6 @@ outputs, recompute the elementwise rest).
 from __future__ import annotations
 
 import re
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -97,15 +95,3 @@ def unstack_layers(params: dict, name: str = SCANNED_NAME, prefix: str = BLOCK_P
         for i in range(depth):
             out[f"{prefix}{i}"] = jax.tree.map(lambda x, i=i: x[i], tree)
     return out
-
-
-def scanned_depth(tree: Any, name: str = SCANNED_NAME) -> int | None:
-    """The layer count of a scanned subtree `name` in `tree` (None: not scanned)."""
-    if isinstance(tree, dict):
-        if name in tree:
-            return jax.tree.leaves(nn.unbox(tree[name]))[0].shape[0]
-        for v in tree.values():
-            d = scanned_depth(v, name)
-            if d is not None:
-                return d
-    return None
