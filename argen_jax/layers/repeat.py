@@ -17,6 +17,7 @@ outputs, recompute the elementwise rest).
 from __future__ import annotations
 
 import re
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
