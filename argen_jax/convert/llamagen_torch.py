@@ -45,6 +45,7 @@ from flax import linen as nn
 from flax import serialization
 
 from argen_jax.errors import CheckpointError
+from argen_jax.layers.repeat import stack_layers
 from argen_jax.models.transformer import Decoder
 
 SKIPPED = re.compile(r"(^|\.)(freqs_cis|causal_mask|kv_cache\.[kv]_cache)$")
@@ -144,6 +145,8 @@ def convert_gpt(state_dict: dict, model: Decoder) -> dict:
         raise CheckpointError(f"LlamaGen state dict has entries the model does not: {extra[:5]}"
                               f"{' ...' if len(extra) > 5 else ''} (more layers than depth="
                               f"{model.depth}, or not a c2i GPT?)")
+    if model.scan_layers:  # a scanned config: its layout (layers/repeat.py)
+        params = stack_layers(params)
     expected = _expected(model)
     flat_e = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
     flat_p = dict(jax.tree_util.tree_flatten_with_path(params)[0])

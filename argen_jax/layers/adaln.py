@@ -82,12 +82,14 @@ class AdaLNBlock(nn.Module):
     attn_l2_norm: bool = True  # cosine attention with a learned temperature (VAR's default)
     norm_eps: float = 1e-6
     init_std: float | None = None  # None: var_init_std(width)
+    attention_impl: str = "einsum"  # Attention.impl (full pass)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, cond, mask, cache: KVCache | None = None, train: bool = False):
-        """x [B, T, E], cond [B, Dc], mask bool [B, 1, T, S] -> (x [B, T, E], cache)."""
+        """x [B, T, E], cond [B, Dc], mask bool [B, 1, T, S] -> (x [B, T, E], cache).
+        Positional arguments (`nn.remat` marks train, argnum 5, static)."""
         width = x.shape[-1]
         std = self.init_std or var_init_std(width)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -101,7 +103,7 @@ class AdaLNBlock(nn.Module):
         attn = Attention(self.num_heads, biases=("query", "value", "out"),
                          qk_l2_norm=self.attn_l2_norm,
                          softmax_scale=None if self.attn_l2_norm else 0.25 * hd ** -0.5,
-                         name="attn", **kw)
+                         impl=self.attention_impl, name="attn", **kw)
         h = _layer_norm(x, self.norm_eps) * (1.0 + scale1) + shift1
         h, cache = attn(h.astype(self.dtype), mask, None, cache, train)
         x = nn.with_logical_constraint(x + (h * gamma1).astype(x.dtype), axes.RESIDUAL)

@@ -13,6 +13,13 @@ far cost, not what the preallocated `max_len` would. The same call serves
 
 so prefill + decoding runs exactly the arithmetic of the full pass (tested to f32 tolerance).
 
+`impl` picks the full pass's (cache=None: training, evaluation) kernel: 'einsum' (the
+reference, `dot_product_attention` below), 'xla' or 'cudnn' (`jax.nn.dot_product_attention`:
+XLA's fused attention / cuDNN flash attention on GPU, `fused_attention`). The fused path gets
+the same boolean mask from `layers.masks` (or `is_causal=True` when the caller says the mask
+is plain causal, which cuDNN runs without materialising it). Decoding with a cache always
+uses the reference path.
+
 Options for other transformer families (defaults are Llama's: no biases, 1/sqrt(D) logits):
 `biases` names the projections that carry a bias (VAR: query, value and out but not key, as in
 BEiT),
@@ -33,6 +40,7 @@ from argen_jax.parallel import axes
 
 CACHE_AXES = (axes.BATCH, axes.LENGTH, axes.KV_HEADS, axes.HEAD_DIM)
 PROJECTIONS = ("query", "key", "value", "out")  # Attention's projections (`biases` names)
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")  # full-pass kernels (`model.attention_impl`)
 
 
 @struct.dataclass
@@ -45,15 +53,19 @@ class KVCache:
 
     @classmethod
     def zeros(cls, batch: int, max_len: int, num_kv_heads: int, head_dim: int,
-              dtype: Any = jnp.float32) -> KVCache:
-        shape = (batch, max_len, num_kv_heads, head_dim)
-        k = nn.with_logical_constraint(jnp.zeros(shape, dtype), CACHE_AXES)
-        v = nn.with_logical_constraint(jnp.zeros(shape, dtype), CACHE_AXES)
-        return cls(k=k, v=v, index=jnp.zeros((), jnp.int32))
+              dtype: Any = jnp.float32, layers: int | None = None) -> KVCache:
+        """An empty cache; `layers`: the stacked caches of that many scanned layers (every
+        field gains a leading [layers] axis, `nn.scan` slices one per layer)."""
+        lead, names = ((), CACHE_AXES) if layers is None else ((layers,),
+                                                               (axes.LAYERS, *CACHE_AXES))
+        shape = (*lead, batch, max_len, num_kv_heads, head_dim)
+        k = nn.with_logical_constraint(jnp.zeros(shape, dtype), names)
+        v = nn.with_logical_constraint(jnp.zeros(shape, dtype), names)
+        return cls(k=k, v=v, index=jnp.zeros(lead, jnp.int32))
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[1]
+        return self.k.shape[-3]
 
 
 def seek_caches(caches: Any, index: jax.Array | int) -> Any:
@@ -62,8 +74,9 @@ def seek_caches(caches: Any, index: jax.Array | int) -> Any:
     the mask (`k_valid = slot < filled`), so what was written there before (speculative
     decoding's rejected drafts) is never seen and gets overwritten."""
     index = jnp.asarray(index, jnp.int32)
-    return jax.tree.map(lambda c: c.replace(index=index) if isinstance(c, KVCache) else c,
-                        caches, is_leaf=lambda c: isinstance(c, KVCache))
+    return jax.tree.map(  # a scanned model's one cache has an index per layer
+        lambda c: c.replace(index=jnp.broadcast_to(index, jnp.shape(c.index)))
+        if isinstance(c, KVCache) else c, caches, is_leaf=lambda c: isinstance(c, KVCache))
 
 
 def dot_product_attention(q, k, v, mask, dtype=jnp.float32, scale: float | None = None):
@@ -79,6 +92,22 @@ def dot_product_attention(q, k, v, mask, dtype=jnp.float32, scale: float | None 
     probs = jax.nn.softmax(logits, axis=-1).astype(dtype)  # [B, Hkv, G, T, S]
     out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(dtype))
     return out.reshape(b, t, h, d)
+
+
+def fused_attention(q, k, v, mask, dtype=jnp.float32, scale: float | None = None,
+                    impl: str = "xla", is_causal: bool = False):
+    """`dot_product_attention` through `jax.nn.dot_product_attention(implementation=impl)`.
+    mask bool [B|1, 1, T, S] from `layers.masks`, or None with is_causal=True (the plain
+    causal mask, T = S). q, k, v are cast to `dtype`. Returns [B, T, H, D] in `dtype`."""
+    if impl not in ATTENTION_IMPLS[1:]:
+        raise ValueError(f"fused attention impl must be one of {ATTENTION_IMPLS[1:]}, got "
+                         f"{impl!r}")
+    if mask is not None and mask.shape[0] != q.shape[0]:
+        mask = jnp.broadcast_to(mask, (q.shape[0], *mask.shape[1:]))
+    out = jax.nn.dot_product_attention(
+        q.astype(dtype), k.astype(dtype), v.astype(dtype), mask=None if is_causal else mask,
+        scale=scale, is_causal=is_causal, implementation=impl)
+    return out.astype(dtype)
 
 
 def prefix_attention(q, k, v, mask, length, chunk: int = 256, dtype=jnp.float32,
@@ -152,6 +181,7 @@ class Attention(nn.Module):
     qk_l2_norm: bool = False  # cosine attention: l2-normalised q, k; q times a learned
     #   per-head temperature exp(min(s, log 100)), s initialised to log 4 (VAR attn_l2_norm)
     softmax_scale: float | None = None  # logit scale; None: head_dim ** -0.5 (1 if qk_l2_norm)
+    impl: str = "einsum"  # full-pass kernel: ATTENTION_IMPLS (decoding: always 'einsum')
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
 
@@ -163,14 +193,18 @@ class Attention(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask, angles=None, cache: KVCache | None = None,
-                 train: bool = False):
+                 train: bool = False, is_causal: bool = False):
         """x [B, T, E]; mask bool [B, 1, T, S] with S = T (no cache) or cache.max_len;
-        angles [B, T, D/2] rotary angles or None. Returns (y [B, T, E], cache)."""
+        angles [B, T, D/2] rotary angles or None. is_causal: `mask` is the plain causal mask
+        (lets a fused kernel skip it). Returns (y [B, T, E], cache)."""
         width = x.shape[-1]
         hkv, hd = self.dims(width)
         if isinstance(self.biases, str) or set(self.biases) - set(PROJECTIONS):
             raise ValueError(f"Attention biases must be a tuple of {PROJECTIONS}, got "
                              f"{self.biases!r}")
+        if self.impl not in ATTENTION_IMPLS:
+            raise ValueError(f"Attention impl must be one of {ATTENTION_IMPLS}, got "
+                             f"{self.impl!r}")
         init = nn.initializers.normal(width ** -0.5)
 
         def proj(heads, name, names):
@@ -215,8 +249,11 @@ class Attention(nn.Module):
             else:
                 out = dot_product_attention(q, ck.astype(self.dtype), cv, mask, self.dtype,
                                             scale)
-        else:
+        elif self.impl == "einsum":
             out = dot_product_attention(q, k.astype(self.dtype), v, mask, self.dtype, scale)
+        else:
+            out = fused_attention(q, k, v, mask, self.dtype, scale, self.impl,
+                                  is_causal and x.shape[1] == mask.shape[-1])
         out = nn.with_logical_constraint(
             out, (axes.BATCH, axes.LENGTH, axes.HEADS, axes.HEAD_DIM))
         wo = self.param("out", nn.with_logical_partitioning(

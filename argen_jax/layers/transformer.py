@@ -63,16 +63,20 @@ class LlamaBlock(nn.Module):
     dropout: float = 0.0
     decode_chunk: int = 256  # Attention.decode_chunk
     norm_eps: float = 1e-6  # RMSNorm epsilon (LlamaGen: 1e-5)
+    attention_impl: str = "einsum"  # Attention.impl (full pass)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, mask, angles=None, cache: KVCache | None = None,
-                 train: bool = False):
+                 train: bool = False, is_causal: bool = False):
+        """Arguments as `Attention`'s (positional, so `nn.remat` can mark train / is_causal
+        static: argnums 5, 6)."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         h = RMSNorm(self.norm_eps, name="attn_norm", **kw)(x)
         h, cache = Attention(self.num_heads, self.num_kv_heads, self.head_dim, self.dropout,
-                             self.decode_chunk, name="attn", **kw)(h, mask, angles, cache, train)
+                             self.decode_chunk, impl=self.attention_impl, name="attn", **kw)(
+            h, mask, angles, cache, train, is_causal)
         x = nn.with_logical_constraint(x + h, axes.RESIDUAL)
         h = SwiGLU(self.mlp_dim, self.dropout, name="mlp", **kw)(
             RMSNorm(self.norm_eps, name="mlp_norm", **kw)(x), train)

@@ -6,7 +6,8 @@ The conv ResNet downsamples by 2^(len(ch_mult) - 1) (8 or 16 for 256px data; 4 f
 quantizer is `layers.quantizer.VectorQuantizer` (one token map, LlamaGen) or
 `MultiScaleResidualQuantizer` (one token map per scale, VAR). `ImageSpace` maps integer
 images to the nets' padded [-1, 1] space and back. Parameter names are those the
-checkpoints and the PyTorch converters (`argen_jax/convert/*_vq_torch.py`) use.
+checkpoints and the PyTorch converters (`argen_jax/convert/*_vq_torch.py`) use. `remat`
+rematerialises every ResBlock (`layers/repeat.remat_block`; same parameters and names).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from flax import linen as nn
 
 from argen_jax.errors import ConfigError
 from argen_jax.layers import quantizer as qlib
+from argen_jax.layers.repeat import remat_block
 from argen_jax.layers.shifted_conv import ShiftedConv2D
 
 PADDINGS = ("same", "pad01")
@@ -112,24 +114,26 @@ class Encoder(nn.Module):
     dtype: Any = jnp.float32
     downsample: str = "same"
     attn_at_lowest: bool = False
+    remat: str = "none"  # ResBlocks: 'none' | 'full' | a jax.checkpoint_policies name
 
     @nn.compact
     def __call__(self, x):  # [B, H, W, C] -> [B, H/f, W/f, z_channels]
         kw = dict(groups=self.groups, impl=self.impl, dtype=self.dtype)
+        res_block = remat_block(ResBlock, self.remat)
         last = len(self.ch_mult) - 1
         h = Conv(self.ch, 3, impl=self.impl, dtype=self.dtype, name="conv_in")(x)
         for i, m in enumerate(self.ch_mult):
             for j in range(self.num_res_blocks):
-                h = ResBlock(self.ch * m, name=f"down{i}_block{j}", **kw)(h)
+                h = res_block(self.ch * m, name=f"down{i}_block{j}", **kw)(h)
                 if self.attn_at_lowest and i == last:
                     h = AttnBlock(self.groups, self.dtype, name=f"down{i}_attn{j}")(h)
             if i < last:
                 h = Conv(h.shape[-1], 3, strides=2, impl=self.impl, dtype=self.dtype,
                          padding=self.downsample, name=f"down{i}_sample")(h)
-        h = ResBlock(h.shape[-1], name="mid_block1", **kw)(h)
+        h = res_block(h.shape[-1], name="mid_block1", **kw)(h)
         if self.mid_attention:
             h = AttnBlock(self.groups, self.dtype, name="mid_attn")(h)
-        h = ResBlock(h.shape[-1], name="mid_block2", **kw)(h)
+        h = res_block(h.shape[-1], name="mid_block2", **kw)(h)
         h = nn.swish(nn.GroupNorm(min(self.groups, h.shape[-1]), dtype=self.dtype,
                                   name="norm_out")(h))
         return Conv(self.z_channels, 3, impl=self.impl, dtype=self.dtype, name="conv_out")(h)
@@ -149,19 +153,21 @@ class Decoder(nn.Module):
     impl: str = "conv"
     dtype: Any = jnp.float32
     attn_at_lowest: bool = False
+    remat: str = "none"  # ResBlocks: 'none' | 'full' | a jax.checkpoint_policies name
 
     @nn.compact
     def __call__(self, z):  # [B, h, w, z_channels] -> [B, h*f, w*f, out_channels] float32
         kw = dict(groups=self.groups, impl=self.impl, dtype=self.dtype)
+        res_block = remat_block(ResBlock, self.remat)
         top = self.ch * self.ch_mult[-1]
         h = Conv(top, 3, impl=self.impl, dtype=self.dtype, name="conv_in")(z)
-        h = ResBlock(top, name="mid_block1", **kw)(h)
+        h = res_block(top, name="mid_block1", **kw)(h)
         if self.mid_attention:
             h = AttnBlock(self.groups, self.dtype, name="mid_attn")(h)
-        h = ResBlock(top, name="mid_block2", **kw)(h)
+        h = res_block(top, name="mid_block2", **kw)(h)
         for i in reversed(range(len(self.ch_mult))):
             for j in range(self.num_res_blocks + 1):
-                h = ResBlock(self.ch * self.ch_mult[i], name=f"up{i}_block{j}", **kw)(h)
+                h = res_block(self.ch * self.ch_mult[i], name=f"up{i}_block{j}", **kw)(h)
                 if self.attn_at_lowest and i == len(self.ch_mult) - 1:
                     h = AttnBlock(self.groups, self.dtype, name=f"up{i}_attn{j}")(h)
             if i > 0:
@@ -191,11 +197,12 @@ class VQModel(nn.Module):
     downsample: str = "same"  # encoder's stride-2 conv padding: 'same' | 'pad01' (LlamaGen)
     attn_at_lowest: bool = False  # AttnBlocks after the lowest level's ResBlocks (LlamaGen)
     quant_conv_kernel: int = 1  # kernel of quant_conv / post_quant_conv (VAR's VQVAE: 3)
+    remat: str = "none"  # the nets' ResBlocks (layers/repeat.remat_block)
 
     def setup(self):
         arch = dict(ch=self.ch, ch_mult=tuple(self.ch_mult), num_res_blocks=self.num_res_blocks,
                     mid_attention=self.mid_attention, groups=self.groups, impl=self.impl,
-                    dtype=self.dtype, attn_at_lowest=self.attn_at_lowest)
+                    dtype=self.dtype, attn_at_lowest=self.attn_at_lowest, remat=self.remat)
         qk = dict(self.quantizer_kwargs or {})
         self.encoder = Encoder(z_channels=self.z_channels, downsample=self.downsample, **arch)
         self.decoder = Decoder(out_channels=self.channels, **arch)

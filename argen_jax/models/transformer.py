@@ -11,6 +11,11 @@ decoding one token (or one block) are the same call, `extend(ids, cache)`, on di
 lengths. The attention mask is block-causal over `block_sizes` (VAR's scales) or causal
 (None); RoPE is '1d' over the position, '2d' over (row, col) of a `grid` of tokens after
 `num_prefix` class tokens, or off.
+
+The blocks are `remat`erialised per a policy and built unrolled (`block_0` ..) or scanned
+(`scan_layers`: one `blocks` submodule with a leading layer axis, and one stacked `KVCache`
+instead of the tuple), see `layers/repeat.py`; `attention_impl` picks the full pass's
+attention kernel (`layers/attention.py`).
 """
 from __future__ import annotations
 
@@ -26,8 +31,9 @@ from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
-from argen_jax.layers.attention import KVCache, seek_caches
+from argen_jax.layers.attention import ATTENTION_IMPLS, KVCache, seek_caches
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_ids
+from argen_jax.layers.repeat import check_remat, repeated_block
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.layers.transformer import LlamaBlock, RMSNorm
 from argen_jax.models.base import CodingSymbols, Family, categorical_symbols, check_coding_shape
@@ -39,7 +45,12 @@ from argen_jax.sampling.processors import SamplingSettings
 from argen_jax.sampling.speculative import speculative_token_steps, tokens_of
 from argen_jax.sampling.tokens import token_steps
 
-Cache = tuple  # tuple[KVCache, ...], one per layer
+Cache = tuple  # tuple[KVCache, ...], one per layer (scan_layers: one stacked KVCache)
+
+
+def cache_index(cache) -> jax.Array:
+    """The fill index of a decoder's cache (a tuple of per-layer caches or one stacked)."""
+    return cache[0].index if isinstance(cache, tuple) else cache.index[0]
 
 
 class Decoder(nn.Module):
@@ -62,6 +73,9 @@ class Decoder(nn.Module):
     norm_eps: float = 1e-6  # RMSNorm epsilon (LlamaGen: 1e-5)
     block_sizes: tuple[int, ...] | None = None  # None: causal; else block-causal
     decode_chunk: int = 256  # cached decoding reads the filled KV slots this many at a time
+    remat: str = "none"  # per-block rematerialisation: 'none' | 'full' | a policy name
+    scan_layers: bool = False  # nn.scan over the blocks (params 'blocks', leading layer axis)
+    attention_impl: str = "einsum"  # full-pass attention kernel (layers/attention.py)
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
     perturb_embeddings: bool = False  # tests: a 'perturbations' entry to differentiate by
@@ -107,8 +121,12 @@ class Decoder(nn.Module):
         raise ConfigError(f"rope must be '1d', '2d' or 'none', got {self.rope!r}")
 
     def init_cache(self, batch: int, dtype: Any = None) -> Cache:
-        """An empty cache: `depth` KVCaches of [batch, max_len, kv_heads, head_dim]."""
+        """An empty cache: `depth` KVCaches of [batch, max_len, kv_heads, head_dim] (with
+        scan_layers one KVCache of [depth, batch, ...])."""
         hkv = self.num_kv_heads or self.num_heads
+        if self.scan_layers:
+            return KVCache.zeros(batch, self.max_len, hkv, self._head_dim(),
+                                 dtype or self.dtype, layers=self.depth)
         return tuple(KVCache.zeros(batch, self.max_len, hkv, self._head_dim(),
                                    dtype or self.dtype) for _ in range(self.depth))
 
@@ -126,7 +144,7 @@ class Decoder(nn.Module):
             pos = jnp.arange(t, dtype=jnp.int32)  # [T]
             mask = attention_mask(blk[pos], blk[pos], valid)  # [B|1, 1, T, T]
         else:
-            start = cache[0].index
+            start = cache_index(cache)
             pos = start + jnp.arange(t, dtype=jnp.int32)
             slots = jnp.arange(self.max_len, dtype=jnp.int32)
             mask = attention_mask(blk[jnp.minimum(pos, self.max_len - 1)], blk,
@@ -158,13 +176,26 @@ class Decoder(nn.Module):
             x = self.perturb("embed", x)
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
 
-        new_cache = []
-        for i in range(self.depth):
-            x, c = LlamaBlock(self.num_heads, self.mlp_dim, self.num_kv_heads, self.head_dim,
-                              self.dropout, self.decode_chunk, self.norm_eps,
-                              name=f"block_{i}", **kw)(
-                x, mask, angles, None if cache is None else cache[i], train)
-            new_cache.append(c)
+        # LlamaBlock(x, mask, angles, cache, train, is_causal): train, is_causal static
+        block = repeated_block(LlamaBlock, remat=self.remat, scan=self.scan_layers,
+                               depth=self.depth, static_argnums=(5, 6),
+                               in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast,
+                                        nn.broadcast))
+        args = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                    num_kv_heads=self.num_kv_heads, head_dim=self.head_dim,
+                    dropout=self.dropout, decode_chunk=self.decode_chunk,
+                    norm_eps=self.norm_eps, attention_impl=self.attention_impl, **kw)
+        is_causal = cache is None and valid is None and self.block_sizes is None
+        if self.scan_layers:
+            x, new_cache = block(name="blocks", **args)(x, mask, angles, cache, train,
+                                                        is_causal)
+        else:
+            new_cache = []
+            for i in range(self.depth):
+                x, c = block(name=f"block_{i}", **args)(
+                    x, mask, angles, None if cache is None else cache[i], train, is_causal)
+                new_cache.append(c)
+            new_cache = None if cache is None else tuple(new_cache)
         x = RMSNorm(self.norm_eps, name="final_norm", **kw)(x)
         logits = nn.Dense(self.vocab_size, use_bias=False, name="head", **kw,
                           kernel_init=nn.with_logical_partitioning(
@@ -172,7 +203,7 @@ class Decoder(nn.Module):
                               (axes.EMBED, axes.VOCAB)))(x)
         logits = nn.with_logical_constraint(logits.astype(jnp.float32),
                                             (axes.BATCH, axes.LENGTH, axes.VOCAB))
-        return logits, (None if cache is None else tuple(new_cache))
+        return logits, new_cache
 
     def extend(self, ids, cache: Cache, train: bool = False):
         """Feeds ids [B, n] at the cache's position: (logits [B, n, V], advanced cache).
@@ -266,8 +297,16 @@ class DecoderSettings:
     norm_eps: float = 1e-6  # RMSNorm epsilon
     dtype: str = "float32"  # compute dtype ('bfloat16' on accelerators)
     param_dtype: str = "float32"  # parameter storage dtype
+    remat: str = "none"  # per-block rematerialisation: 'none' | 'full' | a
+    #   jax.checkpoint_policies name ('dots_saveable', 'nothing_saveable', ...)
+    scan_layers: bool = False  # nn.scan over the blocks (compile time independent of depth;
+    #   parameters in the scanned layout, layers/repeat.py)
+    attention_impl: str = "einsum"  # full-pass attention: 'einsum' (reference) | 'xla' |
+    #   'cudnn' (jax.nn.dot_product_attention; cuDNN flash attention on GPU)
 
     def __post_init__(self):
+        check_remat(self.remat)
+        config_lib.check_choice(self, "attention_impl", ATTENTION_IMPLS)
         for key in ("width", "depth", "num_heads"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"model.{key} must be > 0, got {getattr(self, key)}")
@@ -296,7 +335,9 @@ class DecoderSettings:
         """The Decoder of these settings; `fields`: the family's own (rope, grid, ...)."""
         return Decoder(vocab_size=vocab_size, num_classes=num_classes, max_len=max_len,
                        dropout=self.dropout, rope_theta=self.rope_theta,
-                       norm_eps=self.norm_eps, dtype=config_dtype(self.dtype, "dtype"),
+                       norm_eps=self.norm_eps, remat=self.remat, scan_layers=self.scan_layers,
+                       attention_impl=self.attention_impl,
+                       dtype=config_dtype(self.dtype, "dtype"),
                        param_dtype=config_dtype(self.param_dtype, "param_dtype"),
                        **self.shape(), **fields)
 

@@ -32,6 +32,10 @@ first scale, `cfg_scale` at the last; VAR's `cfg` is our cfg_scale - 1). Known t
 (`known_tokens`, `known_mask`) replace the draws at their positions at every scale: VAR's
 zero-shot in-painting / out-painting by teacher forcing.
 
+Scale switches (`layers/repeat.py`): `remat` per AdaLN block, `scan_layers` (one `blocks`
+submodule with a leading layer axis and one stacked KV cache), `attention_impl` for the full
+(teacher-forced) pass.
+
 Not implemented: VAR's drop-path (stochastic depth) and the shared-AdaLN variant.
 """
 from __future__ import annotations
@@ -45,13 +49,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.layers import quantizer as qlib
 from argen_jax.layers.adaln import AdaLNBlock, AdaLNHead, var_init_std
-from argen_jax.layers.attention import KVCache
+from argen_jax.layers.attention import ATTENTION_IMPLS, KVCache
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes
+from argen_jax.layers.repeat import check_remat, repeated_block
 from argen_jax.models.base import FROZEN
 from argen_jax.models.flops import TRAIN_MULTIPLIER, var_forward_flops
 from argen_jax.models.labels import LabelSettings
@@ -93,6 +99,9 @@ class VARTransformer(nn.Module):
     mlp_ratio: float = 4.0
     attn_l2_norm: bool = True
     norm_eps: float = 1e-6
+    remat: str = "none"  # per-block rematerialisation ('none' | 'full' | a policy name)
+    scan_layers: bool = False  # nn.scan over the blocks (params 'blocks', leading layer axis)
+    attention_impl: str = "einsum"  # full-pass attention kernel (layers/attention.py)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -114,6 +123,9 @@ class VARTransformer(nn.Module):
 
     def init_cache(self, batch: int, dtype: Any = None) -> Cache:
         hd = self.width // self.num_heads
+        if self.scan_layers:
+            return KVCache.zeros(batch, self.seq_len, self.num_heads, hd, dtype or self.dtype,
+                                 layers=self.depth)
         return tuple(KVCache.zeros(batch, self.seq_len, self.num_heads, hd, dtype or self.dtype)
                      for _ in range(self.depth))
 
@@ -134,9 +146,17 @@ class VARTransformer(nn.Module):
                                     (self.seq_len, c), self.param_dtype)
         self.lvl_embed = self.param("lvl_embed", _normal(std, (None, axes.EMBED)),
                                     (len(self.patch_nums), c), self.param_dtype)
-        self.blocks = [AdaLNBlock(self.num_heads, self.mlp_ratio, self.attn_l2_norm,
-                                  self.norm_eps, std, name=f"block_{i}", **kw)
-                       for i in range(self.depth)]
+        # AdaLNBlock(x, cond, mask, cache, train): train static
+        block = repeated_block(AdaLNBlock, remat=self.remat, scan=self.scan_layers,
+                               depth=self.depth, static_argnums=(5,),
+                               in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast))
+        args = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
+                    attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps, init_std=std,
+                    attention_impl=self.attention_impl, **kw)
+        if self.scan_layers:
+            self.blocks = block(name="blocks", **args)
+        else:
+            self.blocks = [block(name=f"block_{i}", **args) for i in range(self.depth)]
         self.head_nm = AdaLNHead(self.norm_eps, std, name="head_nm", **kw)
         self.head = nn.Dense(self.vocab_size, name="head", dtype=self.dtype,
                              param_dtype=self.param_dtype,
@@ -165,14 +185,18 @@ class VARTransformer(nn.Module):
         return nn.with_logical_constraint(x.astype(self.dtype), axes.RESIDUAL)
 
     def _backbone(self, x, cond, mask, cache, train):
-        new_cache = []
-        for i, block in enumerate(self.blocks):
-            x, c = block(x, cond, mask, None if cache is None else cache[i], train)
-            new_cache.append(c)
+        if self.scan_layers:
+            x, new_cache = self.blocks(x, cond, mask, cache, train)
+        else:
+            new_cache = []
+            for i, block in enumerate(self.blocks):
+                x, c = block(x, cond, mask, None if cache is None else cache[i], train)
+                new_cache.append(c)
+            new_cache = None if cache is None else tuple(new_cache)
         logits = self.head(self.head_nm(x, cond).astype(self.dtype))
         logits = nn.with_logical_constraint(logits.astype(jnp.float32),
                                             (axes.BATCH, axes.LENGTH, axes.VOCAB))
-        return logits, (None if cache is None else tuple(new_cache))
+        return logits, new_cache
 
     def __call__(self, labels, x_tf, train: bool = False):
         """labels [B]; x_tf [B, L - p_1^2, code_dim] teacher-forcing inputs -> logits
@@ -214,9 +238,16 @@ class VARSettings(LabelSettings):
     code_dim: int = 0  # tokenizer latent channels (0: read from the tokenizer)
     dtype: str = "float32"  # compute dtype ('bfloat16' on accelerators)
     param_dtype: str = "float32"  # parameter storage dtype
+    remat: str = "none"  # per-block rematerialisation: 'none' | 'full' | a
+    #   jax.checkpoint_policies name ('dots_saveable', 'nothing_saveable', ...)
+    scan_layers: bool = False  # nn.scan over the blocks (compile time independent of depth;
+    #   parameters in the scanned layout, layers/repeat.py)
+    attention_impl: str = "einsum"  # full-pass attention: 'einsum' | 'xla' | 'cudnn'
 
     def __post_init__(self):
         super().__post_init__()
+        check_remat(self.remat)
+        config_lib.check_choice(self, "attention_impl", ATTENTION_IMPLS)
         if self.depth <= 0:
             raise ConfigError(f"model.depth must be > 0, got {self.depth}")
         for key in ("width", "num_heads", "code_dim"):
@@ -235,7 +266,8 @@ class VARSettings(LabelSettings):
             vocab_size=vocab_size, code_dim=code_dim, num_classes=num_classes,
             patch_nums=tuple(int(p) for p in patch_nums), width=self.width or 64 * self.depth,
             depth=self.depth, num_heads=self.num_heads or self.depth, mlp_ratio=self.mlp_ratio,
-            attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps,
+            attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps, remat=self.remat,
+            scan_layers=self.scan_layers, attention_impl=self.attention_impl,
             dtype=config_dtype(self.dtype, "dtype"),
             param_dtype=config_dtype(self.param_dtype, "param_dtype"))
 

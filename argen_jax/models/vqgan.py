@@ -23,6 +23,7 @@ from argen_jax import config_lib
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.metrics import psnr, ssim
 from argen_jax.layers import quantizer as qlib
+from argen_jax.layers.repeat import check_remat
 from argen_jax.layers.vq_nets import ImageSpace, PatchDiscriminator, VQModel, square_taps
 from argen_jax.losses.gan import gated_hinge_losses
 from argen_jax.losses.perceptual import load_perceptual_weights, perceptual_distance
@@ -49,6 +50,8 @@ class VQGANSettings:
     quant_conv_kernel: int = 1  # kernel of quant / post-quant convs (VAR's VQVAE: 3)
     impl: str = "conv"  # 'conv' (lax.conv, fastest everywhere) or 'taps' (slices + matmul)
     dtype: str = "float32"  # compute dtype
+    remat: str = "none"  # ResBlocks' rematerialisation: 'none' | 'full' | a
+    #   jax.checkpoint_policies name ('dots_saveable', 'nothing_saveable', ...)
     # ---- quantizer (layers/quantizer/)
     quantizer: str = "single"  # single (one token map) | multiscale (VAR's scales)
     codebook_size: int = 16384  # number of codes K
@@ -76,6 +79,7 @@ class VQGANSettings:
         if not self.ch_mult:
             raise ConfigError("model.ch_mult must list at least one level")
         config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
+        check_remat(self.remat)
         if self.quantizer not in ("single", "multiscale"):
             raise ConfigError(f"model.quantizer must be single or multiscale, got "
                               f"{self.quantizer!r}")
@@ -110,7 +114,7 @@ class VQGANSettings:
                        quantizer_kwargs=self.quantizer_kwargs(), multiscale=self.multiscale,
                        impl=self.impl, dtype=jnp.dtype(self.dtype), downsample=self.downsample,
                        attn_at_lowest=self.attn_at_lowest,
-                       quant_conv_kernel=self.quant_conv_kernel)
+                       quant_conv_kernel=self.quant_conv_kernel, remat=self.remat)
 
     @classmethod
     def released(cls, name: str) -> VQGANSettings:

@@ -25,6 +25,7 @@ TAPS = "taps"  # conv taps (kernel positions)
 CONV_IN = "conv_in"  # conv input channels
 CONV_OUT = "conv_out"  # conv output channels
 CODE_DIM = "code_dim"
+LAYERS = "layers"  # the leading axis of scanned blocks' parameters (`layers/repeat.py`)
 
 RESIDUAL = (BATCH, LENGTH, ACT_EMBED)  # a transformer's residual stream [B, T, E]
 
@@ -37,7 +38,8 @@ FSDP_AXIS = "fsdp"
 # heads and the MLP hidden width, and FSDP (ZeRO-3): parameters' model-width axis (`embed`)
 # split over `fsdp`, gathered by XLA where used. Activations' width (`activation_embed`) has no
 # rule: it stays unsplit (`batch` already took `fsdp`). With mesh.fsdp = 1 the embed rule is a
-# no-op. Override per experiment in `config.sharding.rules`.
+# no-op. `layers` (scanned blocks' depth axis) is never split (a name no rule maps is
+# unsplit too). Override per experiment in `config.sharding.rules`.
 DEFAULT_RULES = (
     (BATCH, (DATA_AXIS, FSDP_AXIS)),
     (HEADS, MODEL_AXIS),
@@ -45,4 +47,5 @@ DEFAULT_RULES = (
     (MLP, MODEL_AXIS),
     (VOCAB, MODEL_AXIS),
     (EMBED, FSDP_AXIS),
+    (LAYERS, None),  # scanned layers: every device holds its slice of every layer
 )

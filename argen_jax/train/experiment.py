@@ -49,7 +49,9 @@ def _rows(batch_size: int) -> tuple[int, int, int]:
 
 
 class Experiment:
-    def __init__(self, config):
+    def __init__(self, config, data=None, family=None):
+        """data / family: built from the config when None (tools pass stand-ins: the memory
+        plan's zero batches of the right shapes, a family with a tokenizer built in memory)."""
         validate_config(config)
         self.config = config
         self.train_settings = typed(TrainSettings, config.train, "train")
@@ -59,8 +61,8 @@ class Experiment:
                                                      config.get("mesh"), "mesh"))
         sharding = typed(meshlib.ShardingSettings, config.get("sharding"), "sharding")
         self.rules = meshlib.rules_from_config(sharding.rules)
-        self.data = registry.build_data(config)
-        self.family = registry.build_family(config, self.data.spec)
+        self.data = registry.build_data(config) if data is None else data
+        self.family = registry.build_family(config, self.data.spec) if family is None else family
         self.tx, self.schedule = optim.make_optimizer(self.train_settings, self.family)
         self.ema_decay = self.train_settings.ema_decay
         self.batch_sharding = meshlib.batch_sharding(self.mesh)
@@ -158,6 +160,19 @@ class Experiment:
         create = jax.jit(lambda r, b: nn.unbox(self._create_boxed(r, b)),
                          out_shardings=self.state_sharding)
         return create(rng, batch)
+
+    def abstract_batch(self) -> dict:
+        """The training batch as `jax.ShapeDtypeStruct`s with the batch sharding."""
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype,
+                                                           sharding=self.batch_sharding),
+                            self._example)
+
+    def lower_train_step(self):
+        """The train step lowered for the abstract state and batch (shapes and shardings
+        only: nothing is allocated): `.compile()` it for `memory_analysis()` (per-device
+        bytes) and `cost_analysis()` (FLOPs), e.g. experiments/benchmarks/memory_plan.py."""
+        with jax.set_mesh(self.mesh):
+            return self.train_step.jitted.lower(self.abstract_state, self.abstract_batch())
 
     def num_params(self) -> int:
         return int(sum(math.prod(x.shape) for x in jax.tree.leaves(self.abstract_state.params)))

@@ -84,6 +84,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                 feature_net="/tmp/featnet/fashion_mnist.npz")
 
     rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],
-             ["mlp", "model"]]
+             ["mlp", "model"], ["embed", "fsdp"]]  # fsdp: parameters split on their width
     c.mesh, c.sharding = parallel_config(model=2 if "tp" in args else 1, rules=rules)
     return c

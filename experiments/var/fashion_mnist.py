@@ -66,6 +66,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # vocab stays replicated by default; heads / MLP split over the model axis when model > 1
     rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],
-             ["mlp", "model"]]
+             ["mlp", "model"], ["embed", "fsdp"]]  # fsdp: parameters split on their width
     c.mesh, c.sharding = parallel_config(rules=rules)
     return c

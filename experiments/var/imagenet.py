@@ -76,6 +76,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      num_samples=12 if tiny else 50_000, sample_batch_size=12 if tiny else 250)
 
     rules = [["batch", ["data", "fsdp"]], ["heads", "model"], ["kv_heads", "model"],
-             ["mlp", "model"]]
+             ["mlp", "model"], ["embed", "fsdp"]]  # fsdp: parameters split on their width
     c.mesh, c.sharding = parallel_config(rules=rules)
     return c

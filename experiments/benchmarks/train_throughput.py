@@ -1,0 +1,120 @@
+"""Training throughput of a config: the experiment's own jitted train step (the one
+launch/main.py runs), compiled ahead of time once (`Experiment.lower_train_step`) and timed
+over `--steps` steps after a warm-up step, on the default backend.
+
+    python experiments/benchmarks/train_throughput.py --config=experiments/llamagen/imagenet.py \
+        --size=B [--batch=64] [--remat=full] [--scan] [--attention_impl=cudnn] \
+        [--dtype=bfloat16] [--steps=10] [--peak_tflops=989]
+
+Token configs run on zero batches of ImageNet-256 shapes (`shape_only.py`: no token file or
+tokenizer needed). Prints one JSON line: seconds per step (median of `--steps`, each waited
+for), examples/s and, for token models, tokens/s (tokens = batch x sequence length), and
+TFLOP/s from XLA's count of the compiled step (`compiled.cost_analysis()['flops']`: this
+counts what runs, so rematerialised recomputation is included, i.e. hardware rather than
+model FLOPs; with `--scan` XLA counts the loop body once, so use unrolled layers for FLOPs);
+`mfu` = that / `--peak_tflops` when given (the device's dense bf16 peak).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from argen_jax import xla_env  # noqa: E402
+
+xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
+
+import jax  # noqa: E402
+
+from experiments.benchmarks import shape_only  # noqa: E402
+
+
+def cost_flops(compiled) -> float:
+    """FLOPs of a compiled program by XLA's cost analysis (0 when unavailable)."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", 0.0))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="experiments/llamagen/imagenet.py")
+    p.add_argument("--size", default="", help="the config's argument (B, L, d16, tiny, ...)")
+    p.add_argument("--batch", type=int, default=0, help="global batch (0: the config's)")
+    p.add_argument("--remat", default=None)
+    p.add_argument("--scan", action="store_true")
+    p.add_argument("--attention_impl", default=None, help="model.attention_impl; a comma "
+                   "list (einsum,xla) times each in this run and prints their ratio")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--peak_tflops", type=float, default=0.0, help="per-device peak (MFU)")
+    p.add_argument("--grid", type=int, default=16)
+    p.add_argument("--vocab", type=int, default=0)
+    a = p.parse_args(argv)
+
+    impls = (a.attention_impl or "").split(",")
+    rows = [measure(a, impl or None) for impl in impls]
+    if len(rows) == 1:
+        print(json.dumps(rows[0]))
+        return
+    first = rows[0]["step_s"]  # several kernels in one run: step-time ratios to the first
+    print(json.dumps({"benchmark": "train_throughput", "rows": rows,
+                      "step_s_over_first": [round(r["step_s"] / first, 3) for r in rows]}))
+
+
+def measure(a, attention_impl: str | None) -> dict:
+    """Builds, compiles and times the train step of `a`'s config with that attention kernel."""
+    spec = a.config if ":" in a.config or not a.size else f"{a.config}:{a.size}"
+    config = shape_only.load_config(spec)
+    for key, value in (("remat", a.remat), ("attention_impl", attention_impl),
+                       ("dtype", a.dtype)):
+        if value is not None:
+            config.model[key] = value
+    if a.scan:
+        config.model.scan_layers = True
+    if a.batch:
+        config.data.batch_size = a.batch
+    config.data.eval_batch_size = config.data.batch_size
+    exp = shape_only.experiment(config, grid=a.grid, vocab=a.vocab)
+    state = exp.init_state()
+    batch = exp.train_batch(0)
+    t0 = time.perf_counter()
+    compiled = exp.lower_train_step().compile()
+    compile_s = time.perf_counter() - t0
+    flops = cost_flops(compiled)
+    state, metrics = compiled(state, batch)  # warm-up (the step donates its state)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(a.steps):
+        t0 = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    b = int(config.data.batch_size)
+    spec_ = exp.data.spec
+    row = {"benchmark": "train_throughput", "config": spec, "device": str(jax.devices()[0]),
+           "devices": jax.device_count(), "params": exp.num_params(), "batch": b,
+           "remat": config.model.get("remat", "none"),
+           "scan_layers": bool(config.model.get("scan_layers", False)),
+           "attention_impl": config.model.get("attention_impl", "einsum"),
+           "dtype": config.model.get("dtype", "float32"), "step_s": round(step_s, 5),
+           "compile_s": round(compile_s, 2), "examples_per_sec": round(b / step_s, 2),
+           "loss": float(metrics["loss"])}
+    if spec_.kind == "tokens":
+        row["tokens_per_sec"] = round(b * spec_.shape[0] / step_s, 1)
+    if flops:
+        tflops = flops * jax.device_count() / step_s / 1e12  # cost_analysis: per device
+        row.update(xla_flops_per_step=flops, model_tflops_per_sec=round(tflops, 2))
+        if a.peak_tflops:
+            row["mfu"] = round(tflops / (a.peak_tflops * jax.device_count()), 4)
+    return row
+
+
+if __name__ == "__main__":
+    main()
