@@ -10,67 +10,11 @@ from argen_jax.convert.llamagen_vq_torch import convert_vq, expected_params
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError
 from argen_jax.models import vqgan
+from argen_jax.pretrained.layouts import llamagen_vq_shapes
 from experiments.tokenizer import llamagen
 
-
 # ----------------------------------------------------------------------------- state dict
-def llamagen_vq_shapes(ch, ch_mult, nrb, z, codes, dim, in_ch=3):
-    """{key: torch shape} of LlamaGen's VQModel (tokenizer_image/vq_model.py)."""
-    s = {}
-
-    def conv(key, cin, cout, k):
-        s[key + ".weight"], s[key + ".bias"] = (cout, cin, k, k), (cout,)
-
-    def norm(key, c):
-        s[key + ".weight"], s[key + ".bias"] = (c,), (c,)
-
-    def res(key, cin, cout):
-        norm(key + ".norm1", cin)
-        conv(key + ".conv1", cin, cout, 3)
-        norm(key + ".norm2", cout)
-        conv(key + ".conv2", cout, cout, 3)
-        if cin != cout:
-            conv(key + ".nin_shortcut", cin, cout, 1)
-
-    def attn(key, c):
-        norm(key + ".norm", c)
-        for n in ("q", "k", "v", "proj_out"):
-            conv(f"{key}.{n}", c, c, 1)
-
-    n = len(ch_mult)
-    conv("encoder.conv_in", in_ch, ch, 3)
-    cin = ch
-    for i, m in enumerate(ch_mult):
-        for j in range(nrb):
-            res(f"encoder.conv_blocks.{i}.res.{j}", cin, ch * m)
-            cin = ch * m
-            if i == n - 1:
-                attn(f"encoder.conv_blocks.{i}.attn.{j}", cin)
-        if i != n - 1:
-            conv(f"encoder.conv_blocks.{i}.downsample.conv", cin, cin, 3)
-    for side in ("encoder", "decoder"):
-        c = ch * ch_mult[-1]
-        res(f"{side}.mid.0", c, c)
-        attn(f"{side}.mid.1", c)
-        res(f"{side}.mid.2", c, c)
-    norm("encoder.norm_out", cin)
-    conv("encoder.conv_out", cin, z, 3)
-    cin = ch * ch_mult[-1]
-    conv("decoder.conv_in", z, cin, 3)
-    for b, i in enumerate(reversed(range(n))):
-        for j in range(nrb + 1):
-            res(f"decoder.conv_blocks.{b}.res.{j}", cin, ch * ch_mult[i])
-            cin = ch * ch_mult[i]
-            if i == n - 1:
-                attn(f"decoder.conv_blocks.{b}.attn.{j}", cin)
-        if i != 0:
-            conv(f"decoder.conv_blocks.{b}.upsample.conv", cin, cin, 3)
-    norm("decoder.norm_out", cin)
-    conv("decoder.conv_out", cin, in_ch, 3)
-    conv("quant_conv", z, dim, 1)
-    conv("post_quant_conv", dim, z, 1)
-    s["quantize.embedding.weight"] = (codes, dim)
-    return s
+# llamagen_vq_shapes: the one copy of LlamaGen's key layout (argen_jax/pretrained/layouts.py)
 
 
 def random_state_dict(shapes, seed=0):

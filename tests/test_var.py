@@ -18,6 +18,7 @@ from argen_jax.layers import quantizer as qlib
 from argen_jax.models import var as varlib
 from argen_jax.models import vqgan
 from argen_jax.models.tokenizer import Tokenizer
+from argen_jax.pretrained.layouts import var_shapes
 from argen_jax.sampling.loop import sample_keys
 from argen_jax.sampling.processors import cfg_combine, cfg_scale_schedule
 from experiments.tokenizer import small
@@ -204,21 +205,9 @@ def test_depth_configs_match_published_parameter_counts(depth):
 def _random_var_state_dict(rng, c=16, heads=2, depth=2, vocab=12, cvae=4, classes=3,
                            patch_nums=(1, 2, 3)):
     """Random arrays with the key names and shapes of VAR's models/var.py state dict."""
-    seq = sum(p * p for p in patch_nums)
-    shapes = {"word_embed.weight": (c, cvae), "word_embed.bias": (c,),
-              "class_emb.weight": (classes + 1, c), "pos_start": (1, patch_nums[0] ** 2, c),
-              "pos_1LC": (1, seq, c), "lvl_embed.weight": (len(patch_nums), c),
-              "head_nm.ada_lin.1.weight": (2 * c, c), "head_nm.ada_lin.1.bias": (2 * c,),
-              "head.weight": (vocab, c), "head.bias": (vocab,)}
-    for i in range(depth):
-        p = f"blocks.{i}."
-        shapes.update({p + "attn.mat_qkv.weight": (3 * c, c), p + "attn.q_bias": (c,),
-                       p + "attn.v_bias": (c,), p + "attn.scale_mul_1H11": (1, heads, 1, 1),
-                       p + "attn.proj.weight": (c, c), p + "attn.proj.bias": (c,),
-                       p + "ffn.fc1.weight": (4 * c, c), p + "ffn.fc1.bias": (4 * c,),
-                       p + "ffn.fc2.weight": (c, 4 * c), p + "ffn.fc2.bias": (c,),
-                       p + "ada_lin.1.weight": (6 * c, c), p + "ada_lin.1.bias": (6 * c,)})
+    shapes = var_shapes(depth, c, vocab, cvae, classes, patch_nums, heads)
     sd = {k: (rng.normal(size=s) * 0.3).astype(np.float32) for k, s in shapes.items()}
+    seq = sum(p * p for p in patch_nums)
     sd["attn_bias_for_masking"] = np.zeros((1, 1, seq, seq), np.float32)  # a buffer
     return sd
 
