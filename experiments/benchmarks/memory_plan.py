@@ -70,15 +70,8 @@ def plan(args) -> dict:
         config.mesh[key] = value
     if "data" not in mesh:
         config.mesh.data = -1
-    for key, value in (("remat", args.remat), ("attention_impl", args.attention_impl),
-                       ("dtype", args.dtype)):
-        if value is not None:
-            config.model[key] = value
-    if args.scan:
-        config.model.scan_layers = True
-    if args.batch:
-        config.data.batch_size = args.batch
-    config.data.eval_batch_size = config.data.batch_size
+    shape_only.override_model(config, args.remat, args.attention_impl, args.dtype, args.scan,
+                              args.batch)
     if len(jax.devices()) < args.devices:
         raise SystemExit(f"JAX has {len(jax.devices())} devices, --devices={args.devices}")
     config.mesh.num_devices = args.devices

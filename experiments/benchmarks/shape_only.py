@@ -44,6 +44,22 @@ class ZeroTokens:
         yield self.train_batch(0)
 
 
+def override_model(config, remat=None, attention_impl=None, dtype=None, scan=False,
+                   batch=0):
+    """The benchmarks' model / batch flags on a config (None / False / 0: as configured); the
+    eval batch follows the training batch."""
+    for key, value in (("remat", remat), ("attention_impl", attention_impl),
+                       ("dtype", dtype)):
+        if value is not None:
+            config.model[key] = value
+    if scan:
+        config.model.scan_layers = True
+    if batch:
+        config.data.batch_size = batch
+    config.data.eval_batch_size = config.data.batch_size
+    return config
+
+
 def zero_var_tokenizer(scales, vocab: int):
     """VAR's released VQVAE settings with a `vocab`-code quantizer whose params are zeros:
     enough for VAR's teacher-forcing inputs (only the quantizer runs)."""

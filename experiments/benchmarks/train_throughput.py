@@ -71,15 +71,7 @@ def measure(a, attention_impl: str | None) -> dict:
     """Builds, compiles and times the train step of `a`'s config with that attention kernel."""
     spec = a.config if ":" in a.config or not a.size else f"{a.config}:{a.size}"
     config = shape_only.load_config(spec)
-    for key, value in (("remat", a.remat), ("attention_impl", attention_impl),
-                       ("dtype", a.dtype)):
-        if value is not None:
-            config.model[key] = value
-    if a.scan:
-        config.model.scan_layers = True
-    if a.batch:
-        config.data.batch_size = a.batch
-    config.data.eval_batch_size = config.data.batch_size
+    shape_only.override_model(config, a.remat, attention_impl, a.dtype, a.scan, a.batch)
     exp = shape_only.experiment(config, grid=a.grid, vocab=a.vocab)
     state = exp.init_state()
     batch = exp.train_batch(0)
