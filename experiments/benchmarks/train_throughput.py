@@ -8,11 +8,11 @@ over `--steps` steps after a warm-up step, on the default backend.
 
 Token configs run on zero batches of ImageNet-256 shapes (`shape_only.py`: no token file or
 tokenizer needed). Prints one JSON line: seconds per step (median of `--steps`, each waited
-for), examples/s and, for token models, tokens/s (tokens = batch x sequence length), and
-TFLOP/s from XLA's count of the compiled step (`compiled.cost_analysis()['flops']`: this
-counts what runs, so rematerialised recomputation is included, i.e. hardware rather than
-model FLOPs; with `--scan` XLA counts the loop body once, so use unrolled layers for FLOPs);
-`mfu` = that / `--peak_tflops` when given (the device's dense bf16 peak).
+for), and the training log's own throughput fields (`train/mfu.Throughput`: examples/s,
+tokens/s for token models, model TFLOP/s from the family's analytic count, `mfu` against
+`--peak_tflops` or the device table), plus `hardware_tflops_per_sec` from XLA's count of the
+compiled step (`cost_analysis()`: what runs, so rematerialised recomputation is included;
+with `--scan` XLA counts the loop body once, so it is omitted there).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 import jax  # noqa: E402
 
+from argen_jax.train.mfu import Throughput  # noqa: E402
 from experiments.benchmarks import shape_only  # noqa: E402
 
 
@@ -52,7 +53,8 @@ def main(argv=None):
                    "list (einsum,xla) times each in this run and prints their ratio")
     p.add_argument("--dtype", default=None)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--peak_tflops", type=float, default=0.0, help="per-device peak (MFU)")
+    p.add_argument("--peak_tflops", type=float, default=0.0,
+                   help="per-device bf16 peak for MFU (default: train/mfu.py's table)")
     p.add_argument("--grid", type=int, default=16)
     p.add_argument("--vocab", type=int, default=0)
     a = p.parse_args(argv)
@@ -89,22 +91,17 @@ def measure(a, attention_impl: str | None) -> dict:
         times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
     b = int(config.data.batch_size)
-    spec_ = exp.data.spec
     row = {"benchmark": "train_throughput", "config": spec, "device": str(jax.devices()[0]),
            "devices": jax.device_count(), "params": exp.num_params(), "batch": b,
            "remat": config.model.get("remat", "none"),
            "scan_layers": bool(config.model.get("scan_layers", False)),
            "attention_impl": config.model.get("attention_impl", "einsum"),
            "dtype": config.model.get("dtype", "float32"), "step_s": round(step_s, 5),
-           "compile_s": round(compile_s, 2), "examples_per_sec": round(b / step_s, 2),
-           "loss": float(metrics["loss"])}
-    if spec_.kind == "tokens":
-        row["tokens_per_sec"] = round(b * spec_.shape[0] / step_s, 1)
-    if flops:
-        tflops = flops * jax.device_count() / step_s / 1e12  # cost_analysis: per device
-        row.update(xla_flops_per_step=flops, model_tflops_per_sec=round(tflops, 2))
-        if a.peak_tflops:
-            row["mfu"] = round(tflops / (a.peak_tflops * jax.device_count()), 4)
+           "compile_s": round(compile_s, 2), "loss": float(metrics["loss"])}
+    log = Throughput.of(exp, a.peak_tflops).metrics(1.0 / step_s)  # the training log's fields
+    row.update({k.split("/")[1]: round(v, 4) for k, v in log.items()})
+    if flops and not row["scan_layers"]:
+        row["hardware_tflops_per_sec"] = round(flops * jax.device_count() / step_s / 1e12, 4)
     return row
 
 
