@@ -5,6 +5,7 @@ and resumed writes the same ADM sample batch as an uninterrupted one."""
 import json
 import os
 
+import chex
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,9 +14,13 @@ from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.evaluation import inception, reference_stats
 from argen_jax.io.checkpoint import restore_params
 from argen_jax.io.run_dir import load_run_config
+from argen_jax.layers.quantizer.resample import torch_bicubic_matrix
+from argen_jax.layers.repeat import unstack_layers
+from argen_jax.layers.vq_nets import VQModel
+from argen_jax.models.vqgan import variables
 from argen_jax.pretrained import convert, layouts
 from argen_jax.pretrained.__main__ import main
-from argen_jax.pretrained.evaluate import evaluate
+from argen_jax.pretrained.evaluate import evaluate, open_run
 from argen_jax.run import run
 from tests.test_inception import _random_state_dict as random_inception
 
@@ -87,6 +92,33 @@ def test_var_convert_then_sample(files, tmp_path):
             params["tokenizer"]["generator"]["quantizer"]["vq"]["codebook"],
             f["quantize.embedding.weight"])
     _grid_and_sample_mode(out, tmp_path, 16)
+
+
+def test_scanned_conversions_hold_the_stacked_layers_and_sample_the_same(files, llamagen_run,
+                                                                         tmp_path):
+    """--scan_layers writes the scanned layout (design rule 23): its params are the unrolled
+    run's stacked, and it samples the same tokens."""
+    var_flags = [f"--var={files['var']}", f"--vae={files['vae']}", "--heads=2",
+                 "--patch_nums=" + ",".join(map(str, PATCH_NUMS))]
+    runs = {"var": [str(tmp_path / "var"), str(tmp_path / "var_scan")],
+            "llamagen": [llamagen_run, str(tmp_path / "llamagen_scan")]}
+    assert main(["convert", "--system=var", f"--out={runs['var'][0]}", *var_flags]) == 0
+    assert main(["convert", "--system=var", f"--out={runs['var'][1]}", "--scan_layers",
+                 *var_flags]) == 0
+    assert main(["convert", "--system=llamagen", f"--gpt={files['gpt']}", f"--vq={files['vq']}",
+                 f"--out={runs['llamagen'][1]}", "--heads=2", "--image_size=8",
+                 "--scan_layers"]) == 0
+    for plain, scanned in runs.values():
+        assert load_run_config(scanned).model.scan_layers
+        p, s = restore_params(plain)[0], restore_params(scanned)[0]
+        p, s = p.get("var", p), s.get("var", s)
+        assert "blocks" in s and not any(k.startswith("block_") for k in s)
+        chex.assert_trees_all_equal(unstack_layers(s), p)
+        tokens = []
+        for run_dir in (plain, scanned):
+            exp, params, _, _ = open_run(run_dir)
+            tokens.append(np.asarray(exp.sample(params, 3, 0, batch_size=3)))
+        np.testing.assert_array_equal(*tokens)
 
 
 def _shaped(shapes):
@@ -169,5 +201,34 @@ def test_evaluation_scores_against_an_adm_reference_batch(llamagen_run, tmp_path
                                                               "is", "sfid")}
     assert all(np.isfinite(v) for v in m.values()) and m["eval_samples/fd_inception"] > 0
     assert res["preset"] == "llamagen_B" and res["sampling"]["cfg_scale"] == 2.0
+    assert res["image_size"] == 256  # LlamaGen's protocol scores at 256 whatever it samples at
+    assert reference_stats.read_images(res["sample_batch"]).shape == (10, 256, 256, 3)
     with open(tmp_path / "fid" / "results.json") as f:
         assert json.load(f)["metrics"] == pytest.approx(m)
+
+
+# PyTorch 2.13 `F.interpolate(torch.eye(8).reshape(8, 1, 1, 8), size=(1, 6), mode="bicubic",
+# align_corners=False)`, transposed: the [6, 8] weights of its 8 -> 6 resize (LlamaGen resizes
+# its 384-pixel samples to 256 this way before scoring them).
+TORCH_BICUBIC_8_TO_6 = [
+    [0.85648167, 0.16087967, -0.017361164, 0, 0, 0, 0, 0],
+    [-0.09375, 0.59375, 0.59375, -0.09375, 0, 0, 0, 0],
+    [0, -0.017360687, 0.16087949, 0.94328713, -0.086805582, 0, 0, 0],
+    [0, 0, 0, -0.08680582, 0.94328684, 0.16087997, -0.017361164, 0],
+    [0, 0, 0, 0, -0.09375, 0.59375, 0.59375, -0.09375],
+    [0, 0, 0, 0, 0, -0.017360687, 0.16087949, 0.85648155]]
+
+
+def test_samples_are_resized_like_llamagens_protocol(llamagen_run, tmp_path):
+    m = torch_bicubic_matrix(8, 6)
+    np.testing.assert_allclose(m, np.asarray(TORCH_BICUBIC_8_TO_6), atol=1e-6)
+    exp, params, _, _ = open_run(llamagen_run)
+    tokens = exp.sample(params, 4, 0, start_index=0, batch_size=4)  # what evaluate draws
+    tok = exp.family.tokenizer
+    x = np.asarray(tok.model.apply(variables(tok.params), exp.family.token_maps(tokens),
+                                   method=VQModel.decode))  # model space, before rounding
+    want = np.clip(np.round((np.einsum("ph,bhwc,qw->bpqc", m, x, m) + 1) * 127.5), 0, 255)
+    res = evaluate(llamagen_run, num=4, out=str(tmp_path / "e"), shard_size=4, image_size=6)
+    got = reference_stats.read_images(res["sample_batch"]).astype(np.float64)
+    assert got.shape == (4, 6, 6, 3) and res["image_size"] == 6
+    assert np.abs(got - want).max() <= 1 and np.mean(got == want) > 0.99  # ties may round apart

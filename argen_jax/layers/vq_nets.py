@@ -322,7 +322,15 @@ class ImageSpace:
         (oh, ow), (h, w) = (p // 2 for p in self.pad), self.shape[:2]
         return x[:, oh : oh + h, ow : ow + w]
 
-    def to_images(self, x) -> jax.Array:
-        """Model-space [B, H', W', C] -> ints in [0, levels) [B, H, W, C] (cropped)."""
+    def to_images(self, x, size: int = 0) -> jax.Array:
+        """Model-space [B, H', W', C] -> ints in [0, levels) [B, H, W, C] (cropped). `size`
+        > 0: resized to [B, size, size, C] first with PyTorch's bicubic, as LlamaGen's FID
+        protocol does with its 384-pixel samples (`F.interpolate`, then clamp and round)."""
         lv = self.levels - 1
-        return jnp.clip(jnp.round((self.crop(x) + 1.0) * (lv / 2.0)), 0, lv).astype(jnp.int32)
+        x = self.crop(x)
+        if size and (size, size) != tuple(x.shape[1:3]):
+            from argen_jax.layers.quantizer.resample import resize2d, torch_bicubic_matrix
+
+            x = resize2d(x, torch_bicubic_matrix(x.shape[1], size),
+                         torch_bicubic_matrix(x.shape[2], size))
+        return jnp.clip(jnp.round((x + 1.0) * (lv / 2.0)), 0, lv).astype(jnp.int32)

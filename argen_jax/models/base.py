@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from argen_jax.data.pipeline import DataSpec
-from argen_jax.errors import DataError
+from argen_jax.errors import ConfigError, DataError
 from argen_jax.sampling.loop import Steps
 
 # Parameter-group labels with a fixed meaning for the optimizer (`ParamGroups`); any other
@@ -97,8 +97,9 @@ class DecodesImages(Protocol):
 
     image_levels: int  # levels of the images `to_images` returns
 
-    def to_images(self, samples: np.ndarray) -> np.ndarray:
-        """Samples -> ints [B, H, W, C] for sample-quality metrics."""
+    def to_images(self, samples: np.ndarray, size: int = 0) -> np.ndarray:
+        """Samples -> ints [B, H, W, C] for sample-quality metrics; `size` > 0: resized to
+        [B, size, size, C] before rounding (an evaluation protocol's image size)."""
 
 
 @runtime_checkable
@@ -181,10 +182,14 @@ class RasterCoding:
         return (self.spec.num_classes if self.conditional else 0), None
 
 
-def images_of(family: Family, samples: np.ndarray) -> tuple[np.ndarray, int]:
-    """(images ints [B, H, W, C], their number of levels) of a family's samples."""
+def images_of(family: Family, samples: np.ndarray, size: int = 0) -> tuple[np.ndarray, int]:
+    """(images ints [B, H, W, C], their number of levels) of a family's samples; `size` > 0:
+    decoded at size x size (families that decode images only)."""
     if isinstance(family, DecodesImages):
-        return np.asarray(family.to_images(samples)), family.image_levels
+        return np.asarray(family.to_images(samples, size=size)), family.image_levels
+    if size:
+        raise ConfigError(f"{type(family).__name__} samples are not decoded: they cannot be "
+                          f"resized to {size}")
     return np.asarray(samples), family.spec.levels
 
 

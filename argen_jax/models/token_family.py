@@ -75,11 +75,12 @@ class TokenImageFamily(Family):
     def image_levels(self) -> int:
         return self.tokenizer.image_levels
 
-    def to_images(self, samples, batch_size: int = 500) -> np.ndarray:
-        """Token maps [N, L] -> decoded images, ints [N, H, W, C]."""
+    def to_images(self, samples, batch_size: int = 500, size: int = 0) -> np.ndarray:
+        """Token maps [N, L] -> decoded images, ints [N, H, W, C] (`size` > 0: resized to
+        [N, size, size, C], see `Tokenizer.decode`)."""
         samples = np.asarray(samples)
         out = [np.asarray(jax.device_get(self.tokenizer.decode(
-            self.token_maps(jnp.asarray(samples[i:i + batch_size])))))
+            self.token_maps(jnp.asarray(samples[i:i + batch_size])), size)))
             for i in range(0, len(samples), batch_size)]
         return np.concatenate(out)
 

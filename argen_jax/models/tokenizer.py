@@ -38,7 +38,8 @@ class Tokenizer:
             return model.apply(variables(params), *args, method=method)
 
         self._encode = jax.jit(lambda p, x: apply(p, space.to_model(x), method=VQModel.encode))
-        self._decode = jax.jit(lambda p, i: space.to_images(apply(p, i, method=VQModel.decode)))
+        self._decode = jax.jit(lambda p, i, size: space.to_images(
+            apply(p, i, method=VQModel.decode), size), static_argnums=2)
         self._reconstruct = jax.jit(lambda p, x: space.to_images(apply(
             p, apply(p, space.to_model(x), method=VQModel.encode), method=VQModel.decode)))
         self._decode_latent = jax.jit(
@@ -93,9 +94,10 @@ class Tokenizer:
         """ints [B, H, W, C] -> token map [B, h, w] or list of [B, p_s, p_s] (multi-scale)."""
         return self._encode(self.params, jnp.asarray(images))
 
-    def decode(self, indices):
-        """Token map(s) -> ints [B, H, W, C] in [0, levels)."""
-        return self._decode(self.params, indices)
+    def decode(self, indices, size: int = 0):
+        """Token map(s) -> ints [B, H, W, C] in [0, levels); `size` > 0: resized to
+        size x size (PyTorch bicubic) before rounding."""
+        return self._decode(self.params, indices, int(size))
 
     def reconstruct(self, images):
         return self._reconstruct(self.params, jnp.asarray(images))

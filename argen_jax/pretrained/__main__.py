@@ -39,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
                    "against the file; default: recognised from the shapes")
     c.add_argument("--heads", type=int, default=0, help="head count of a custom shape")
     c.add_argument("--image_size", type=int, default=256, help="LlamaGen: 256 or 384")
+    c.add_argument("--scan_layers", action="store_true", help="write the scanned layout "
+                   "(model.scan_layers: one `blocks` subtree; for fine-tuning with remat)")
     c.add_argument("--patch_nums", type=_ints, default=None,
                    help="VAR: scales if not VAR's 256 / 512 ones (e.g. 1,2,3,4)")
     s = sub.add_parser("sample", help="a grid of chosen classes")
@@ -65,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--feature_batch_size", type=int, default=200)
     e.add_argument("--max_shards", type=int, default=0,
                    help="stop after this many new shards (0: all)")
+    e.add_argument("--image_size", type=int, default=-1, help="side the samples are stored "
+                   "and scored at (-1: the preset's, LlamaGen 256; 0: the run's own)")
     e.add_argument("--distributed", action="store_true", help="start jax.distributed")
     return p
 
@@ -82,9 +86,10 @@ def main(argv=None) -> int:
 
             if a.system == "llamagen":
                 out = convert.convert_llamagen(a.gpt, a.vq, a.out, a.size, a.heads,
-                                               a.image_size)
+                                               a.image_size, a.scan_layers)
             else:
-                out = convert.convert_var(a.var, a.vae, a.out, a.heads, a.patch_nums)
+                out = convert.convert_var(a.var, a.vae, a.out, a.heads, a.patch_nums,
+                                          a.scan_layers)
             print(json.dumps(out, default=str))
             return 0
         if a.command == "sample":
@@ -102,7 +107,8 @@ def main(argv=None) -> int:
         result = evaluate(os.path.expanduser(a.workdir), a.num, a.out, ref=a.ref,
                           inception=a.inception, preset_name=a.preset, seed=a.seed,
                           shard_size=a.shard_size, batch_size=a.batch_size,
-                          feature_batch_size=a.feature_batch_size, max_shards=a.max_shards)
+                          feature_batch_size=a.feature_batch_size, max_shards=a.max_shards,
+                          image_size=a.image_size)
         print(json.dumps(result, default=str))
         return 0 if result["complete"] else 3
     except UserError as e:

@@ -311,8 +311,10 @@ def _finish(out, config, params) -> int:
 
 
 def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0,
-                     image_size: int = 256) -> dict:
-    """LlamaGen c2i GPT + VQ files -> run directory `out`. Returns a summary dict."""
+                     image_size: int = 256, scan_layers: bool = False) -> dict:
+    """LlamaGen c2i GPT + VQ files -> run directory `out` (`scan_layers`: a run of the
+    scanned layout, design rule 23, e.g. to fine-tune the large sizes with remat). Returns a
+    summary dict."""
     from argen_jax.data.tokens import TokenSpecSettings
     from argen_jax.models.llamagen import LlamaGenSettings
 
@@ -330,14 +332,14 @@ def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0
     grid = (image_size // f, image_size // f)
     m = LlamaGenSettings(width=shape["width"], depth=shape["depth"],
                          num_heads=shape["num_heads"], num_kv_heads=shape["num_kv_heads"],
-                         mlp_dim=shape["mlp_dim"], dtype="float32")
+                         mlp_dim=shape["mlp_dim"], dtype="float32", scan_layers=scan_layers)
     params = llamagen_torch.convert_gpt(gsd, m.llamagen_decoder(shape["vocab"],
                                                                 shape["classes"], grid))
     name = f"llamagen_{shape['size']}" if shape["size"] else "run"
     config = _model_config(
         section(LlamaGenSettings, name="llamagen", width=m.width, depth=m.depth,
                 num_heads=m.num_heads, num_kv_heads=m.num_kv_heads, mlp_dim=m.mlp_dim,
-                dtype="float32"),
+                dtype="float32", scan_layers=scan_layers),
         section(TokenSpecSettings, token_shape=grid, codebook_size=shape["vocab"],
                 num_classes=shape["classes"], tokenizer=os.path.join(out, TOKENIZER_DIR)),
         preset(name),
@@ -349,8 +351,10 @@ def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0
         "depth", "width", "num_heads", "mlp_dim", "vocab", "classes")})
 
 
-def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None) -> dict:
-    """VAR transformer + VQVAE files -> run directory `out`. Returns a summary dict."""
+def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None,
+                scan_layers: bool = False) -> dict:
+    """VAR transformer + VQVAE files -> run directory `out` (`scan_layers`: the scanned
+    layout, as `convert_llamagen`). Returns a summary dict."""
     from argen_jax.data.tokens import TokenSpecSettings
     from argen_jax.models.var import VARSettings, tokenizer_subtree
 
@@ -370,7 +374,8 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None) -
     config = _model_config(
         section(VARSettings, name="var", depth=cfg["depth"], width=cfg["width"],
                 num_heads=cfg["num_heads"], mlp_ratio=cfg["mlp_ratio"],
-                attn_l2_norm=cfg["attn_l2_norm"], code_dim=cfg["code_dim"], dtype="float32"),
+                attn_l2_norm=cfg["attn_l2_norm"], code_dim=cfg["code_dim"], dtype="float32",
+                scan_layers=scan_layers),
         section(TokenSpecSettings, token_shape=(patch_nums[-1],) * 2, scales=patch_nums,
                 codebook_size=cfg["vocab_size"], num_classes=cfg["num_classes"],
                 tokenizer=os.path.join(out, TOKENIZER_DIR)),
@@ -378,6 +383,10 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None) -
         dict(system="var", size=f"d{cfg['depth']}", preset="var",
              image_size=tok_spec.shape[0],
              files=dict(var=os.path.abspath(var), vae=os.path.abspath(vae))))
+    if scan_layers:
+        from argen_jax.layers.repeat import stack_layers
+
+        params = stack_layers(params)
     full = {"var": params, "tokenizer": tokenizer_subtree({"generator": tok_params})}
     n = _write(out, config, _tokenizer_config(vae_fields), tok_spec,
                tok_params, full)

@@ -25,7 +25,7 @@ import numpy as np
 
 from argen_jax.errors import ConfigError
 from argen_jax.models.base import images_of
-from argen_jax.pretrained.presets import preset
+from argen_jax.pretrained.presets import eval_size, preset
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "cfg_schedule", "cfg_interval",
                  "kv_cache_dtype")
@@ -112,23 +112,29 @@ def _barrier(name: str) -> None:
 def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
              preset_name: str = "", seed: int = 0, shard_size: int = 1000,
              batch_size: int = 0, feature_batch_size: int = 200, max_shards: int = 0,
-             pr_k: int = 3) -> dict:
+             pr_k: int = 3, image_size: int = -1) -> dict:
     """The protocol of the module docstring. `inception`: the weights .npz (or an
     `InceptionExtractor`); `max_shards` > 0 stops after that many new shards (complete=False
-    in the result: run again to resume). Returns the result dict (also OUT/results.json)."""
-    if num < 1 or shard_size < 1 or max_shards < 0:
-        raise ConfigError(f"--num and --shard_size must be >= 1 and --max_shards >= 0, got "
-                          f"{num}, {shard_size}, {max_shards}")
+    in the result: run again to resume); `image_size`: the side samples are stored and scored
+    at (-1: the preset's `eval_size`, 0: the run's own). Returns the result dict (also
+    OUT/results.json)."""
+    if num < 1 or shard_size < 1 or max_shards < 0 or image_size < -1:
+        raise ConfigError(f"--num and --shard_size must be >= 1, --max_shards >= 0 and "
+                          f"--image_size >= -1, got {num}, {shard_size}, {max_shards}, "
+                          f"{image_size}")
     if ref and not inception:
         raise ConfigError("--ref needs --inception (the Inception-v3 weights .npz: see "
                           "argen_jax/evaluation/inception.py)")
     out = os.path.abspath(os.path.expanduser(out))
     exp, params, name, settings = open_run(workdir, preset_name)
+    size = eval_size(name) if image_size < 0 else image_size
+    size = 0 if size == exp.data.spec.shape[0] == exp.data.spec.shape[1] else size
     protocol = dict(workdir=os.path.abspath(workdir), num=num, seed=seed,
                     shard_size=shard_size, preset=name, sampling=settings,
-                    labels="k % num_classes")
+                    labels="k % num_classes", image_size=size)
     _check_protocol(out, protocol)
-    print(f"sampling: preset {name} {settings}")
+    print(f"sampling: preset {name} {settings}"
+          + (f", scored at {size}x{size} (PyTorch bicubic)" if size else ""))
     shards = math.ceil(num / shard_size)
     new, sampled, t_sample = 0, 0, 0.0
     for i in range(shards):
@@ -140,7 +146,7 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
         t0 = time.time()
         tokens = exp.sample(params, hi - lo, seed, start_index=lo,
                             batch_size=batch_size or hi - lo)
-        images, levels = images_of(exp.family, tokens)
+        images, levels = images_of(exp.family, tokens, size)
         images = _uint8(images, levels)
         t_sample += time.time() - t0
         if jax.process_index() == 0:
@@ -153,7 +159,8 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
     _barrier("shards")
     complete = all(os.path.exists(shard_path(out, i)) for i in range(shards))
     result = dict(complete=complete, num=num, preset=name, sampling=settings, seed=seed,
-                  new_shards=new, samples_per_s=sampled / t_sample if t_sample else None)
+                  image_size=size or exp.data.spec.shape[0], new_shards=new,
+                  samples_per_s=sampled / t_sample if t_sample else None)
     if not complete:
         print(f"stopped after {new} new shards: run the same command again to resume")
         return result
