@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--preset", default="", help="sampling preset (default: the run's)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--shard_size", type=int, default=1000)
-    e.add_argument("--batch_size", type=int, default=0, help="samples per call (0: shard)")
+    e.add_argument("--batch_size", type=int, default=0, help="samples per call, all devices "
+                   "(0: the run's sample.batch_size)")
     e.add_argument("--feature_batch_size", type=int, default=200)
     e.add_argument("--max_shards", type=int, default=0,
                    help="stop after this many new shards (0: all)")

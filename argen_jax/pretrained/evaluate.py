@@ -136,6 +136,9 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
     print(f"sampling: preset {name} {settings}"
           + (f", scored at {size}x{size} (PyTorch bicubic)" if size else ""))
     shards = math.ceil(num / shard_size)
+    # samples per call: the run's sample.batch_size unless given, never a whole shard at once
+    # (a 1,000-sample shard in one call holds 2,000 KV caches under CFG)
+    batch_size = batch_size or int(exp.config.sample.get("batch_size", 0)) or shard_size
     new, sampled, t_sample = 0, 0, 0.0
     for i in range(shards):
         if os.path.exists(shard_path(out, i)):
@@ -145,7 +148,7 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
         lo, hi = i * shard_size, min(num, (i + 1) * shard_size)
         t0 = time.time()
         tokens = exp.sample(params, hi - lo, seed, start_index=lo,
-                            batch_size=batch_size or hi - lo)
+                            batch_size=min(batch_size, hi - lo))
         images, levels = images_of(exp.family, tokens, size)
         images = _uint8(images, levels)
         t_sample += time.time() - t0
