@@ -232,3 +232,8 @@ def test_samples_are_resized_like_llamagens_protocol(llamagen_run, tmp_path):
     got = reference_stats.read_images(res["sample_batch"]).astype(np.float64)
     assert got.shape == (4, 6, 6, 3) and res["image_size"] == 6
     assert np.abs(got - want).max() <= 1 and np.mean(got == want) > 0.99  # ties may round apart
+    same = evaluate(llamagen_run, num=4, out=str(tmp_path / "s"), shard_size=4, image_size=8)
+    plain = evaluate(llamagen_run, num=4, out=str(tmp_path / "p"), shard_size=4, image_size=0)
+    assert same["image_size"] == plain["image_size"] == 8  # the run's own side: no resize
+    np.testing.assert_array_equal(reference_stats.read_images(same["sample_batch"]),
+                                  reference_stats.read_images(plain["sample_batch"]))

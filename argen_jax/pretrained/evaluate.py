@@ -128,7 +128,8 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
     out = os.path.abspath(os.path.expanduser(out))
     exp, params, name, settings = open_run(workdir, preset_name)
     size = eval_size(name) if image_size < 0 else image_size
-    size = 0 if size == exp.data.spec.shape[0] == exp.data.spec.shape[1] else size
+    h, w = exp.family.tokenizer.spec.shape[:2]  # the decoded images' own side
+    size = 0 if (size, size) == (h, w) else size
     protocol = dict(workdir=os.path.abspath(workdir), num=num, seed=seed,
                     shard_size=shard_size, preset=name, sampling=settings,
                     labels="k % num_classes", image_size=size)
@@ -139,7 +140,7 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
     # samples per call: the run's sample.batch_size unless given, never a whole shard at once
     # (a 1,000-sample shard in one call holds 2,000 KV caches under CFG)
     batch_size = batch_size or int(exp.config.sample.get("batch_size", 0)) or shard_size
-    new, sampled, t_sample = 0, 0, 0.0
+    new, sampled, t_sample, t_decode = 0, 0, 0.0, 0.0
     for i in range(shards):
         if os.path.exists(shard_path(out, i)):
             continue
@@ -149,21 +150,24 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
         t0 = time.time()
         tokens = exp.sample(params, hi - lo, seed, start_index=lo,
                             batch_size=min(batch_size, hi - lo))
+        t1 = time.time()
         images, levels = images_of(exp.family, tokens, size)
         images = _uint8(images, levels)
-        t_sample += time.time() - t0
+        t_sample, t_decode = t_sample + time.time() - t0, t_decode + time.time() - t1
         if jax.process_index() == 0:
             labels = (np.arange(lo, hi) % max(exp.data.spec.num_classes, 1)).astype(np.int64)
             tmp = shard_path(out, i) + ".tmp.npz"
             np.savez(tmp, arr_0=images, arr_1=labels)
             os.replace(tmp, shard_path(out, i))
         new, sampled = new + 1, sampled + hi - lo
-        print(f"shard {i + 1}/{shards}: {hi - lo} samples, {sampled / t_sample:.2f} samples/s")
+        print(f"shard {i + 1}/{shards}: {hi - lo} samples, {sampled / t_sample:.3f} samples/s "
+              f"({t_decode / t_sample:.0%} of the time decoding tokens to images)")
     _barrier("shards")
     complete = all(os.path.exists(shard_path(out, i)) for i in range(shards))
     result = dict(complete=complete, num=num, preset=name, sampling=settings, seed=seed,
-                  image_size=size or exp.data.spec.shape[0], new_shards=new,
-                  samples_per_s=sampled / t_sample if t_sample else None)
+                  image_size=size or h, new_shards=new,
+                  samples_per_s=sampled / t_sample if t_sample else None,
+                  decode_fraction=t_decode / t_sample if t_sample else None)
     if not complete:
         print(f"stopped after {new} new shards: run the same command again to resume")
         return result
