@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 from jax.sharding import PartitionSpec as P
+from PIL import Image
 
 from argen_jax.heads.categorical import categorical_nll
 from argen_jax.io.checkpoint import Checkpointer
@@ -113,9 +114,11 @@ def _last(workdir, key):
 
 def test_two_processes_train_like_one(tmp_path):
     """launch/local_multiprocess.sh: 2 processes x 4 CPU devices (jax.distributed, gloo)
-    give the same losses as this process with its 8 devices, on a data=4 x model=2 mesh."""
+    give the same losses and the same samples as this process with its 8 devices, on a
+    data=4 x model=2 mesh."""
     flags = ["--config=experiments/igpt/mnist.py:tiny", "--config.train.num_steps=3",
-             "--config.train.log_every=1", "--config.train.sample_at_end=False",
+             "--config.train.log_every=1", "--config.train.sample_at_end=True",
+             "--config.sample.num=8", "--config.sample.batch_size=8",
              "--config.train.tensorboard=False", "--config.train.quiet=True",
              "--config.data.test_limit=32", "--config.data.eval_batch_size=16",
              "--config.model.num_kv_heads=2", "--config.mesh.model=2",
@@ -132,6 +135,7 @@ def test_two_processes_train_like_one(tmp_path):
 
     config = _tiny_config(model=2)
     config.train.num_steps, config.train.log_every, config.train.quiet = 3, 1, True
+    config.train.sample_at_end, config.sample.num, config.sample.batch_size = True, 8, 8
     loop.train(config, str(tmp_path / "single"))
     out, _ = proc.communicate(timeout=300)
     logs = "".join(open(mp_dir / f"process_{i}.log").read()[-2000:] for i in range(2))
@@ -140,3 +144,7 @@ def test_two_processes_train_like_one(tmp_path):
     for key in ("train/loss", "eval/nll"):
         np.testing.assert_allclose(_last(mp_dir / "w", key), _last(tmp_path / "single", key),
                                    rtol=2e-5, err_msg=key)
+    # each process holds only its devices' rows of the sample batch: they are gathered
+    grids = [np.asarray(Image.open(d / "samples" / "step_0000003.png"))
+             for d in (mp_dir / "w", tmp_path / "single")]
+    np.testing.assert_array_equal(*grids)

@@ -61,7 +61,7 @@ def extract_features(extractor, images, levels: int, batch_size: int = 200, mesh
         per = bs // n_proc
         x = jax.make_array_from_process_local_data(
             sharding, x[i_proc * per : (i_proc + 1) * per], x.shape)
-        feats = jax.device_get(fn(params, x))
+        feats = jax.tree.map(meshlib.to_host, fn(params, x))
         for k, v in feats.items():
             out.setdefault(k, []).append(np.asarray(v, np.float32)[:n])
         bar.update(n)

@@ -109,6 +109,17 @@ def process_rows(sharding: NamedSharding, num_rows: int) -> slice:
     return rows
 
 
+def to_host(x) -> np.ndarray:
+    """A jax.Array's whole value as numpy on every process: `device_get` where this process
+    holds all of it, else gathered over the processes (a batch-sharded output of a multi-
+    process mesh, which `device_get` refuses)."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(jax.device_get(x))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

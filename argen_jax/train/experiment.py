@@ -302,5 +302,5 @@ class Experiment:
             lab = labels[np.minimum(idx, num - 1)]
             keys = jax.device_put(keys, self.batch_sharding)
             lab = jax.device_put(lab, self.batch_sharding)
-            out.append(np.asarray(jax.device_get(self._sample(params, keys, lab))))
+            out.append(meshlib.to_host(self._sample(params, keys, lab)))
         return np.concatenate(out)[:num]
