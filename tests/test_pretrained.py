@@ -237,3 +237,32 @@ def test_samples_are_resized_like_llamagens_protocol(llamagen_run, tmp_path):
     assert same["image_size"] == plain["image_size"] == 8  # the run's own side: no resize
     np.testing.assert_array_equal(reference_stats.read_images(same["sample_batch"]),
                                   reference_stats.read_images(plain["sample_batch"]))
+
+
+def test_two_processes_evaluate_like_one(llamagen_run, tmp_path):
+    """`evaluate --distributed` on 2 processes x 2 CPU devices (each restores the tokenizer
+    onto its own device, samples its rows, gathers the batch) writes the ADM batch of one
+    process."""
+    import subprocess
+    import sys
+
+    flags = [f"--workdir={llamagen_run}", "--num=10", "--shard_size=4", "--batch_size=4"]
+    port = str(20000 + os.getpid() % 20000)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "argen_jax.pretrained", "evaluate", "--distributed", *flags,
+         f"--out={tmp_path / 'two'}"],
+        env={**env, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
+             "JAX_PROCESS_ID": str(i), "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        one = evaluate(llamagen_run, num=10, out=str(tmp_path / "one"), shard_size=4,
+                       batch_size=4)
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    np.testing.assert_array_equal(
+        reference_stats.read_images(str(tmp_path / "two" / "samples_10.npz")),
+        reference_stats.read_images(one["sample_batch"]))

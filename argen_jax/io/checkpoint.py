@@ -233,7 +233,7 @@ def restore_params(workdir: str, key: str = "params", step: int | None = None):
         tree = ckptr.metadata(path).item_metadata
         if key not in tree:
             raise KeyError(f"no {key!r} in the saved state")
-        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                               tree[key])
         args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), tree[key])
