@@ -329,8 +329,5 @@ class ImageSpace:
         lv = self.levels - 1
         x = self.crop(x)
         if size and (size, size) != tuple(x.shape[1:3]):
-            from argen_jax.layers.quantizer.resample import resize2d, torch_bicubic_matrix
-
-            x = resize2d(x, torch_bicubic_matrix(x.shape[1], size),
-                         torch_bicubic_matrix(x.shape[2], size))
+            x = qlib.upsample(x, size, "torch_bicubic")  # any size: [dst, src] matrices
         return jnp.clip(jnp.round((x + 1.0) * (lv / 2.0)), 0, lv).astype(jnp.int32)
