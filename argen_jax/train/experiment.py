@@ -28,6 +28,7 @@ from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.loop import sample_keys
 from argen_jax.sampling.processors import SamplingSettings
 from argen_jax.train import optim
+from argen_jax.train.mfu import xla_flops
 from argen_jax.train.settings import TrainSettings
 from argen_jax.train.state import TrainState
 
@@ -184,14 +185,7 @@ class Experiment:
         if isinstance(self.family, CountsFlops):
             return (self.family.train_flops_per_example() * self.global_batch_size,
                     self.family.tokens_per_example())
-        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                            sharding=self.batch_sharding),
-                             self._example)
-        with jax.set_mesh(self.mesh):
-            lowered = self.train_step.jitted.lower(self.abstract_state, batch)
-        cost = lowered.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return float((cost or {}).get("flops", 0.0)), None
+        return xla_flops(self.lower_train_step()), None
 
     # ------------------------------------------------------------------ data
     def _check_local_rows(self, batch_size: int) -> None:

@@ -21,6 +21,14 @@ PEAK_BF16_TFLOPS = (
 )
 
 
+def xla_flops(program) -> float:
+    """FLOPs of a lowered or compiled program by XLA's `cost_analysis()` (0 if unavailable)."""
+    cost = program.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", 0.0))
+
+
 def peak_tflops(device_kind: str, override: float = 0.0) -> float | None:
     """bf16 peak of one device: `override` if > 0, else the table's, else None (CPU)."""
     if override > 0:

@@ -30,16 +30,8 @@ xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
 
 import jax  # noqa: E402
 
-from argen_jax.train.mfu import Throughput  # noqa: E402
+from argen_jax.train.mfu import Throughput, xla_flops  # noqa: E402
 from experiments.benchmarks import shape_only  # noqa: E402
-
-
-def cost_flops(compiled) -> float:
-    """FLOPs of a compiled program by XLA's cost analysis (0 when unavailable)."""
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else {}
-    return float((cost or {}).get("flops", 0.0))
 
 
 def main(argv=None):
@@ -80,7 +72,7 @@ def measure(a, attention_impl: str | None) -> dict:
     t0 = time.perf_counter()
     compiled = exp.lower_train_step().compile()
     compile_s = time.perf_counter() - t0
-    flops = cost_flops(compiled)
+    flops = xla_flops(compiled)
     state, metrics = compiled(state, batch)  # warm-up (the step donates its state)
     jax.block_until_ready(metrics)
     times = []
