@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -36,13 +37,20 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-_OUT = flags.DEFINE_string("out", None, "Also append the JSON row to this file (JSON lines).")
-_REPEATS = "repeats"
-_WARMUP = "warmup"
+_OUT, _REPEATS, _WARMUP = "out", "repeats", "warmup"
 
 
 def run(main: Callable) -> None:
-    """The entry point of every benchmark: absl parses the flags, then `main(argv)`."""
+    """The entry point of every benchmark: defines --out, absl parses the flags, then
+    `main(argv)`. (Flags are defined by the script, never on importing a shared module, so
+    a test can import the shared modules side by side.) The shared modules' flags are listed
+    by the script's --help as its own."""
+    flags.DEFINE_string(_OUT, None, "Also append the JSON row to this file (JSON lines).")
+    fv = flags.FLAGS
+    for module, module_flags in fv.flags_by_module_dict().items():
+        if module.startswith("experiments.benchmarks."):
+            for flag in module_flags:
+                fv.register_key_flag_for_module(sys.argv[0], flag)
     app.run(main)
 
 
@@ -155,7 +163,7 @@ def emit(row: dict) -> dict:
     the same line to FILE. Returns the row."""
     line = json.dumps(row)
     print(line, flush=True)
-    out = _OUT.value if flags.FLAGS.is_parsed() else None
+    out = flags.FLAGS[_OUT].value if _OUT in flags.FLAGS and flags.FLAGS.is_parsed() else None
     if out:
         with open(out, "a") as f:
             f.write(line + "\n")
