@@ -26,7 +26,8 @@ def test_apply_appends_once_and_keeps_existing_flags():
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     if xla_env._jaxlib_version() not in xla_env._TESTED_JAXLIB:
         pytest.fail(f"jaxlib {jax.__version__} is not in xla_env._TESTED_JAXLIB: re-measure "
-                    "experiments/benchmarks/pixelcnnpp_speed.py with and without the flags")
+                    "python -m experiments.benchmarks.speed.pixelcnnpp_speed with and without "
+                    "the flags")
     assert xla_env.apply(env) == [FLAG]
     assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=8 {FLAG}"
     assert xla_env.apply(env) == []  # already there

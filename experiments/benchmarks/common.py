@@ -20,8 +20,8 @@ quality, checks), run from the repo root as `python -m experiments.benchmarks.<k
     if __name__ == "__main__":
         common.run(main)
 
-The CPU XLA flags (`argen_jax.xla_env.apply()`) are applied by this package's `__init__`,
-which Python runs before the script's own imports: nothing to call.
+The CPU XLA flags (`argen_jax.xla_env.apply()`) are applied by `experiments/__init__.py`, which
+Python runs before the script's own imports: nothing to call.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 _OUT, _REPEATS, _WARMUP = "out", "repeats", "warmup"
+_UNFLAGGED = {_REPEATS: 1, _WARMUP: 1}  # outside a benchmark script (a notebook, a test)
 
 
 def run(main: Callable) -> None:
@@ -110,17 +111,17 @@ def config_spec(holder: flags.FlagHolder, arg: str = "") -> str:
 def _flag(name: str, value: int | None) -> int:
     if value is not None:
         return value
-    if name not in flags.FLAGS:
-        raise ValueError(f"pass {name}= or define the flag with common.timing_flags()")
-    return flags.FLAGS[name].value
+    if name in flags.FLAGS and flags.FLAGS.is_parsed():
+        return flags.FLAGS[name].value
+    return _UNFLAGGED[name]
 
 
 def times(fn: Callable, *args, repeats: int | None = None,
           warmup: int | None = None) -> list[float]:
     """Seconds of each of `repeats` calls of fn(*args), after `warmup` untimed calls; every
     call is waited for with `jax.block_until_ready` (a no-op on host values: NumPy, torch
-    on CPU). None: the --repeats / --warmup flags. For a step that carries state (a donated
-    train state), pass a closure that updates it."""
+    on CPU). None: the --repeats / --warmup flags (without them: 1 and 1). For a step that
+    carries state (a donated train state), pass a closure that updates it."""
     repeats, warmup = _flag(_REPEATS, repeats), _flag(_WARMUP, warmup)
     for _ in range(warmup):
         jax.block_until_ready(fn(*args))

@@ -1,6 +1,6 @@
 """Write a synthetic ImageNet-layout folder of JPEGs, offline, for tests and benchmarks.
 
-    python experiments/data/make_image_folder.py --out=/tmp/synth_imagenet --classes=10 \
+    python -m experiments.data.make_image_folder --out=/tmp/synth_imagenet --classes=10 \
         --per_class=2000 [--val_per_class=50] [--seed=0] [--min_side=200] [--max_side=500]
 
 writes out/train/<class>/*.JPEG (and out/val/<class>/*.JPEG): every image a random window of
@@ -12,13 +12,11 @@ the same bytes. Library function: `argen_jax.data.image_folder.make_synthetic_fo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax.data.image_folder import make_synthetic_folder  # noqa: E402
-from argen_jax.errors import UserError  # noqa: E402
+from argen_jax.data.image_folder import make_synthetic_folder
+from argen_jax.errors import UserError
 
 
 def main(argv=None) -> None:

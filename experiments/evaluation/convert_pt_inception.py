@@ -1,6 +1,6 @@
 """Convert pytorch-fid's FID Inception weights (a PyTorch state dict) to a .npz for JAX.
 
-    python experiments/evaluation/convert_pt_inception.py \
+    python -m experiments.evaluation.convert_pt_inception \
         pt_inception-2015-12-05-6726825d.pth inception_fid.npz
 
 Get the .pth from github.com/mseitzer/pytorch-fid/releases (tag `fid_weights`); it holds the
@@ -8,17 +8,11 @@ Get the .pth from github.com/mseitzer/pytorch-fid/releases (tag `fid_weights`); 
 PyTorch once, here only (`pip install torch==2.13.0`, CPU wheel); the .npz keeps the state
 dict's names and layouts and is read by argen_jax.evaluation.inception.load_params.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import numpy as np
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import numpy as np  # noqa: E402
-
-from argen_jax.evaluation import inception  # noqa: E402
+from argen_jax.evaluation import inception
 
 
 def convert(state_dict: dict, out_path: str) -> None:

@@ -1,6 +1,6 @@
 """Train the small-scale feature network (argen_jax.evaluation.feature_net) and save it.
 
-    python experiments/evaluation/train_feature_net.py --data=/work/shared/data/mnist \
+    python -m experiments.evaluation.train_feature_net --data=/work/shared/data/mnist \
         --binarize --out=/tmp/featnet/mnist_binarized.npz
 
 Trains on the first `--train_limit` training images (the rest of the training split stays
@@ -10,19 +10,13 @@ unseen, a held-out real set for "floor" figures), reports test accuracy on the t
 """
 import hashlib
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import numpy as np
+from absl import app, flags
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from argen_jax.data.images import load_idx_folder  # noqa: E402
-from argen_jax.data.pipeline import binarize_fixed  # noqa: E402
-from argen_jax.evaluation import feature_net  # noqa: E402
+from argen_jax.data.images import load_idx_folder
+from argen_jax.data.pipeline import binarize_fixed
+from argen_jax.evaluation import feature_net
 
 _DATA = flags.DEFINE_string("data", "../shared/data/mnist", "MNIST-format idx folder.")
 _OUT = flags.DEFINE_string("out", "/tmp/featnet/mnist_binarized.npz", "Where to save.")

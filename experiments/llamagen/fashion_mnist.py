@@ -4,7 +4,7 @@ token on the test maps; FD / precision / recall of decoded samples (`--mode=eval
 --config.eval.sample_metrics=True`).
 
 Make the token file first (a trained tokenizer workdir, experiments/tokenizer/small.py):
-    python experiments/tokenizer/tokenize_dataset.py --workdir=/tmp/tok/fm_single \
+    python -m experiments.tokenizer.tokenize_dataset --workdir=/tmp/tok/fm_single \
         --out=/tmp/tok/fashion_mnist_tokens_single.npz
 
 Arguments (comma-separated, `fashion_mnist.py:cpu`):

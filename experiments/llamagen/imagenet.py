@@ -5,7 +5,7 @@ decay 0.05, clip 1.0, global batch 256, 300 epochs (1.5M steps on 1.28M maps), d
 class dropout 0.1 (for CFG), bf16; samples with CFG 2.0.
 
 Make the token file first, from a tokenizer run of experiments/tokenizer/imagenet.py:
-    python experiments/tokenizer/tokenize_dataset.py --workdir=/tmp/tok/imagenet \
+    python -m experiments.tokenizer.tokenize_dataset --workdir=/tmp/tok/imagenet \
         --out=/tmp/tok/imagenet_tokens.npz
     python launch/main.py --config=experiments/llamagen/imagenet.py:XL --workdir=W \
         --config.data.path=/tmp/tok/imagenet_tokens.npz

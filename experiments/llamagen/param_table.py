@@ -3,22 +3,15 @@
 Built with `jax.eval_shape` (nothing is allocated), for ImageNet 256: 16384 codes, 1000
 classes (+ the null class of CFG), 16x16 tokens, one class token.
 
-    python experiments/llamagen/param_table.py
+    python -m experiments.llamagen.param_table
 """
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import linen as nn  # noqa: E402
-
-from argen_jax.models.llamagen import PUBLISHED_PARAMS, SIZES, LlamaGenSettings, ffn_dim  # noqa: E402,E501
+from argen_jax.models.llamagen import PUBLISHED_PARAMS, SIZES, LlamaGenSettings, ffn_dim  # noqa: E501
 
 
 def count(size: str) -> int:

@@ -2,45 +2,41 @@
 set of (a) the tokenizer's reconstructions of N train images (decoded train token maps: what a
 perfect token model could reach at best) and (b) N real train images (the floor at this N).
 
-    python experiments/llamagen/reference_fd.py [--config experiments/llamagen/
-        fashion_mnist.py:cpu] [--num 2000]
+    python -m experiments.llamagen.reference_fd \
+        [--config=experiments/llamagen/fashion_mnist.py:cpu] [--num=2000]
 """
-import argparse
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
+from argen_jax import registry
+from argen_jax.data.images import load_image_set
+from argen_jax.evaluation.extract import extract_features
+from argen_jax.evaluation.sample_eval import build_extractor, feature_metrics
 
-import numpy as np  # noqa: E402
-
-from argen_jax import registry  # noqa: E402
-from argen_jax.data.images import load_image_set  # noqa: E402
-from argen_jax.evaluation.extract import extract_features  # noqa: E402
-from argen_jax.evaluation.sample_eval import build_extractor, feature_metrics  # noqa: E402
-from experiments.benchmarks.llamagen_sampling import load_config  # noqa: E402
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/llamagen/fashion_mnist.py:cpu", "The LlamaGen experiment config "
+    "(`path.py[:arg]`, --config.<key>= overrides), as launch/main.py takes it.",
+    lock_config=False)
+_NUM = flags.DEFINE_integer("num", 2000, "Train images (and reconstructions) scored.")
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--config", default="experiments/llamagen/fashion_mnist.py:cpu")
-    p.add_argument("--num", type=int, default=2000)
-    a = p.parse_args()
-    cfg = load_config(a.config)
+def main(argv):
+    del argv
+    cfg, num = _CONFIG.value, _NUM.value
     data = registry.build_data(cfg)
     fam = registry.build_family(cfg, data.spec)
     ext = build_extractor(cfg.eval)
     levels = fam.image_levels
     feats = lambda x: extract_features(ext, x, levels, 200, None)  # noqa: E731
     ref = feats(data.test_images())
-    recon = fam.to_images(data.train_tokens[: a.num])
+    recon = fam.to_images(data.train_tokens[:num])
     tcfg = data.tokenizer_config().data
     tcfg.test_limit = 0
-    real = np.asarray(load_image_set(tcfg, "train").images[: a.num])
-    out = {"num": a.num,
+    real = np.asarray(load_image_set(tcfg, "train").images[:num])
+    out = {"num": num,
            "tokenizer_reconstructions": feature_metrics(ref, feats(recon), ext.suffix,
                                                         cfg.eval.pr_k),
            "real_train_images": feature_metrics(ref, feats(real), ext.suffix, cfg.eval.pr_k)}
@@ -48,4 +44,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

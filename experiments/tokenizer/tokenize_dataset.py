@@ -1,6 +1,6 @@
 """Turn an image dataset into token maps for the AR models (LlamaGen: one map; VAR: per scale).
 
-    python experiments/tokenizer/tokenize_dataset.py --workdir=/tmp/tok/fm_single \
+    python -m experiments.tokenizer.tokenize_dataset --workdir=/tmp/tok/fm_single \
         --out=/tmp/tok/fashion_mnist_tokens.npz [--png=/tmp/tok/recon.png]
 
 Reads the tokenizer's config (workdir/config.json) and newest checkpoint, tokenizes the train
@@ -20,7 +20,7 @@ reconstructions (bottom rows).
 
 Sharded, resumable, multi-process (ImageNet scale; `argen_jax/data/token_shards.py`):
 
-    python experiments/tokenizer/tokenize_dataset.py --workdir=/tmp/tok/in256 \
+    python -m experiments.tokenizer.tokenize_dataset --workdir=/tmp/tok/in256 \
         --shards=/data/in256_tokens [--shard_size=10000] [--augment=tencrop] \
         [--process_index=0 --process_count=2]
 
@@ -42,19 +42,14 @@ import time
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
-
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-from argen_jax.data import preprocess  # noqa: E402
-from argen_jax.data import token_shards as ts  # noqa: E402
-from argen_jax.data.builders import build_data  # noqa: E402
-from argen_jax.data.pipeline import sequential_batches  # noqa: E402
-from argen_jax.errors import CheckpointError, ConfigError, UserError  # noqa: E402
-from argen_jax.io.run_dir import load_config  # noqa: E402
-from argen_jax.layers import quantizer as qlib  # noqa: E402
-from argen_jax.models.tokenizer import Tokenizer  # noqa: E402
+from argen_jax.data import preprocess
+from argen_jax.data import token_shards as ts
+from argen_jax.data.builders import build_data
+from argen_jax.data.pipeline import sequential_batches
+from argen_jax.errors import CheckpointError, ConfigError, UserError
+from argen_jax.io.run_dir import load_config
+from argen_jax.layers import quantizer as qlib
+from argen_jax.models.tokenizer import Tokenizer
 
 
 def _usage(tokens: np.ndarray, k: int) -> tuple[float, float]:

@@ -9,7 +9,7 @@ then linear decay to wpe * lr; class dropout 0.1; width 64 x depth, heads = dept
   d20  batch 768,  250 epochs, wpe 0.1          d30  batch 1024, 350 epochs, wpe 0.01
 Sampling: top-k 900, top-p 0.96, CFG ramped linearly over the scales.
 
-    python experiments/tokenizer/tokenize_dataset.py --workdir=/tmp/tok/imagenet_var \
+    python -m experiments.tokenizer.tokenize_dataset --workdir=/tmp/tok/imagenet_var \
         --out=/tmp/tok/imagenet_var_tokens.npz
     python launch/main.py --config=experiments/var/imagenet.py:d20 --workdir=W \
         --config.data.path=/tmp/tok/imagenet_var_tokens.npz

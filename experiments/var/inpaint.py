@@ -6,28 +6,22 @@ sampled, conditioned on the image's class with CFG. Rows of the grid (one column
 image, the first of each class): the tokenizer's reconstruction, the kept region (the rest
 grey), in-painting of the centre 4x4 of the 8x8 token map, out-painting of the right half.
 
-    python experiments/var/inpaint.py --workdir=/tmp/var/cpu --out=/work/notes/figs/var_inpaint.png
+    python -m experiments.var.inpaint --workdir=/tmp/var/cpu --out=/work/notes/figs/var_inpaint.png
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from argen_jax.evaluation.images import save_image_grid  # noqa: E402
-from argen_jax.io.run_dir import load_config  # noqa: E402
-from argen_jax.sampling.loop import sample_keys  # noqa: E402
-from argen_jax.train.loop import _restored  # noqa: E402
+from argen_jax.evaluation.images import save_image_grid
+from argen_jax.io.run_dir import load_config
+from argen_jax.sampling.loop import sample_keys
+from argen_jax.train.loop import _restored
 
 
 def masks(p: int) -> dict[str, np.ndarray]:

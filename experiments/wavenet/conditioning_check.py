@@ -1,6 +1,6 @@
 """Does a locally conditioned WaveNet follow its conditioning? A measurable check.
 
-    python experiments/wavenet/conditioning_check.py \
+    python -m experiments.wavenet.conditioning_check \
         --local=/tmp/wavenet/cpu_local --uncond=/tmp/wavenet/cpu_nolocal --out=/tmp/wavenet/cond
 
 For every speaker, the first `--seconds` of one held-out test utterance give the log-mel
@@ -18,23 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import jax
+import numpy as np
+from scipy.special import logsumexp
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.special import logsumexp  # noqa: E402
-
-from argen_jax.data import audio  # noqa: E402
-from argen_jax.heads import mulaw  # noqa: E402
-from argen_jax.io.checkpoint import Checkpointer  # noqa: E402
-from argen_jax.sampling.loop import sample_keys  # noqa: E402
-from argen_jax.train.experiment import Experiment  # noqa: E402
-from experiments.wavenet import cpu  # noqa: E402
+from argen_jax.data import audio
+from argen_jax.heads import mulaw
+from argen_jax.io.checkpoint import Checkpointer
+from argen_jax.sampling.loop import sample_keys
+from argen_jax.train.experiment import Experiment
+from experiments.wavenet import cpu
 
 
 def restore(arg: str, workdir: str):
