@@ -8,7 +8,7 @@ Prints one JSON line (times: best of `--repeats` after a compiling call):
   * the multi-scale (VAR) quantizer's train step relative to the single-scale one ('conv');
   * encode (images -> tokens) throughput in images/s ('taps', 'conv', multi-scale 'conv').
 
-The benchmarks package sets argen_jax/xla_env.py's CPU flags; run with ARGEN_XLA_CPU_FLAGS=0
+experiments/__init__.py sets argen_jax/xla_env.py's CPU flags; run with ARGEN_XLA_CPU_FLAGS=0
 to time XLA's defaults.
 """
 from __future__ import annotations
