@@ -94,15 +94,14 @@ class Codec:
     @classmethod
     def load(cls, workdir: str) -> Codec:
         """The newest checkpoint of a trained run (its Polyak average when it kept one)."""
-        from argen_jax import registry
         from argen_jax.errors import CheckpointError
-        from argen_jax.io.checkpoint import restore_eval_params
-        from argen_jax.io.run_dir import load_config, run_spec
+        from argen_jax.inference import open_run
+        from argen_jax.io.run_dir import load_config
+        from argen_jax.parallel.mesh import create_mesh
 
         config = load_config(workdir, CheckpointError, "a trained run")
-        family = registry.build_family(config, run_spec(workdir, config))
-        params, step = restore_eval_params(workdir, config)
-        return cls(family, params, workdir, step)
+        run = open_run(workdir, config, mesh=create_mesh(devices=jax.local_devices()[:1]))
+        return cls(run.family, run.params, workdir, run.step)
 
     @property
     def dtype(self):

@@ -61,8 +61,9 @@ class Tokenizer:
         """The newest checkpoint of the tokenizer run in `workdir` (its Polyak-averaged params
         when the run kept them and `use_ema`). One-line CheckpointError when `workdir` is not
         a tokenizer run, has no checkpoint or a damaged one."""
+        from argen_jax.data.builders import run_spec
         from argen_jax.io.checkpoint import restore_eval_params
-        from argen_jax.io.run_dir import load_config, run_spec
+        from argen_jax.io.run_dir import load_config
 
         config = load_config(workdir, CheckpointError, "a tokenizer workdir")
         model = config.get("model")
