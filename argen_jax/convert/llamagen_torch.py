@@ -46,6 +46,7 @@ from flax import serialization
 
 from argen_jax.errors import CheckpointError
 from argen_jax.layers.repeat import stack_layers
+from argen_jax.models.llamagen import SIZES, LlamaGenSettings
 from argen_jax.models.transformer import Decoder
 
 SKIPPED = re.compile(r"(^|\.)(freqs_cis|causal_mask|kv_cache\.[kv]_cache)$")
@@ -175,7 +176,6 @@ def load_torch_checkpoint(path: str) -> dict:
 
 
 def main(argv=None):
-    from argen_jax.models.llamagen import SIZES, LlamaGenSettings
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="LlamaGen c2i .pt file")

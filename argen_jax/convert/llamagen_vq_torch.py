@@ -67,6 +67,7 @@ from flax import linen as nn
 from flax import serialization
 
 from argen_jax.convert.llamagen_torch import load_torch_checkpoint, to_numpy, unwrap
+from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError
 from argen_jax.layers.vq_nets import ImageSpace, VQModel
 from argen_jax.models.vqgan import VQGANSettings
@@ -221,7 +222,6 @@ def write_converted(name: str, size: int, convert, ckpt: str, out: str) -> int:
     llamagen_vq16, llamagen_vq8, var_vqvae) for size x size RGB images, converts the PyTorch
     checkpoint `ckpt` with `convert(state_dict, generator)` and writes
     {'params': {'generator': ...}} to `out` (.msgpack). Returns the parameter count."""
-    from argen_jax.data.pipeline import DataSpec
 
     settings = VQGANSettings.released(name)
     ImageSpace.of(DataSpec((size, size, 3), 256, 1000, "image"), settings.ch_mult,

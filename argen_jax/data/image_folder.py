@@ -31,11 +31,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from argen_jax.data import preprocess
+from argen_jax import config_lib
+from argen_jax.data import patches, preprocess
 from argen_jax.data.batch import check_batching
 from argen_jax.data.grain_loader import GrainLoader
 from argen_jax.data.patches import spread_index
 from argen_jax.data.pipeline import DataSpec
+from argen_jax.data.tfds_source import TfdsImageSource
 from argen_jax.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp")  # matched case-insensitively
@@ -339,7 +341,6 @@ class ImageFolderData:
         s = settings
         self.settings, self.seed = s, seed
         if s.tfds_name:
-            from argen_jax.data.tfds_source import TfdsImageSource
 
             train = TfdsImageSource(s.tfds_name, s.train_split, s.data_dir)
             test = TfdsImageSource(s.tfds_name, s.test_split, s.data_dir)
@@ -386,7 +387,6 @@ class ImageFolderData:
 
 def build_image_folder_data(data_cfg, seed: int) -> ImageFolderData:
     """The builder for data.kind='image_folder' (`data/builders.py`)."""
-    from argen_jax import config_lib
 
     return ImageFolderData(
         config_lib.typed(ImageFolderSettings, data_cfg, "data", ignore=("kind",)), seed)
@@ -426,7 +426,6 @@ def make_synthetic_folder(out: str, classes: int, per_class: int, val_per_class:
         raise ConfigError(f"need 8 <= min_side <= max_side, got {min_side}, {max_side}")
     from tqdm import tqdm
 
-    from argen_jax.data import patches  # photo loading (skimage / sklearn / matplotlib)
 
     names = tuple(photos) if photos else patches.TRAIN_PHOTOS + patches.TEST_PHOTOS
     loaded = [patches.load_photo(n) for n in names]

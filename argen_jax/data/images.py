@@ -18,6 +18,7 @@ import numpy as np
 
 from argen_jax.config_lib import typed
 from argen_jax.data.batch import check_batching
+from argen_jax.data.tfds_source import open_data_source
 from argen_jax.errors import ConfigError, DataError
 
 SOURCES = ("mnist_offline", "digits", "idx", "tfds")  # data.name
@@ -165,7 +166,6 @@ def load_tfds(name: str, split: str, data_dir: str | None = None,
     Users prepare the dataset once (`tfds build`); here it is read into memory (small sets of
     one image size: MNIST, CIFAR). Large or mixed-size datasets go through data.kind=
     'image_folder' with data.tfds_name, which reads record by record (`data/tfds_source.py`)."""
-    from argen_jax.data.tfds_source import open_data_source
 
     src = open_data_source(name, split, data_dir or "")
     records = [src[i] for i in range(len(src))]

@@ -21,6 +21,8 @@ import numpy as np
 
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation import metrics
+from argen_jax.evaluation.feature_net import SmallNetExtractor
+from argen_jax.evaluation.inception import InceptionExtractor
 
 FEATURES = ("smallnet", "inception")
 
@@ -55,14 +57,12 @@ class EvalSettings:
 def build_extractor(ecfg: EvalSettings):
     kind = ecfg.features
     if kind == "smallnet":
-        from argen_jax.evaluation.feature_net import SmallNetExtractor
 
         if not ecfg.feature_net:
             raise ConfigError("eval.features='smallnet' needs eval.feature_net (a .npz from "
                               "experiments/evaluation/train_feature_net.py)")
         return SmallNetExtractor(os.path.expanduser(ecfg.feature_net))
     if kind == "inception":
-        from argen_jax.evaluation.inception import InceptionExtractor
 
         if not ecfg.inception_weights:
             raise ConfigError("eval.features='inception' needs eval.inception_weights (see "

@@ -26,10 +26,24 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from argen_jax.config_lib import parallel_config, section, train_section
+from argen_jax.config_lib import section
 from argen_jax.convert import llamagen_torch, llamagen_vq_torch, var_torch, var_vq_torch
+from argen_jax.data.pipeline import DataSpec
+from argen_jax.data.tokens import TokenSpecSettings
 from argen_jax.errors import CheckpointError
+from argen_jax.evaluation.sample_eval import EvalSettings
+from argen_jax.io.checkpoint import Checkpointer
+from argen_jax.io.run_dir import save_config, save_spec
+from argen_jax.layers.repeat import stack_layers
+from argen_jax.layers.vq_nets import ImageSpace
+from argen_jax.models.llamagen import SIZES, LlamaGenSettings, ffn_dim
+from argen_jax.models.var import VARSettings, tokenizer_subtree
+from argen_jax.models.vqgan import LLAMAGEN_LAYOUT, VAR_LAYOUT, VAR_QUANTIZER, VQGANSettings
 from argen_jax.pretrained.presets import preset
+from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
+from argen_jax.train.experiment import Experiment
+from argen_jax.train.state import TrainState
 
 TORCH_HINT = "pip install -e '.[convert]'"
 TOKENIZER_DIR = "tokenizer"
@@ -85,7 +99,6 @@ def _count(sd: dict, pattern: str) -> int:
 # ----------------------------------------------------------------------------- LlamaGen
 def llamagen_shape(sd: dict, size: str = "", heads: int = 0) -> dict:
     """LlamaGenSettings fields (+ vocab, classes, size name) of a c2i GPT state dict."""
-    from argen_jax.models.llamagen import SIZES, ffn_dim
 
     what = "a LlamaGen c2i GPT (c2i_*.pt)"
     vocab, width = _need(sd, "tok_embeddings.weight", "gpt", what).shape
@@ -136,7 +149,6 @@ def llamagen_shape(sd: dict, size: str = "", heads: int = 0) -> dict:
 
 def llamagen_vq_settings(sd: dict) -> dict:
     """VQGANSettings fields of LlamaGen's VQ state dict (vq_ds16_c2i.pt, vq_ds8_c2i.pt)."""
-    from argen_jax.models.vqgan import LLAMAGEN_LAYOUT
 
     what = "LlamaGen's VQ tokenizer (vq_ds16_c2i.pt)"
     codes, dim = _need(sd, "quantize.embedding.weight", "vq", what).shape
@@ -185,7 +197,6 @@ def var_shape(sd: dict, heads: int = 0, patch_nums=None) -> tuple[dict, dict, tu
 
 def var_vae_settings(sd: dict, patch_nums) -> dict:
     """VQGANSettings fields of VAR's VQVAE state dict (vae_ch160v4096z32.pth)."""
-    from argen_jax.models.vqgan import VAR_LAYOUT, VAR_QUANTIZER
 
     what = "VAR's VQVAE (vae_ch160v4096z32.pth)"
     codes, dim = _need(sd, "quantize.embedding.weight", "vae", what).shape
@@ -206,7 +217,6 @@ def var_vae_settings(sd: dict, patch_nums) -> dict:
 
 # ----------------------------------------------------------------------------- runs
 def _tokenizer_config(vq: dict):
-    from argen_jax.models.vqgan import VQGANSettings
 
     c = ml_collections.ConfigDict()
     c.seed = 0
@@ -220,9 +230,6 @@ def _tokenizer_config(vq: dict):
 
 def _convert_tokenizer(vq: dict, sd: dict, image_size: int, convert) -> tuple:
     """(VQGANSettings, image DataSpec, generator params) of a tokenizer state dict."""
-    from argen_jax.data.pipeline import DataSpec
-    from argen_jax.layers.vq_nets import ImageSpace
-    from argen_jax.models.vqgan import VQGANSettings
 
     settings = VQGANSettings(**vq)
     spec = DataSpec((image_size, image_size, 3), 256, 0, "image")
@@ -232,8 +239,6 @@ def _convert_tokenizer(vq: dict, sd: dict, image_size: int, convert) -> tuple:
 
 
 def _model_config(model_section, data, sample: dict, converted: dict):
-    from argen_jax.evaluation.sample_eval import EvalSettings
-    from argen_jax.sampling.processors import SamplingSettings
 
     c = ml_collections.ConfigDict()
     c.seed = 0
@@ -258,8 +263,6 @@ def _check_out(out: str) -> str:
 
 
 def _save_params_run(workdir: str, config, spec, state, meta: dict) -> None:
-    from argen_jax.io.checkpoint import Checkpointer
-    from argen_jax.io.run_dir import save_config, save_spec
 
     ckpt = Checkpointer(workdir)
     ckpt.save(0, state, meta)
@@ -285,8 +288,6 @@ def _write(out: str, config, tok_config, tok_spec, tok_params, params) -> int:
 
 
 def _finish(out, config, params) -> int:
-    from argen_jax.train.experiment import Experiment
-    from argen_jax.train.state import TrainState
 
     exp = Experiment(config)
 
@@ -315,8 +316,6 @@ def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0
     """LlamaGen c2i GPT + VQ files -> run directory `out` (`scan_layers`: a run of the
     scanned layout, design rule 23, e.g. to fine-tune the large sizes with remat). Returns a
     summary dict."""
-    from argen_jax.data.tokens import TokenSpecSettings
-    from argen_jax.models.llamagen import LlamaGenSettings
 
     out = _check_out(out)
     gsd, vsd = read_state_dict(gpt, "gpt"), read_state_dict(vq, "vq")
@@ -355,8 +354,6 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None,
                 scan_layers: bool = False) -> dict:
     """VAR transformer + VQVAE files -> run directory `out` (`scan_layers`: the scanned
     layout, as `convert_llamagen`). Returns a summary dict."""
-    from argen_jax.data.tokens import TokenSpecSettings
-    from argen_jax.models.var import VARSettings, tokenizer_subtree
 
     out = _check_out(out)
     tsd, vsd = read_state_dict(var, "var"), read_state_dict(vae, "vae")
@@ -384,7 +381,6 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None,
              image_size=tok_spec.shape[0],
              files=dict(var=os.path.abspath(var), vae=os.path.abspath(vae))))
     if scan_layers:
-        from argen_jax.layers.repeat import stack_layers
 
         params = stack_layers(params)
     full = {"var": params, "tokenizer": tokenizer_subtree({"generator": tok_params})}

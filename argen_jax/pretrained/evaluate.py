@@ -24,9 +24,15 @@ import jax
 import numpy as np
 
 from argen_jax.errors import ConfigError
+from argen_jax.evaluation import reference_stats
+from argen_jax.evaluation.extract import extract_features
+from argen_jax.evaluation.images import save_image_grid
+from argen_jax.evaluation.inception import InceptionExtractor
+from argen_jax.evaluation.sample_eval import feature_metrics
 from argen_jax.inference import Run, open_run
 from argen_jax.io.run_dir import load_run_config
 from argen_jax.models.base import images_of
+from argen_jax.parallel.distributed import barrier
 from argen_jax.pretrained.presets import eval_size, preset
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "cfg_schedule", "cfg_interval",
@@ -56,7 +62,6 @@ def sample_grid(workdir: str, classes, per_class: int = 4, cfg: float | None = N
                 preset_name: str = "", seed: int = 0, batch_size: int = 0,
                 out: str = "") -> str:
     """A grid with one column per class of `classes`, `per_class` rows. Returns its path."""
-    from argen_jax.evaluation.images import save_image_grid
 
     run, name, settings = open_preset(workdir, preset_name, cfg_scale=cfg)
     classes = [int(c) for c in classes]
@@ -100,7 +105,6 @@ def _check_protocol(out: str, protocol: dict) -> None:
 
 def _barrier(name: str) -> None:
     if jax.process_count() > 1:
-        from argen_jax.parallel.distributed import barrier
 
         barrier(name)
 
@@ -175,7 +179,6 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
 
 
 def _pack_and_score(run, out, num, shards, ref, inception, feature_batch_size, pr_k) -> dict:
-    from argen_jax.evaluation import reference_stats
 
     parts = []
     for i in range(shards):
@@ -189,9 +192,6 @@ def _pack_and_score(run, out, num, shards, ref, inception, feature_batch_size, p
     res: dict = {"sample_batch": batch}
     if not ref:
         return res
-    from argen_jax.evaluation.extract import extract_features
-    from argen_jax.evaluation.inception import InceptionExtractor
-    from argen_jax.evaluation.sample_eval import feature_metrics
 
     ext = (InceptionExtractor(os.path.expanduser(inception)) if isinstance(inception, str)
            else inception)

@@ -36,6 +36,7 @@ from argen_jax.train.experiment import Experiment
 from argen_jax.train.guard import HISTORY, DivergenceGuard
 from argen_jax.train.metrics import MetricWriter, read_metrics
 from argen_jax.train.mfu import Throughput
+from argen_jax.train.sample_metrics import evaluate_samples
 
 
 class Preemption:
@@ -261,7 +262,6 @@ def eval_only(config, workdir: str) -> dict:
     step = int(jax.device_get(state.step))
     m = evaluate(exp, exp.eval_params(state))
     if exp.eval_settings.sample_metrics:
-        from argen_jax.train.sample_metrics import evaluate_samples
 
         m.update(evaluate_samples(exp, exp.eval_params(state), workdir, step))
     writer = MetricWriter(workdir, tensorboard=False)

@@ -16,16 +16,11 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import (
-    parallel_config,
-    parse_args,
-    sample_eval_config,
-    section,
-    train_section,
-)
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.models.llamagen import SIZES, LlamaGenSettings
 from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sections import parallel_config, sample_eval_config, train_section
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -20,11 +20,12 @@ sequence length.
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section, train_section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.models.llamagen import SIZES, LlamaGenSettings
 from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
 
 IMAGENET_TRAIN = 1_281_167
 

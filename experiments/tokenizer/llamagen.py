@@ -20,7 +20,7 @@ The perceptual loss needs VGG16 LPIPS weights converted to the .npz layout docum
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.models.vqgan import (
     LLAMAGEN_LAYOUT,
     VAR_LAYOUT,
@@ -28,6 +28,7 @@ from argen_jax.models.vqgan import (
     VQGANLossSettings,
     VQGANSettings,
 )
+from argen_jax.sections import parallel_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -15,16 +15,11 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import (
-    parallel_config,
-    parse_args,
-    sample_eval_config,
-    section,
-    train_section,
-)
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.models.var import VARSettings
 from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sections import parallel_config, sample_eval_config, train_section
 
 DEPTHS = {"d16": 16, "d20": 20, "d24": 24, "d30": 30}
 

@@ -21,11 +21,12 @@ The resolution is the tokenizer's (its scales set the token maps).
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section, train_section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.models.var import VARSettings
 from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
 
 IMAGENET_TRAIN = 1_281_167
 # depth -> (global batch, epochs, base lr per 256 images, final lr fraction): VAR's README
