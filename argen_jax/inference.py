@@ -33,7 +33,7 @@ from argen_jax.io.run_dir import load_run_config
 from argen_jax.models.base import Family, has_sampler
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.batched import sample_in_batches
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 
 
 @dataclasses.dataclass

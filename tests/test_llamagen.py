@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from argen_jax.convert.llamagen_torch import convert_gpt, unwrap
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError
 from argen_jax.models.llamagen import (
@@ -18,6 +17,7 @@ from argen_jax.models.llamagen import (
     ffn_dim,
     llamagen_decoder,
 )
+from argen_jax.pretrained.torch_llamagen import convert_gpt, unwrap
 from argen_jax.sampling.loop import sample_keys
 from experiments.llamagen.fashion_mnist import get_config
 from tests.model_utils import random_params

@@ -34,7 +34,7 @@ from argen_jax.layers.shifted_conv import (
 from argen_jax.models.base import CodingSymbols, Family, RasterCoding, categorical_symbols
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 
 CENTER = ((0, 0),)
 

@@ -43,7 +43,7 @@ from argen_jax.layers.shifted_conv import (
 from argen_jax.models.base import CodingSymbols, Family, RasterCoding
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 
 CENTER = ((0, 0),)
 U_TAPS = down_shifted_offsets(2, 3)  # u stream: rows i-1, i; columns j-1..j+1

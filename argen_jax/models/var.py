@@ -65,7 +65,7 @@ from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.models.transformer import config_dtype
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 
 Cache = tuple  # tuple[KVCache, ...], one per block
 

@@ -27,7 +27,6 @@ import ml_collections
 import numpy as np
 
 from argen_jax.config_lib import section
-from argen_jax.convert import llamagen_torch, llamagen_vq_torch, var_torch, var_vq_torch
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.data.tokens import TokenSpecSettings
 from argen_jax.errors import CheckpointError
@@ -39,8 +38,9 @@ from argen_jax.layers.vq_nets import ImageSpace
 from argen_jax.models.llamagen import SIZES, LlamaGenSettings, ffn_dim
 from argen_jax.models.var import VARSettings, tokenizer_subtree
 from argen_jax.models.vqgan import LLAMAGEN_LAYOUT, VAR_LAYOUT, VAR_QUANTIZER, VQGANSettings
+from argen_jax.pretrained import torch_llamagen, torch_llamagen_vq, torch_var, torch_var_vq
 from argen_jax.pretrained.presets import preset
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.sections import parallel_config, train_section
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.state import TrainState
@@ -81,7 +81,7 @@ def read_state_dict(path: str, flag: str) -> dict:
         raise CheckpointError(f"--{flag}={path!r}: expected a .pt / .pth or .npz file")
     if not isinstance(sd, dict):
         raise CheckpointError(f"--{flag}={path!r} does not hold a state dict")
-    return {k: llamagen_torch.to_numpy(v) for k, v in llamagen_torch.unwrap(sd).items()}
+    return {k: torch_llamagen.to_numpy(v) for k, v in torch_llamagen.unwrap(sd).items()}
 
 
 def _need(sd: dict, key: str, flag: str, what: str) -> np.ndarray:
@@ -191,7 +191,7 @@ def var_shape(sd: dict, heads: int = 0, patch_nums=None) -> tuple[dict, dict, tu
     if width % heads:
         raise CheckpointError(f"{heads} heads do not divide VAR's width {width} "
                               "(class_emb.weight): wrong --heads?")
-    params, cfg = var_torch.convert_var_state_dict(sd, patch_nums, heads)
+    params, cfg = torch_var.convert_var_state_dict(sd, patch_nums, heads)
     return params, cfg, tuple(patch_nums)
 
 
@@ -326,13 +326,13 @@ def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0
                               f"the VQ's quantize.embedding.weight {vq_fields['codebook_size']}:"
                               " GPT and VQ of different models?")
     settings, tok_spec, tok_params = _convert_tokenizer(vq_fields, vsd, image_size,
-                                                        llamagen_vq_torch.convert_vq)
+                                                        torch_llamagen_vq.convert_vq)
     f = 2 ** (len(settings.ch_mult) - 1)
     grid = (image_size // f, image_size // f)
     m = LlamaGenSettings(width=shape["width"], depth=shape["depth"],
                          num_heads=shape["num_heads"], num_kv_heads=shape["num_kv_heads"],
                          mlp_dim=shape["mlp_dim"], dtype="float32", scan_layers=scan_layers)
-    params = llamagen_torch.convert_gpt(gsd, m.llamagen_decoder(shape["vocab"],
+    params = torch_llamagen.convert_gpt(gsd, m.llamagen_decoder(shape["vocab"],
                                                                 shape["classes"], grid))
     name = f"llamagen_{shape['size']}" if shape["size"] else "run"
     config = _model_config(
@@ -367,7 +367,7 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None,
                                   "models?")
     settings, tok_spec, tok_params = _convert_tokenizer(
         vae_fields, vsd, patch_nums[-1] * 2 ** (len(vae_fields["ch_mult"]) - 1),
-        var_vq_torch.convert_vqvae)
+        torch_var_vq.convert_vqvae)
     config = _model_config(
         section(VARSettings, name="var", depth=cfg["depth"], width=cfg["width"],
                 num_heads=cfg["num_heads"], mlp_ratio=cfg["mlp_ratio"],

@@ -25,7 +25,7 @@ from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.models.base import CountsFlops
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.batched import sample_in_batches
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.train import optim
 from argen_jax.train.mfu import xla_flops
 from argen_jax.train.settings import TrainSettings

@@ -31,7 +31,7 @@ from argen_jax.inference import open_run
 from argen_jax.io.checkpoint import Checkpointer
 from argen_jax.io.run_dir import lock_workdir, save_config, save_spec
 from argen_jax.models.base import WritesSamples, has_sampler
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.guard import HISTORY, DivergenceGuard
 from argen_jax.train.metrics import MetricWriter, read_metrics

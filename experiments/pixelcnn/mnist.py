@@ -12,7 +12,7 @@ import ml_collections
 from argen_jax.config_lib import parse_args, section
 from argen_jax.data.images import ImageDataSettings
 from argen_jax.models.pixelcnn import PixelCNNSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.sections import parallel_config, sample_eval_config, train_section
 
 

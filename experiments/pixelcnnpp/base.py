@@ -4,7 +4,7 @@ import ml_collections
 
 from argen_jax.config_lib import section
 from argen_jax.models.pixelcnnpp import PixelCNNPPSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.sections import parallel_config, train_section
 
 # `tiny`: a minimal model (the settings' defaults are the paper's CIFAR-10 sizes)

@@ -29,7 +29,7 @@ FLOORS = [
     ("models",),
     ("registry", "inference"),
     ("train", "codec"),
-    ("run", "pretrained", "sections", "viz", "convert"),
+    ("run", "pretrained", "sections", "viz"),
 ]
 FLOOR = {room: i for i, rooms in enumerate(FLOORS) for room in rooms}
 

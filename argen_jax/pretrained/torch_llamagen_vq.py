@@ -38,7 +38,7 @@ tokenizer (`Tokenizer.load(RUN + '/tokenizer')`):
 
 The tokenizer alone:
 
-    python -m argen_jax.convert.llamagen_vq_torch --ckpt vq_ds16_c2i.pt --out /tmp/vq16.msgpack
+    python -m argen_jax.pretrained.torch_llamagen_vq --ckpt vq_ds16_c2i.pt --out /tmp/vq16.msgpack
 
 writes flax.serialization bytes of {'params': {'generator': ...}}, the params of
 `VQGANSettings.released('llamagen_vq16').module(3)` (float32), used for inference without a
@@ -66,11 +66,11 @@ import numpy as np
 from flax import linen as nn
 from flax import serialization
 
-from argen_jax.convert.llamagen_torch import load_torch_checkpoint, to_numpy, unwrap
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError
 from argen_jax.layers.vq_nets import ImageSpace, VQModel
 from argen_jax.models.vqgan import VQGANSettings
+from argen_jax.pretrained.torch_llamagen import load_torch_checkpoint, to_numpy, unwrap
 
 SKIPPED = ("quantize.codebook_used",)  # usage buffer, not a parameter
 

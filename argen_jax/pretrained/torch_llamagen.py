@@ -25,7 +25,7 @@ The one-command path (GPT + VQ -> a run directory that launch/main.py samples fr
 
 The GPT alone, as bytes:
 
-    python -m argen_jax.convert.llamagen_torch --ckpt c2i_B_256.pt --size B \
+    python -m argen_jax.pretrained.torch_llamagen --ckpt c2i_B_256.pt --size B \
         --out /tmp/llamagen_B.msgpack      # flax.serialization bytes of {'params': ...}
 
 and sample in JAX: params = flax.serialization.msgpack_restore(open(out, 'rb').read())
