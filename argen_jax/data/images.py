@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from argen_jax.config_lib import typed
+from argen_jax.config_lib import check_choice, typed
 from argen_jax.data.batch import check_batching
 from argen_jax.data.tfds_source import open_data_source
 from argen_jax.errors import ConfigError, DataError
@@ -51,9 +51,7 @@ class ImageDataSettings:
         if self.name not in SOURCES:
             raise DataError(f"unknown data.name {self.name!r}; known image sources: "
                             f"{', '.join(SOURCES)}")
-        if self.binarize not in BINARIZE:
-            raise ConfigError(f"data.binarize must be one of {BINARIZE}, got "
-                              f"{self.binarize!r}")
+        check_choice(self, "binarize", BINARIZE, "data")
         if self.binarize_seed < 0:
             raise ConfigError(f"data.binarize_seed must be >= 0, got {self.binarize_seed}")
         if self.name == "tfds" and not self.tfds_name:

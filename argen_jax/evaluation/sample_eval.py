@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from argen_jax.config_lib import check_choice
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation import metrics
 from argen_jax.evaluation.feature_net import SmallNetExtractor
@@ -43,9 +44,7 @@ class EvalSettings:
     cache_dir: str = ""  # test-set features cache ('' = WORKDIR/eval_cache)
 
     def __post_init__(self):
-        if self.features not in FEATURES:
-            raise ConfigError(f"eval.features must be 'smallnet' or 'inception', got "
-                              f"{self.features!r}")
+        check_choice(self, "features", FEATURES, "eval")
         for name in ("num_samples", "feature_batch_size", "pr_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"eval.{name} must be >= 1, got {getattr(self, name)}")

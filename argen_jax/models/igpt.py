@@ -30,8 +30,7 @@ class IGPTSettings(DecoderSettings, LabelSettings):
     def __post_init__(self):
         DecoderSettings.__post_init__(self)
         LabelSettings.__post_init__(self)
-        if self.rope not in ("1d", "2d", "none"):
-            raise ConfigError(f"model.rope must be '1d', '2d' or 'none', got {self.rope!r}")
+        config_lib.check_choice(self, "rope", ("1d", "2d", "none"))
 
 
 class IGPTFamily(DecoderCoding, Family):

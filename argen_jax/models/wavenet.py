@@ -102,9 +102,7 @@ class WaveNetSettings:
                                   "skip_channels", "out_hidden", "kernel_size", "in_kernel",
                                   "repeats", "speaker_dim", "cond_channels", "cond_kernel")
         stack_dilations(self.max_dilation, self.repeats)  # a power of two
-        if self.upsample not in UPSAMPLE:
-            raise ConfigError(f"model.upsample must be 'transposed' or 'repeat', got "
-                              f"{self.upsample!r}")
+        config_lib.check_choice(self, "upsample", UPSAMPLE)
         config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
 
     def make_head(self, levels: int):

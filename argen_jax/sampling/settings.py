@@ -55,12 +55,8 @@ class SamplingSettings:
             raise ConfigError(f"sample.top_k must be >= 0 (0: off), got {self.top_k}")
         if not 0.0 <= self.top_p <= 1.0:
             raise ConfigError(f"sample.top_p must be in [0, 1] (1: off), got {self.top_p}")
-        if self.cfg_schedule not in CFG_SCHEDULES:
-            raise ConfigError(f"sample.cfg_schedule must be one of {CFG_SCHEDULES}, got "
-                              f"{self.cfg_schedule!r}")
-        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
-            raise ConfigError(f"sample.kv_cache_dtype must be one of {KV_CACHE_DTYPES} ('': "
-                              f"the compute dtype), got {self.kv_cache_dtype!r}")
+        config_lib.check_choice(self, "cfg_schedule", CFG_SCHEDULES, "sample")
+        config_lib.check_choice(self, "kv_cache_dtype", KV_CACHE_DTYPES, "sample")  # '': compute
         if self.speculative < 0:
             raise ConfigError(f"sample.speculative must be >= 0 (a window of draft tokens; "
                               f"0: off), got {self.speculative}")
