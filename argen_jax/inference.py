@@ -48,7 +48,7 @@ class Run:
     step: int  # the checkpoint's step
     mesh: Mesh
     rules: tuple  # logical-axis rules (config.sharding)
-    sample_settings: SamplingSettings  # config.sample, typed once
+    sample_settings: SamplingSettings  # config.sample, typed once (family.sampling)
     _sampler: Any = dataclasses.field(default=None, repr=False)
 
     def sample(self, num: int, seed: int, start_index: int = 0,
@@ -96,5 +96,4 @@ def open_run(workdir: str, config: ml_collections.ConfigDict | None = None,
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           nn.unbox(boxed), shardings)
     params, step = restore_eval_params(workdir, config, use_ema, target=target)
-    return Run(workdir, config, spec, family, params, step, mesh, rules,
-               SamplingSettings.from_config(config))
+    return Run(workdir, config, spec, family, params, step, mesh, rules, family.sampling)

@@ -15,7 +15,6 @@ from argen_jax.models.base import Family
 from argen_jax.models.flops import TRAIN_MULTIPLIER, decoder_forward_flops
 from argen_jax.models.labels import ClassLabels, LabelSettings
 from argen_jax.models.transformer import DecoderCoding, DecoderSettings, sample_decoder
-from argen_jax.sampling.settings import SamplingSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +49,6 @@ class IGPTFamily(DecoderCoding, Family):
         self.num_classes = self.classes.num_classes
         self.model = m.decoder(spec.levels, self.num_classes, self.num_tokens, rope=m.rope,
                                grid=(h, w * c), num_prefix=1)
-        self.sampling = SamplingSettings.from_config(config)
 
     def _inputs(self, batch, labels):
         """[B, T]: the class token, then the tokens shifted right by one."""

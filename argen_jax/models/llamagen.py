@@ -43,7 +43,6 @@ from argen_jax.models.transformer import (
     DecoderSettings,
     sample_decoder,
 )
-from argen_jax.sampling.settings import SamplingSettings
 
 # LlamaGen's GPT configs (autoregressive/models/gpt.py): name -> (layers, heads, width), with
 # the parameter counts the paper states (ImageNet 256: 16384 codes, 1000 classes, 16x16 map).
@@ -141,7 +140,6 @@ class LlamaGenFamily(DecoderCoding, TokenImageFamily):
         self.num_tokens = spec.shape[0]
         self.model = m.llamagen_decoder(spec.levels, self.num_classes, spec.grid)
         self.token_noise = m.token_noise
-        self.sampling = SamplingSettings.from_config(config)
 
     # ---------------------------------------------------------------- sequences
     def prompt(self, labels: jax.Array) -> jax.Array:

@@ -50,7 +50,6 @@ from argen_jax.layers.causal_conv import CausalConv1D, receptive_field, zero_que
 from argen_jax.models.base import CodingSymbols, Family, categorical_symbols
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
-from argen_jax.sampling.settings import SamplingSettings
 
 UPSAMPLE = ("transposed", "repeat")  # local conditioning: frames -> samples
 
@@ -301,7 +300,6 @@ class WaveNetFamily(Family):
             num_speakers=spec.num_classes if self.global_cond else 0,
             local_features=spec.n_mels if self.local_cond else 0, hop=max(spec.hop, 1),
             **s.network_fields())
-        self.sampling = SamplingSettings.from_config(config)
         self.sampling.no_speculative("wavenet")
         self.draw = self.head.draw_fn(self.sampling)  # checks the sample.* filters
         self.sample_length = self._sample_length()

@@ -25,7 +25,6 @@ from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.models.base import CountsFlops
 from argen_jax.parallel import mesh as meshlib
 from argen_jax.sampling.batched import sample_in_batches
-from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.train import optim
 from argen_jax.train.mfu import xla_flops
 from argen_jax.train.settings import TrainSettings
@@ -56,13 +55,13 @@ class Experiment:
         self.config = config
         self.train_settings = typed(TrainSettings, config.train, "train")
         self.eval_settings = typed(EvalSettings, config.get("eval"), "eval")
-        self.sample_settings = SamplingSettings.from_config(config)
         self.mesh = meshlib.mesh_from_settings(typed(meshlib.MeshSettings,
                                                      config.get("mesh"), "mesh"))
         sharding = typed(meshlib.ShardingSettings, config.get("sharding"), "sharding")
         self.rules = meshlib.rules_from_config(sharding.rules)
         self.data = registry.build_data(config) if data is None else data
         self.family = registry.build_family(config, self.data.spec) if family is None else family
+        self.sample_settings = self.family.sampling  # config.sample, typed once (the family)
         self.tx, self.schedule = optim.make_optimizer(self.train_settings, self.family)
         self.ema_decay = self.train_settings.ema_decay
         self.batch_sharding = meshlib.batch_sharding(self.mesh)
