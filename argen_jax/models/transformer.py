@@ -107,15 +107,20 @@ class DecoderSettings:
                     num_kv_heads=self.num_kv_heads or None, head_dim=self.head_dim or None,
                     mlp_dim=self.mlp_dim)
 
-    def decoder(self, vocab_size: int, num_classes: int, max_len: int, **fields) -> Decoder:
-        """The Decoder of these settings: every `DecoderSettings` field is passed by name (the
-        dtypes as jnp dtypes, 0 heads / head_dim as None), so a new knob is a field here and
-        a field of `Decoder` defaulting to it; `fields`: the family's own (rope, grid, ...)."""
+    def network_fields(self) -> dict:
+        """The fields of the `Decoder` module these settings fix (the convention of every
+        family's settings): every `DecoderSettings` field by name, the dtypes as jnp dtypes,
+        0 heads / head_dim as None. A new knob is a field here and a field of `Decoder`
+        defaulting to it."""
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(DecoderSettings)}
         own.update(self.shape(), dtype=config_dtype(self.dtype, "dtype"),
                    param_dtype=config_dtype(self.param_dtype, "param_dtype"))
+        return own
+
+    def decoder(self, vocab_size: int, num_classes: int, max_len: int, **fields) -> Decoder:
+        """The Decoder of these settings; `fields`: the family's own (rope, grid, ...)."""
         return Decoder(vocab_size=vocab_size, num_classes=num_classes, max_len=max_len,
-                       **own, **fields)
+                       **self.network_fields(), **fields)
 
 
 class Decoder(nn.Module):
