@@ -8,7 +8,6 @@ MODES = ("train", "eval", "sample")
 
 
 def run(config, workdir: str, mode: str = "train"):
-
     if mode == "train":
         return loop.train(config, workdir)
     if mode == "eval":

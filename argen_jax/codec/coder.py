@@ -97,7 +97,6 @@ class Codec:
     @classmethod
     def load(cls, workdir: str) -> Codec:
         """The newest checkpoint of a trained run (its Polyak average when it kept one)."""
-
         config = load_config(workdir, CheckpointError, "a trained run")
         run = open_run(workdir, config, mesh=create_mesh(devices=jax.local_devices()[:1]))
         return cls(run.family, run.params, workdir, run.step)

@@ -387,6 +387,5 @@ class ImageFolderData:
 
 def build_image_folder_data(data_cfg, seed: int) -> ImageFolderData:
     """The builder for data.kind='image_folder' (`data/builders.py`)."""
-
     return ImageFolderData(
         config_lib.typed(ImageFolderSettings, data_cfg, "data", ignore=("kind",)), seed)

@@ -164,7 +164,6 @@ def load_tfds(name: str, split: str, data_dir: str | None = None,
     Users prepare the dataset once (`tfds build`); here it is read into memory (small sets of
     one image size: MNIST, CIFAR). Large or mixed-size datasets go through data.kind=
     'image_folder' with data.tfds_name, which reads record by record (`data/tfds_source.py`)."""
-
     src = open_data_source(name, split, data_dir or "")
     records = [src[i] for i in range(len(src))]
     images = np.stack([np.asarray(r[image_key], np.uint8) for r in records])

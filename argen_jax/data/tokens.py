@@ -143,7 +143,6 @@ class TokenData:
 
     def tokenizer_config(self):
         """The tokenizer run's config (its config.json)."""
-
         return load_config(self.spec.tokenizer, ConfigError,
                            "the tokenizer's workdir (data.tokenizer)")
 
@@ -164,7 +163,6 @@ class TokenData:
 def image_test_split(cfg):
     """The test `ImageSet` of an image data section (data.kind 'image' or 'photo_patches'),
     e.g. the one a tokenizer was trained on."""
-
     kind = cfg.kind if "kind" in cfg else "image"
     if kind == "photo_patches":
         return load_patch_split(typed(PatchDataSettings, cfg, "data"), "test")

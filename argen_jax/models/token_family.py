@@ -88,7 +88,6 @@ class TokenImageFamily(Family):
     def save_samples(self, samples: np.ndarray, path_stem: str) -> list[str]:
         """A grid of decoded samples, one column per class (sample k has label k % classes),
         and the raw token maps next to it (.npy)."""
-
         path = path_stem + ".png"
         os.makedirs(os.path.dirname(path), exist_ok=True)
         np.save(path_stem + "_tokens.npy", np.asarray(samples))

@@ -64,7 +64,6 @@ class Tokenizer:
         """The newest checkpoint of the tokenizer run in `workdir` (its Polyak-averaged params
         when the run kept them and `use_ema`). One-line CheckpointError when `workdir` is not
         a tokenizer run, has no checkpoint or a damaged one."""
-
         config = load_config(workdir, CheckpointError, "a tokenizer workdir")
         model = config.get("model")
         name = model.get("name") if model is not None else None

@@ -99,7 +99,6 @@ def _count(sd: dict, pattern: str) -> int:
 # ----------------------------------------------------------------------------- LlamaGen
 def llamagen_shape(sd: dict, size: str = "", heads: int = 0) -> dict:
     """LlamaGenSettings fields (+ vocab, classes, size name) of a c2i GPT state dict."""
-
     what = "a LlamaGen c2i GPT (c2i_*.pt)"
     vocab, width = _need(sd, "tok_embeddings.weight", "gpt", what).shape
     classes = _need(sd, "cls_embedding.embedding_table.weight", "gpt", what).shape[0] - 1
@@ -149,7 +148,6 @@ def llamagen_shape(sd: dict, size: str = "", heads: int = 0) -> dict:
 
 def llamagen_vq_settings(sd: dict) -> dict:
     """VQGANSettings fields of LlamaGen's VQ state dict (vq_ds16_c2i.pt, vq_ds8_c2i.pt)."""
-
     what = "LlamaGen's VQ tokenizer (vq_ds16_c2i.pt)"
     codes, dim = _need(sd, "quantize.embedding.weight", "vq", what).shape
     ch = _need(sd, "encoder.conv_in.weight", "vq", what).shape[0]
@@ -197,7 +195,6 @@ def var_shape(sd: dict, heads: int = 0, patch_nums=None) -> tuple[dict, dict, tu
 
 def var_vae_settings(sd: dict, patch_nums) -> dict:
     """VQGANSettings fields of VAR's VQVAE state dict (vae_ch160v4096z32.pth)."""
-
     what = "VAR's VQVAE (vae_ch160v4096z32.pth)"
     codes, dim = _need(sd, "quantize.embedding.weight", "vae", what).shape
     ch = _need(sd, "encoder.conv_in.weight", "vae", what).shape[0]
@@ -217,7 +214,6 @@ def var_vae_settings(sd: dict, patch_nums) -> dict:
 
 # ----------------------------------------------------------------------------- runs
 def _tokenizer_config(vq: dict):
-
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.model = section(VQGANSettings, name="vqgan", **vq)
@@ -230,7 +226,6 @@ def _tokenizer_config(vq: dict):
 
 def _convert_tokenizer(vq: dict, sd: dict, image_size: int, convert) -> tuple:
     """(VQGANSettings, image DataSpec, generator params) of a tokenizer state dict."""
-
     settings = VQGANSettings(**vq)
     spec = DataSpec((image_size, image_size, 3), 256, 0, "image")
     ImageSpace.of(spec, settings.ch_mult, settings.pad_to,
@@ -239,7 +234,6 @@ def _convert_tokenizer(vq: dict, sd: dict, image_size: int, convert) -> tuple:
 
 
 def _model_config(model_section, data, sample: dict, converted: dict):
-
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.model = model_section
@@ -263,7 +257,6 @@ def _check_out(out: str) -> str:
 
 
 def _save_params_run(workdir: str, config, spec, state, meta: dict) -> None:
-
     ckpt = Checkpointer(workdir)
     ckpt.save(0, state, meta)
     ckpt.close()
@@ -288,7 +281,6 @@ def _write(out: str, config, tok_config, tok_spec, tok_params, params) -> int:
 
 
 def _finish(out, config, params) -> int:
-
     exp = Experiment(config)
 
     want = dict(jax.tree_util.tree_flatten_with_path(exp.abstract_state.params)[0])
@@ -316,7 +308,6 @@ def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0
     """LlamaGen c2i GPT + VQ files -> run directory `out` (`scan_layers`: a run of the
     scanned layout, design rule 23, e.g. to fine-tune the large sizes with remat). Returns a
     summary dict."""
-
     out = _check_out(out)
     gsd, vsd = read_state_dict(gpt, "gpt"), read_state_dict(vq, "vq")
     shape = llamagen_shape(gsd, size, heads)
@@ -354,7 +345,6 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None,
                 scan_layers: bool = False) -> dict:
     """VAR transformer + VQVAE files -> run directory `out` (`scan_layers`: the scanned
     layout, as `convert_llamagen`). Returns a summary dict."""
-
     out = _check_out(out)
     tsd, vsd = read_state_dict(var, "var"), read_state_dict(vae, "vae")
     params, cfg, patch_nums = var_shape(tsd, heads, patch_nums)

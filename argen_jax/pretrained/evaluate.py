@@ -179,7 +179,6 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
 
 
 def _pack_and_score(run, out, num, shards, ref, inception, feature_batch_size, pr_k) -> dict:
-
     parts = []
     for i in range(shards):
         with np.load(shard_path(out, i)) as f:

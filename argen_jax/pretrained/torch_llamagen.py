@@ -176,7 +176,6 @@ def load_torch_checkpoint(path: str) -> dict:
 
 
 def main(argv=None):
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="LlamaGen c2i .pt file")
     p.add_argument("--size", required=True, choices=sorted(SIZES))

@@ -222,7 +222,6 @@ def write_converted(name: str, size: int, convert, ckpt: str, out: str) -> int:
     llamagen_vq16, llamagen_vq8, var_vqvae) for size x size RGB images, converts the PyTorch
     checkpoint `ckpt` with `convert(state_dict, generator)` and writes
     {'params': {'generator': ...}} to `out` (.msgpack). Returns the parameter count."""
-
     settings = VQGANSettings.released(name)
     ImageSpace.of(DataSpec((size, size, 3), 256, 1000, "image"), settings.ch_mult,
                   settings.pad_to, settings.scales if settings.multiscale else None)
