@@ -1,11 +1,11 @@
-"""Configs: typed sections with one source of defaults, and the sections experiments share.
+"""Configs: typed sections with one source of defaults (a leaf: it imports no other layer).
 
 Every family's settings are a frozen dataclass (defaults + validation in `__post_init__`)
 built from its ConfigDict section by `typed`, which rejects unknown keys with the list of
 known ones: the dataclass is the one place a default lives, so experiment files list only
-what differs from it. The helpers below build the sections every experiment file shares,
-written once so they cannot drift apart; `load_sibling` lets a config file reuse another
-file of its folder without putting the repository on sys.path.
+what differs from it (`section`). The sections every experiment file shares are
+`argen_jax/sections.py`; `load_sibling` lets a config file reuse another file of its folder
+without putting the repository on sys.path.
 """
 from __future__ import annotations
 
@@ -118,23 +118,6 @@ def load_sibling(config_file: str, name: str) -> types.ModuleType:
     return module
 
 
-
-
-def parallel_config(model: int = 1, rules=None) -> tuple[ml_collections.ConfigDict,
-                                                          ml_collections.ConfigDict]:
-    """The `mesh` and `sharding` sections: (config.mesh, config.sharding)."""
-    from argen_jax.parallel.mesh import MeshSettings, ShardingSettings
-
-    return section(MeshSettings, model=model), section(ShardingSettings, rules=rules)
-
-
-def train_section(**overrides) -> ml_collections.ConfigDict:
-    """The `train` section (`train/settings.TrainSettings`) with only what differs from it."""
-    from argen_jax.train.settings import TrainSettings
-
-    return section(TrainSettings, **overrides)
-
-
 def parse_args(arg: str | None, known: set[str]) -> set[str]:
     """`get_config`'s comma-separated argument ("tiny,8bit") -> the set of flags; an unknown
     flag is an error that lists the known ones."""
@@ -142,33 +125,3 @@ def parse_args(arg: str | None, known: set[str]) -> set[str]:
     if args - known:
         raise ValueError(f"unknown config arguments {sorted(args - known)}; known: {sorted(known)}")
     return args
-
-
-def photo_patches_data(batch_size: int, eval_batch_size: int, train_limit: int = 0,
-                       test_limit: int = 0) -> ml_collections.ConfigDict:
-    """The `data` section for 32x32 RGB patches of the offline photos
-    (argen_jax/data/patches.py): the fixed split by source photo, shared by every model."""
-    from argen_jax.data.patches import TEST_PHOTOS, TRAIN_PHOTOS  # (data imports jax)
-
-    d = ml_collections.ConfigDict()
-    d.kind = "photo_patches"  # registry: argen_jax.data.patches
-    d.patch_size = 32  # patch side
-    d.train_stride = 16  # train patches overlap by half; test patches never overlap
-    d.train_per_photo = 1500  # at most N train patches per photo, spread (0 = all): without
-    # it retina and hubble_deep_field (mostly black) give 61% of the train patches
-    d.train_photos = TRAIN_PHOTOS  # photo names (argen_jax/data/patches.py)
-    d.test_photos = TEST_PHOTOS  # held-out photos (472 non-overlapping test patches)
-    d.batch_size = batch_size  # global batch
-    d.eval_batch_size = eval_batch_size
-    d.train_limit = train_limit  # spread subset of N train patches (0 = all)
-    d.test_limit = test_limit  # spread subset of N test patches (0 = all)
-    return d
-
-
-def sample_eval_config(num_samples: int, sample_batch_size: int, feature_batch_size: int = 200,
-                       feature_net: str = "") -> ml_collections.ConfigDict:
-    """The `eval` section: sample quality in --mode=eval (`evaluation/sample_eval.EvalSettings`)."""
-    from argen_jax.evaluation.sample_eval import EvalSettings
-
-    return section(EvalSettings, num_samples=num_samples, sample_batch_size=sample_batch_size,
-                   feature_batch_size=feature_batch_size, feature_net=feature_net)

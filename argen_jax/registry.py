@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from argen_jax.data import builders as data_builders
 from argen_jax.errors import ConfigError
-from argen_jax.models import llamagen, pixelcnn, pixelcnnpp, transformer, var, vqgan, wavenet
+from argen_jax.models import igpt, llamagen, pixelcnn, pixelcnnpp, var, vqgan, wavenet
 from argen_jax.models.tokenizer import Tokenizer
 
 # config.model.name -> a subclass of argen_jax.models.base.Family
@@ -16,7 +16,7 @@ FAMILIES = {
     "pixelcnn": pixelcnn.PixelCNNFamily,
     "gated_pixelcnn": pixelcnn.PixelCNNFamily,
     "wavenet": wavenet.WaveNetFamily,
-    "igpt": transformer.IGPTFamily,
+    "igpt": igpt.IGPTFamily,
     "llamagen": llamagen.LlamaGenFamily,
     "pixelcnnpp": pixelcnnpp.PixelCNNPPFamily,
     "vqgan": vqgan.VQGANFamily,

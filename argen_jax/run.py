@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from argen_jax.errors import ConfigError
+from argen_jax.train import loop
 
 MODES = ("train", "eval", "sample")
 
 
 def run(config, workdir: str, mode: str = "train"):
-    from argen_jax.train import loop
-
     if mode == "train":
         return loop.train(config, workdir)
     if mode == "eval":

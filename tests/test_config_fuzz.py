@@ -92,7 +92,7 @@ def _configs(image_folder=None, sine_folder=None, token_files=None):
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    from argen_jax.data.image_folder import make_synthetic_folder
+    from argen_jax.data.synthetic import make_synthetic_folder
 
     root = str(tmp_path_factory.mktemp("fuzz_images"))
     make_synthetic_folder(root, classes=2, per_class=8, val_per_class=4, min_side=36,

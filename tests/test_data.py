@@ -142,7 +142,8 @@ def test_data_settings_defaults_and_errors_name_the_key():
 
 
 def test_audio_spec_round_trips_through_the_run_directory(tmp_path):
-    from argen_jax.io.run_dir import load_spec, save_spec
+    from argen_jax.data.builders import load_spec
+    from argen_jax.io.run_dir import save_spec
 
     spec = pipeline.DataSpec((400,), 256, 2, "audio", sample_rate=8000, hop=40, n_fft=160,
                              n_mels=8, source="/data/speech")

@@ -11,6 +11,7 @@ from argen_jax import config_lib
 from argen_jax.data import image_folder as imf
 from argen_jax.data import preprocess
 from argen_jax.data.grain_loader import GrainLoader, example_seed
+from argen_jax.data.synthetic import make_synthetic_folder
 from argen_jax.errors import ConfigError, DataError
 
 PHOTOS = ("chelsea", "coffee", "astronaut")  # skimage photos: load fast
@@ -19,7 +20,7 @@ PHOTOS = ("chelsea", "coffee", "astronaut")  # skimage photos: load fast
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("imagefolder"))
-    counts = imf.make_synthetic_folder(root, classes=3, per_class=6, val_per_class=2, seed=0,
+    counts = make_synthetic_folder(root, classes=3, per_class=6, val_per_class=2, seed=0,
                                        min_side=40, max_side=90, photos=PHOTOS)
     assert counts == {"train": 18, "val": 6}
     return root
@@ -62,7 +63,7 @@ def test_synthetic_folder_layout_sizes_and_determinism(folder, tmp_path):
     assert len(sizes) > 5  # random sizes
     a, b, c = (str(tmp_path / n) for n in "abc")
     for out, seed in ((a, 5), (b, 5), (c, 6)):
-        imf.make_synthetic_folder(out, 1, 2, seed=seed, min_side=30, max_side=40,
+        make_synthetic_folder(out, 1, 2, seed=seed, min_side=30, max_side=40,
                                   photos=PHOTOS[:1])
     rel = "train/n00000000/n00000000_000001.JPEG"
     read = lambda d: open(os.path.join(d, rel), "rb").read()

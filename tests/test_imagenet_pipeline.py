@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from argen_jax.data.image_folder import make_synthetic_folder
+from argen_jax.data.synthetic import make_synthetic_folder
 from experiments.llamagen import imagenet as llamagen_imagenet
 from experiments.tokenizer import imagenet as tokenizer_imagenet
 from experiments.var import imagenet as var_imagenet

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from argen_jax.convert.llamagen_torch import convert_gpt, unwrap
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError
 from argen_jax.models.llamagen import (
@@ -18,6 +17,7 @@ from argen_jax.models.llamagen import (
     ffn_dim,
     llamagen_decoder,
 )
+from argen_jax.pretrained.torch_llamagen import convert_gpt, unwrap
 from argen_jax.sampling.loop import sample_keys
 from experiments.llamagen.fashion_mnist import get_config
 from tests.model_utils import random_params
@@ -142,7 +142,7 @@ def test_family_trains_and_samples_through_the_shared_loop(tmp_path):
     """Config -> registry -> token data -> shared training loop: test bits per token fall
     well below the uniform log2(V); guided samples of the trained model are token maps in
     range, mostly the class's ramp."""
-    from argen_jax.train.loop import _restored, train
+    from argen_jax.train.loop import restore_experiment, train
 
     path, workdir = str(tmp_path / "tok.npz"), str(tmp_path / "w")
     _write_tokens(path)
@@ -153,7 +153,7 @@ def test_family_trains_and_samples_through_the_shared_loop(tmp_path):
     cfg.sample.cfg_scale = 2.0
     out = train(cfg, workdir)
     assert out["eval/bpd"] < 0.5 * np.log2(V), out  # bits per token (dims = tokens)
-    exp, state = _restored(cfg, workdir)
+    exp, state = restore_experiment(cfg, workdir)
     assert isinstance(exp.family, LlamaGenFamily)
     samples = np.asarray(exp.sample(exp.eval_params(state), 6, seed=0))  # labels k % C
     assert samples.shape == (6, L) and samples.min() >= 0 and samples.max() < V

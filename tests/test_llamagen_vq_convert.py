@@ -1,4 +1,4 @@
-"""LlamaGen VQ tokenizer converter (argen_jax/convert/llamagen_vq_torch.py): key coverage and
+"""LlamaGen VQ tokenizer converter (argen_jax/pretrained/torch_llamagen_vq.py): key coverage and
 errors, and the converted model against an independent NumPy forward pass of LlamaGen's
 encoder -> quantizer -> decoder written on the torch-layout arrays (NCHW, [out, in, kh, kw])."""
 import jax
@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from argen_jax.convert.llamagen_vq_torch import convert_vq, expected_params
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError
 from argen_jax.models import vqgan
 from argen_jax.pretrained.layouts import llamagen_vq_shapes
+from argen_jax.pretrained.torch_llamagen_vq import convert_vq, expected_params
 from experiments.tokenizer import llamagen
 
 # ----------------------------------------------------------------------------- state dict

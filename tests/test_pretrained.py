@@ -20,7 +20,7 @@ from argen_jax.layers.vq_nets import VQModel
 from argen_jax.models.vqgan import variables
 from argen_jax.pretrained import convert, layouts
 from argen_jax.pretrained.__main__ import main
-from argen_jax.pretrained.evaluate import evaluate, open_run
+from argen_jax.pretrained.evaluate import evaluate, open_preset
 from argen_jax.run import run
 from tests.test_inception import _random_state_dict as random_inception
 
@@ -116,8 +116,8 @@ def test_scanned_conversions_hold_the_stacked_layers_and_sample_the_same(files, 
         chex.assert_trees_all_equal(unstack_layers(s), p)
         tokens = []
         for run_dir in (plain, scanned):
-            exp, params, _, _ = open_run(run_dir)
-            tokens.append(np.asarray(exp.sample(params, 3, 0, batch_size=3)))
+            run, _, _ = open_preset(run_dir)
+            tokens.append(np.asarray(run.sample(3, 0, batch_size=3)))
         np.testing.assert_array_equal(*tokens)
 
 
@@ -222,10 +222,10 @@ TORCH_BICUBIC_8_TO_6 = [
 def test_samples_are_resized_like_llamagens_protocol(llamagen_run, tmp_path):
     m = torch_bicubic_matrix(8, 6)
     np.testing.assert_allclose(m, np.asarray(TORCH_BICUBIC_8_TO_6), atol=1e-6)
-    exp, params, _, _ = open_run(llamagen_run)
-    tokens = exp.sample(params, 4, 0, start_index=0, batch_size=4)  # what evaluate draws
-    tok = exp.family.tokenizer
-    x = np.asarray(tok.model.apply(variables(tok.params), exp.family.token_maps(tokens),
+    run, _, _ = open_preset(llamagen_run)
+    tokens = run.sample(4, 0, start_index=0, batch_size=4)  # what evaluate draws
+    tok = run.family.tokenizer
+    x = np.asarray(tok.model.apply(variables(tok.params), run.family.token_maps(tokens),
                                    method=VQModel.decode))  # model space, before rounding
     want = np.clip(np.round((np.einsum("ph,bhwc,qw->bpqc", m, x, m) + 1) * 127.5), 0, 255)
     res = evaluate(llamagen_run, num=4, out=str(tmp_path / "e"), shard_size=4, image_size=6)

@@ -206,8 +206,8 @@ def test_scanned_llamagen_converts_from_a_state_dict_and_samples_like_its_full_p
     """A scanned LlamaGen config converts LlamaGen's (unrolled) state dict into its stacked
     layout; it reproduces the reference forward pass and its greedy CFG sampler through the
     stacked KV cache picks the argmax of its own full pass's guided logits."""
-    from argen_jax.convert.llamagen_torch import convert_gpt
     from argen_jax.models.llamagen import LlamaGenFamily, ffn_dim
+    from argen_jax.pretrained.torch_llamagen import convert_gpt
     from experiments.llamagen.fashion_mnist import get_config
     from tests.test_llamagen import _llamagen_state_dict, _reference_forward
 

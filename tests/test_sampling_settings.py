@@ -8,11 +8,12 @@ import pytest
 
 from argen_jax.config_lib import section, typed
 from argen_jax.errors import ConfigError
+from argen_jax.models.igpt import IGPTSettings
 from argen_jax.models.labels import ClassLabels, LabelSettings
 from argen_jax.models.llamagen import SIZES, LlamaGenSettings, ffn_dim, llamagen_decoder
-from argen_jax.models.transformer import IGPTSettings
 from argen_jax.models.var import VARSettings
-from argen_jax.sampling.processors import SamplingSettings, cfg_combine, guided_step_fn
+from argen_jax.sampling.processors import cfg_combine, guided_step_fn
+from argen_jax.sampling.settings import SamplingSettings
 from experiments.igpt import mnist
 from experiments.llamagen import fashion_mnist as llamagen_cfg
 from experiments.var import fashion_mnist as var_cfg

@@ -18,7 +18,8 @@ from argen_jax.layers.attention import seek_caches
 from argen_jax.models.llamagen import LlamaGenFamily
 from argen_jax.models.transformer import Decoder, decoder_steps, sample_decoder
 from argen_jax.sampling.loop import sample_keys
-from argen_jax.sampling.processors import SamplingSettings, cfg_combine, process_logits
+from argen_jax.sampling.processors import cfg_combine, process_logits
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.sampling.speculative import tokens_of
 from experiments.llamagen.fashion_mnist import get_config
 from tests.model_utils import random_params

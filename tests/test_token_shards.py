@@ -159,7 +159,8 @@ def test_tencrop_needs_an_image_folder(tmp_path):
 
 def test_tencrop_of_an_image_folder_stores_ten_maps_per_image(tmp_path):
     from argen_jax.data import preprocess
-    from argen_jax.data.image_folder import ImageFolderSource, make_synthetic_folder
+    from argen_jax.data.image_folder import ImageFolderSource
+    from argen_jax.data.synthetic import make_synthetic_folder
 
     make_synthetic_folder(str(tmp_path / "f"), classes=2, per_class=3, val_per_class=2,
                           min_side=30, max_side=50)

@@ -71,6 +71,8 @@ def test_train_eval_sample(tmp_path):
     again = run(tiny_config(), wd, "sample")  # beside the training grid and the first one
     assert [os.path.basename(p) for p in paths + again] == [
         "step_0000008_sample_seed0.png", "step_0000008_sample_seed0_2.png"]
+    # --mode=sample (inference.open_run: no optimizer, no data) draws the training run's grid
+    assert open(paths[0], "rb").read() == grid
     assert open(os.path.join(wd, "samples", "step_0000008.png"), "rb").read() == grid
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from argen_jax.data.pipeline import DataSpec
-from argen_jax.models.transformer import Decoder, IGPTFamily, decoder_steps
+from argen_jax.models.igpt import IGPTFamily
+from argen_jax.models.transformer import Decoder, decoder_steps
 from argen_jax.sampling.loop import LoopState, autoregressive_scan, sample_keys
 from argen_jax.sampling.processors import (
-    SamplingSettings,
     categorical_draw,
     cfg_combine,
     cfg_scale_schedule,
@@ -20,6 +20,7 @@ from argen_jax.sampling.processors import (
     top_k_filter,
     top_p_filter,
 )
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.sampling.tokens import sample_tokens
 from experiments.igpt.mnist import get_config
 from tests.model_utils import random_params

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from argen_jax.convert import var_torch
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.layers import quantizer as qlib
 from argen_jax.models import var as varlib
 from argen_jax.models import vqgan
 from argen_jax.models.tokenizer import Tokenizer
+from argen_jax.pretrained import torch_var
 from argen_jax.pretrained.layouts import var_shapes
 from argen_jax.sampling.loop import sample_keys
 from argen_jax.sampling.processors import cfg_combine, cfg_scale_schedule
@@ -261,7 +261,7 @@ def test_converter_matches_reference_forward():
     rng = np.random.default_rng(0)
     patch_nums = (1, 2, 3)
     sd = _random_var_state_dict(rng, patch_nums=patch_nums)
-    params, cfg = var_torch.convert_var_state_dict(sd, patch_nums=patch_nums)
+    params, cfg = torch_var.convert_var_state_dict(sd, patch_nums=patch_nums)
     assert cfg["depth"] == 2 and cfg["num_heads"] == 2 and cfg["attn_l2_norm"]
     model = varlib.VARTransformer(**cfg)
     labels = np.array([0, 3])
@@ -285,10 +285,10 @@ def test_converter_matches_reference_forward():
         def numpy(self):
             return self.a
 
-    p2, _ = var_torch.convert_var_state_dict({k: Tensor(v) for k, v in sd.items()},
+    p2, _ = torch_var.convert_var_state_dict({k: Tensor(v) for k, v in sd.items()},
                                              patch_nums=patch_nums)
     chex.assert_trees_all_equal(p2, params)
     with pytest.raises(CheckpointError, match="patch_nums"):
-        var_torch.convert_var_state_dict(sd)  # ImageNet scales do not fit this pos_1LC
+        torch_var.convert_var_state_dict(sd)  # ImageNet scales do not fit this pos_1LC
     with pytest.raises(CheckpointError, match="not understood"):
-        var_torch.convert_var_state_dict(dict(sd, extra=np.zeros(1)), patch_nums=patch_nums)
+        torch_var.convert_var_state_dict(dict(sd, extra=np.zeros(1)), patch_nums=patch_nums)

@@ -1,4 +1,4 @@
-"""VAR VQVAE converter (argen_jax/convert/var_vq_torch.py): key coverage and errors, and the
+"""VAR VQVAE converter (argen_jax/pretrained/torch_var_vq.py): key coverage and errors, and the
 converted model against an independent NumPy forward pass of VAR's VQVAE on the torch-layout
 arrays. VAR's encoder / decoder are LlamaGen's net under other key names, so the reference
 renames the keys (here, independently of the converter) and reuses the LlamaGen NumPy net;
@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from argen_jax.convert.var_vq_torch import convert_vqvae
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError
 from argen_jax.models import vqgan
+from argen_jax.pretrained.torch_var_vq import convert_vqvae
 from experiments.tokenizer import llamagen
 from tests.test_llamagen_vq_convert import (
     _conv_k,

@@ -190,7 +190,7 @@ def test_tokenizer_load_restores_only_params_and_matches_the_trained_ones(tmp_pa
     workdir = str(tmp_path / "tok")
     loop.train(c, workdir)
     tok = Tokenizer.load(workdir)
-    exp, state = loop._restored(c, workdir)
+    exp, state = loop.restore_experiment(c, workdir)
     trained = Tokenizer.of(exp.family, exp.eval_params(state))
     assert tok.step == 3 and tok.token_shapes == trained.token_shapes == [(8, 8)]
     x = _batch(4, seed=3)["image"]

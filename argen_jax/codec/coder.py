@@ -25,8 +25,11 @@ from tqdm import tqdm
 
 from argen_jax.codec import format as fmt
 from argen_jax.codec.tables import code_length_bits, coder_weights, frequencies
-from argen_jax.errors import CodecError, DataError
+from argen_jax.errors import CheckpointError, CodecError, DataError
+from argen_jax.inference import open_run
+from argen_jax.io.run_dir import load_config
 from argen_jax.models.base import CodesLosslessly, Family
+from argen_jax.parallel.mesh import create_mesh
 
 _MODEL = constriction.stream.model.Categorical(perfect=False)  # exact for `coder_weights`
 
@@ -94,15 +97,9 @@ class Codec:
     @classmethod
     def load(cls, workdir: str) -> Codec:
         """The newest checkpoint of a trained run (its Polyak average when it kept one)."""
-        from argen_jax import registry
-        from argen_jax.errors import CheckpointError
-        from argen_jax.io.checkpoint import restore_eval_params
-        from argen_jax.io.run_dir import load_config, run_spec
-
         config = load_config(workdir, CheckpointError, "a trained run")
-        family = registry.build_family(config, run_spec(workdir, config))
-        params, step = restore_eval_params(workdir, config)
-        return cls(family, params, workdir, step)
+        run = open_run(workdir, config, mesh=create_mesh(devices=jax.local_devices()[:1]))
+        return cls(run.family, run.params, workdir, run.step)
 
     @property
     def dtype(self):

@@ -7,6 +7,8 @@ contract between the two is declared in one place.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from argen_jax.errors import ConfigError
 
 MASK = "mask"  # float32 [B]: 1 for real examples, 0 for the padding of the last eval batch
@@ -28,3 +30,20 @@ def check_batching(s) -> None:
     for name in ("eval_batch_size", "train_limit", "test_limit"):
         if getattr(s, name) < 0:
             raise ConfigError(f"data.{name}={getattr(s, name)} must be >= 0")
+
+
+def example_batch(spec, rows: int = 1) -> dict:
+    """A batch of zeros with the keys and shapes a source of `spec` (a `DataSpec`) produces:
+    enough for `Family.init` to fix the parameter shapes (under `jax.eval_shape`) without
+    building the data source (`inference.open_run`)."""
+    out = {MASK: np.ones((rows,), np.float32), LABEL: np.zeros((rows,), np.int32)}
+    if spec.kind == "tokens":
+        out[TOKENS] = np.zeros((rows, *spec.shape), np.int32)
+    elif spec.kind == "audio":
+        out[AUDIO] = np.zeros((rows, *spec.shape), np.uint8)
+        out[VALID] = np.ones((rows, *spec.shape), np.float32)
+        if spec.n_mels:
+            out[MEL] = np.zeros((rows, spec.shape[0] // spec.hop, spec.n_mels), np.float32)
+    else:
+        out[IMAGE] = np.zeros((rows, *spec.shape), np.uint8 if spec.levels <= 256 else np.int32)
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from argen_jax.data import audio, image_folder, patches, pipeline, tokens
 from argen_jax.errors import ConfigError
+from argen_jax.io.run_dir import SPEC_FILE, load_spec_fields
 
 BUILDERS = {
     "image": pipeline.build_image_data,
@@ -24,3 +25,21 @@ def build_data(data_cfg, seed: int):
     if kind not in BUILDERS:
         raise ConfigError(f"unknown data.kind {kind!r}; known: {sorted(BUILDERS)}")
     return BUILDERS[kind](data_cfg, seed)
+
+
+def load_spec(workdir: str) -> pipeline.DataSpec | None:
+    """The `DataSpec` of workdir/data_spec.json, or None for a run written before it existed."""
+    fields = load_spec_fields(workdir)
+    if fields is None:
+        return None
+    try:
+        return pipeline.DataSpec(**fields)
+    except TypeError as e:
+        raise ConfigError(f"{workdir}/{SPEC_FILE} is not a readable data spec ({e})") from e
+
+
+def run_spec(workdir: str, config) -> pipeline.DataSpec:
+    """The run's `DataSpec`: data_spec.json, or (a run written before it existed) the spec of
+    the data its config builds."""
+    spec = load_spec(workdir)
+    return build_data(config.data, config.seed).spec if spec is None else spec

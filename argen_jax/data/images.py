@@ -16,8 +16,9 @@ import zlib
 
 import numpy as np
 
-from argen_jax.config_lib import typed
+from argen_jax.config_lib import check_choice, typed
 from argen_jax.data.batch import check_batching
+from argen_jax.data.tfds_source import open_data_source
 from argen_jax.errors import ConfigError, DataError
 
 SOURCES = ("mnist_offline", "digits", "idx", "tfds")  # data.name
@@ -50,9 +51,7 @@ class ImageDataSettings:
         if self.name not in SOURCES:
             raise DataError(f"unknown data.name {self.name!r}; known image sources: "
                             f"{', '.join(SOURCES)}")
-        if self.binarize not in BINARIZE:
-            raise ConfigError(f"data.binarize must be one of {BINARIZE}, got "
-                              f"{self.binarize!r}")
+        check_choice(self, "binarize", BINARIZE, "data")
         if self.binarize_seed < 0:
             raise ConfigError(f"data.binarize_seed must be >= 0, got {self.binarize_seed}")
         if self.name == "tfds" and not self.tfds_name:
@@ -165,8 +164,6 @@ def load_tfds(name: str, split: str, data_dir: str | None = None,
     Users prepare the dataset once (`tfds build`); here it is read into memory (small sets of
     one image size: MNIST, CIFAR). Large or mixed-size datasets go through data.kind=
     'image_folder' with data.tfds_name, which reads record by record (`data/tfds_source.py`)."""
-    from argen_jax.data.tfds_source import open_data_source
-
     src = open_data_source(name, split, data_dir or "")
     records = [src[i] for i in range(len(src))]
     images = np.stack([np.asarray(r[image_key], np.uint8) for r in records])

@@ -36,7 +36,7 @@ SOURCES = ("skimage", "sklearn", "matplotlib")
 
 @dataclasses.dataclass(frozen=True)
 class PatchDataSettings:
-    """`config.data` of data.kind='photo_patches' (`config_lib.photo_patches_data` is the
+    """`config.data` of data.kind='photo_patches' (`sections.photo_patches_data` is the
     split every model of these patches shares)."""
 
     kind: str = "photo_patches"  # registry: which data builder (data/builders.py)

@@ -27,9 +27,12 @@ import numpy as np
 from argen_jax.config_lib import typed
 from argen_jax.data import batch as keys
 from argen_jax.data.batch import check_batching
+from argen_jax.data.images import load_image_set
+from argen_jax.data.patches import PatchDataSettings, load_patch_split
 from argen_jax.data.pipeline import DataSpec, RandomAccessBatcher, sequential_batches
 from argen_jax.data.token_shards import check_labels, is_shard_store, load_token_shards
 from argen_jax.errors import ConfigError, DataError
+from argen_jax.io.run_dir import load_config
 
 REQUIRED = ("train_tokens", "train_labels", "test_tokens", "test_labels", "token_shape",
             "codebook_size")
@@ -140,8 +143,6 @@ class TokenData:
 
     def tokenizer_config(self):
         """The tokenizer run's config (its config.json)."""
-        from argen_jax.io.run_dir import load_config
-
         return load_config(self.spec.tokenizer, ConfigError,
                            "the tokenizer's workdir (data.tokenizer)")
 
@@ -162,9 +163,6 @@ class TokenData:
 def image_test_split(cfg):
     """The test `ImageSet` of an image data section (data.kind 'image' or 'photo_patches'),
     e.g. the one a tokenizer was trained on."""
-    from argen_jax.data.images import load_image_set
-    from argen_jax.data.patches import PatchDataSettings, load_patch_split
-
     kind = cfg.kind if "kind" in cfg else "image"
     if kind == "photo_patches":
         return load_patch_split(typed(PatchDataSettings, cfg, "data"), "test")

@@ -19,8 +19,11 @@ import os
 
 import numpy as np
 
+from argen_jax.config_lib import check_choice
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation import metrics
+from argen_jax.evaluation.feature_net import SmallNetExtractor
+from argen_jax.evaluation.inception import InceptionExtractor
 
 FEATURES = ("smallnet", "inception")
 
@@ -41,9 +44,7 @@ class EvalSettings:
     cache_dir: str = ""  # test-set features cache ('' = WORKDIR/eval_cache)
 
     def __post_init__(self):
-        if self.features not in FEATURES:
-            raise ConfigError(f"eval.features must be 'smallnet' or 'inception', got "
-                              f"{self.features!r}")
+        check_choice(self, "features", FEATURES, "eval")
         for name in ("num_samples", "feature_batch_size", "pr_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"eval.{name} must be >= 1, got {getattr(self, name)}")
@@ -55,14 +56,12 @@ class EvalSettings:
 def build_extractor(ecfg: EvalSettings):
     kind = ecfg.features
     if kind == "smallnet":
-        from argen_jax.evaluation.feature_net import SmallNetExtractor
 
         if not ecfg.feature_net:
             raise ConfigError("eval.features='smallnet' needs eval.feature_net (a .npz from "
                               "experiments/evaluation/train_feature_net.py)")
         return SmallNetExtractor(os.path.expanduser(ecfg.feature_net))
     if kind == "inception":
-        from argen_jax.evaluation.inception import InceptionExtractor
 
         if not ecfg.inception_weights:
             raise ConfigError("eval.features='inception' needs eval.inception_weights (see "

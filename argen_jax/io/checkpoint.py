@@ -213,19 +213,21 @@ class Checkpointer:
         self.manager.close()
 
 
-def restore_params(workdir: str, key: str = "params", step: int | None = None):
+def restore_params(workdir: str, key: str = "params", step: int | None = None, target=None):
     """(the `key` subtree of the saved TrainState ('params' or 'ema_params'), its step) from
-    the newest (or `step`'s) checkpoint of `workdir`, on the default device, without a target
-    state, a mesh or an optimizer: only that subtree is read. One-line CheckpointErrors."""
+    the newest (or `step`'s) checkpoint of `workdir`, without the rest of the state (no
+    optimizer): only that subtree is read. `target`: a tree of `jax.ShapeDtypeStruct`s with
+    the shardings to restore onto (the saved shapes must match it); None: the saved shapes,
+    on this process's first device. One-line CheckpointErrors."""
     directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     if not os.path.isdir(directory):
-        raise CheckpointError(f"no checkpoint in {directory}")
+        raise CheckpointError(f"no checkpoint in {directory}: train first (mode=train)")
     manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
         create=False, read_only=True))
     step = manager.latest_step() if step is None else step
     manager.close()
     if step is None:
-        raise CheckpointError(f"no checkpoint in {directory}")
+        raise CheckpointError(f"no checkpoint in {directory}: train first (mode=train)")
     path = os.path.join(directory, str(step), "state")
     _quiet_closed_loop()
     try:
@@ -233,22 +235,41 @@ def restore_params(workdir: str, key: str = "params", step: int | None = None):
         tree = ckptr.metadata(path).item_metadata
         if key not in tree:
             raise KeyError(f"no {key!r} in the saved state")
+        saved = tree[key]
+    except Exception as e:  # noqa: BLE001 - corrupt files surface as many error types
+        raise _unreadable(path, e) from e
+    if target is None:
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-                              tree[key])
-        args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), tree[key])
+                              saved)
+    else:
+        same = jax.tree.structure(saved) == jax.tree.structure(target) and all(
+            tuple(a.shape) == tuple(b.shape)
+            for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(target), strict=True))
+        if not same:
+            raise CheckpointError(
+                f"checkpoint {path} does not match this config's model (was it written by a "
+                f"different config?): {len(jax.tree.leaves(saved))} saved arrays vs "
+                f"{len(jax.tree.leaves(target))}, or other shapes")
+    try:
+        args = jax.tree.map(lambda t: ocp.ArrayRestoreArgs(sharding=t.sharding), target)
         out = ckptr.restore(path, args=ocp.args.PyTreeRestore(
             item={key: target}, restore_args={key: args}, partial_restore=True))
     except Exception as e:  # noqa: BLE001 - corrupt files surface as many error types
-        msg = str(e).splitlines()[0][:300] if str(e) else ""
-        raise CheckpointError(f"checkpoint {path} could not be read (corrupt or incomplete?): "
-                              f"{type(e).__name__}: {msg}") from e
+        raise _unreadable(path, e) from e
     return out[key], int(step)
 
 
-def restore_eval_params(workdir: str, config, use_ema: bool = True):
+def _unreadable(path: str, e: Exception) -> CheckpointError:
+    msg = str(e).splitlines()[0][:300] if str(e) else ""
+    return CheckpointError(f"checkpoint {path} could not be read (corrupt or incomplete?): "
+                           f"{type(e).__name__}: {msg}")
+
+
+def restore_eval_params(workdir: str, config, use_ema: bool = True, target=None):
     """(params, step) of the newest checkpoint as evaluation and sampling use them: the
-    Polyak average when the run kept one (`train.ema_decay` > 0) and `use_ema`."""
+    Polyak average when the run kept one (`train.ema_decay` > 0) and `use_ema`. `target`:
+    as `restore_params`."""
     train = config.get("train")
     ema = use_ema and train is not None and float(train.get("ema_decay") or 0.0) > 0
-    return restore_params(workdir, "ema_params" if ema else "params")
+    return restore_params(workdir, "ema_params" if ema else "params", target=target)

@@ -1,5 +1,7 @@
-"""A run directory's config: `train()` writes workdir/config.json, every tool that reopens a
-run (tokenizer loading, token datasets, tokenize_dataset.py, VAR in-painting) reads it here."""
+"""A run directory's files: `train()` writes workdir/config.json and data_spec.json, every tool
+that reopens a run (`inference.open_run`, tokenizer loading, token datasets,
+tokenize_dataset.py) reads them here; the workdir lock. Pure file I/O: what the files mean
+(a `DataSpec`, a family) is built by the layers above."""
 from __future__ import annotations
 
 import dataclasses
@@ -47,30 +49,18 @@ def save_spec(spec, workdir: str) -> None:
             json.dump(dataclasses.asdict(spec), f, indent=2)
 
 
-def load_spec(workdir: str):
-    """The run's `DataSpec`, or None for a run written before data_spec.json existed."""
-    from argen_jax.data.pipeline import DataSpec
-
+def load_spec_fields(workdir: str) -> dict | None:
+    """The fields of workdir/data_spec.json (lists as tuples), or None for a run written
+    before data_spec.json existed (`data.builders.run_spec` makes the `DataSpec`)."""
     path = os.path.join(workdir, SPEC_FILE)
     if not os.path.isfile(path):
         return None
     try:
         with open(path) as f:
             d = json.load(f)
-        return DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-    except (OSError, ValueError, TypeError) as e:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    except (OSError, ValueError, AttributeError) as e:
         raise ConfigError(f"{path!r} is not a readable data spec ({e})") from e
-
-
-def run_spec(workdir: str, config: ml_collections.ConfigDict):
-    """The run's `DataSpec`: data_spec.json, or (a run written before it existed) the spec of
-    the data its config builds."""
-    spec = load_spec(workdir)
-    if spec is None:
-        from argen_jax.data.builders import build_data
-
-        spec = build_data(config.data, config.seed).spec
-    return spec
 
 
 LOCK_FILE = ".lock"

@@ -6,7 +6,7 @@ The conv ResNet downsamples by 2^(len(ch_mult) - 1) (8 or 16 for 256px data; 4 f
 quantizer is `layers.quantizer.VectorQuantizer` (one token map, LlamaGen) or
 `MultiScaleResidualQuantizer` (one token map per scale, VAR). `ImageSpace` maps integer
 images to the nets' padded [-1, 1] space and back. Parameter names are those the
-checkpoints and the PyTorch converters (`argen_jax/convert/*_vq_torch.py`) use. `remat`
+checkpoints and the PyTorch converters (`argen_jax/pretrained/torch_*_vq.py`) use. `remat`
 rematerialises every ResBlock (`layers/repeat.remat_block`; same parameters and names).
 """
 from __future__ import annotations

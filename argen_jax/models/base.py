@@ -32,6 +32,7 @@ import numpy as np
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import ConfigError, DataError
 from argen_jax.sampling.loop import Steps
+from argen_jax.sampling.settings import SamplingSettings
 
 # Parameter-group labels with a fixed meaning for the optimizer (`ParamGroups`); any other
 # label is a trained group with its own AdamW (its own moments and gradient clipping).
@@ -40,9 +41,16 @@ ASSIGNED = "assign"  # updated by assignment through `assign_surrogate` (EMA cod
 
 
 class Family(abc.ABC):
+    # the family's own defaults of config.sample (under the config's keys), e.g. VAR's
+    # cfg_schedule='linear'
+    sampling_defaults: dict = {}
+
     def __init__(self, config, spec: DataSpec):
         self.config = config
         self.spec = spec
+        # config.sample typed once per run: the Experiment, inference.Run and the sampler
+        # all read this one
+        self.sampling = SamplingSettings.from_config(config, **self.sampling_defaults)
 
     @abc.abstractmethod
     def init(self, rng: jax.Array, batch: dict) -> dict:

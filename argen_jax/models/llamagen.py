@@ -20,7 +20,7 @@ classifier-free guidance (a constant or scheduled scale, optionally only for the
 cfg_interval + 2 tokens, as LlamaGen's `cfg_interval`), temperature, top-k and top-p. Samples
 are token maps [B, L]; `to_images` / `save_samples` decode them with the tokenizer.
 
-`SIZES` are LlamaGen's published c2i shapes; `convert/llamagen_torch.py` imports its released
+`SIZES` are LlamaGen's published c2i shapes; `pretrained/torch_llamagen.py` imports its released
 PyTorch checkpoints into these parameters.
 """
 from __future__ import annotations
@@ -43,7 +43,6 @@ from argen_jax.models.transformer import (
     DecoderSettings,
     sample_decoder,
 )
-from argen_jax.sampling.processors import SamplingSettings
 
 # LlamaGen's GPT configs (autoregressive/models/gpt.py): name -> (layers, heads, width), with
 # the parameter counts the paper states (ImageNet 256: 16384 codes, 1000 classes, 16x16 map).
@@ -141,7 +140,6 @@ class LlamaGenFamily(DecoderCoding, TokenImageFamily):
         self.num_tokens = spec.shape[0]
         self.model = m.llamagen_decoder(spec.levels, self.num_classes, spec.grid)
         self.token_noise = m.token_noise
-        self.sampling = SamplingSettings.from_config(config)
 
     # ---------------------------------------------------------------- sequences
     def prompt(self, labels: jax.Array) -> jax.Array:

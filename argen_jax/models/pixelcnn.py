@@ -34,7 +34,6 @@ from argen_jax.layers.shifted_conv import (
 from argen_jax.models.base import CodingSymbols, Family, RasterCoding, categorical_symbols
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
-from argen_jax.sampling.processors import SamplingSettings
 
 CENTER = ((0, 0),)
 
@@ -197,7 +196,6 @@ class PixelCNNFamily(RasterCoding, Family):
         self.model = MODELS[name](levels=spec.levels, channels=spec.shape[-1],
                                   num_classes=num_classes, **self.settings.network_fields())
         self.conditional = bool(num_classes)
-        self.sampling = SamplingSettings.from_config(config)
         self.sampling.no_speculative("pixelcnn")
 
     def _labels(self, batch):

@@ -43,7 +43,6 @@ from argen_jax.layers.shifted_conv import (
 from argen_jax.models.base import CodingSymbols, Family, RasterCoding
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
-from argen_jax.sampling.processors import SamplingSettings
 
 CENTER = ((0, 0),)
 U_TAPS = down_shifted_offsets(2, 3)  # u stream: rows i-1, i; columns j-1..j+1
@@ -204,7 +203,6 @@ class PixelCNNPPFamily(RasterCoding, Family):
         self.model = PixelCNNPP(levels=spec.levels, channels=spec.shape[-1],
                                 num_classes=num_classes, **s.network_fields())
         self.conditional = bool(num_classes)
-        self.sampling = SamplingSettings.from_config(config)
         self.sampling.temperature_only("the logistic mixture")  # a ConfigError for top_k / p
         self.sampling.no_speculative("pixelcnnpp")
 

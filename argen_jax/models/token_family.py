@@ -24,6 +24,7 @@ import numpy as np
 
 from argen_jax import config_lib
 from argen_jax.errors import ConfigError
+from argen_jax.evaluation.images import save_image_grid
 from argen_jax.layers import quantizer as qlib
 from argen_jax.models.base import Family
 from argen_jax.models.labels import ClassLabels, LabelSettings
@@ -87,8 +88,6 @@ class TokenImageFamily(Family):
     def save_samples(self, samples: np.ndarray, path_stem: str) -> list[str]:
         """A grid of decoded samples, one column per class (sample k has label k % classes),
         and the raw token maps next to it (.npy)."""
-        from argen_jax.evaluation.images import save_image_grid
-
         path = path_stem + ".png"
         os.makedirs(os.path.dirname(path), exist_ok=True)
         np.save(path_stem + "_tokens.npy", np.asarray(samples))

@@ -18,7 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from argen_jax import config_lib
+from argen_jax.data.builders import run_spec
 from argen_jax.errors import CheckpointError
+from argen_jax.io.checkpoint import restore_eval_params
+from argen_jax.io.run_dir import load_config
 from argen_jax.layers.vq_nets import ImageSpace, VQModel
 from argen_jax.models.vqgan import VQGANSettings, variables
 
@@ -61,9 +64,6 @@ class Tokenizer:
         """The newest checkpoint of the tokenizer run in `workdir` (its Polyak-averaged params
         when the run kept them and `use_ema`). One-line CheckpointError when `workdir` is not
         a tokenizer run, has no checkpoint or a damaged one."""
-        from argen_jax.io.checkpoint import restore_eval_params
-        from argen_jax.io.run_dir import load_config, run_spec
-
         config = load_config(workdir, CheckpointError, "a tokenizer workdir")
         model = config.get("model")
         name = model.get("name") if model is not None else None

@@ -1,4 +1,4 @@
-"""Llama-style decoder-only transformer, and the Image-GPT pixel family ('igpt').
+"""The Llama-style decoder-only transformer every token family shares (IGPT, LlamaGen).
 
 `Decoder` maps input ids [B, T] to next-token logits [B, T, V] (float32). Input ids below
 `vocab_size` are tokens; ids `vocab_size + c` are class tokens (c = num_classes is the null
@@ -29,19 +29,15 @@ from flax import linen as nn
 
 from argen_jax import config_lib
 from argen_jax.errors import ConfigError
-from argen_jax.evaluation.likelihood import nll_loss_and_sums
-from argen_jax.heads.categorical import categorical_nll
 from argen_jax.layers.attention import ATTENTION_IMPLS, KVCache, seek_caches
+from argen_jax.layers.llama_block import LlamaBlock, RMSNorm
 from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_ids
 from argen_jax.layers.repeat import check_remat, repeated_block
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
-from argen_jax.layers.transformer import LlamaBlock, RMSNorm
-from argen_jax.models.base import CodingSymbols, Family, categorical_symbols, check_coding_shape
-from argen_jax.models.flops import TRAIN_MULTIPLIER, decoder_forward_flops
-from argen_jax.models.labels import ClassLabels, LabelSettings
+from argen_jax.models.base import CodingSymbols, categorical_symbols, check_coding_shape
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.sampling.speculative import speculative_token_steps, tokens_of
 from argen_jax.sampling.tokens import token_steps
 
@@ -53,29 +49,103 @@ def cache_index(cache) -> jax.Array:
     return cache[0].index if isinstance(cache, tuple) else cache.index[0]
 
 
+def config_dtype(name: str, key: str):
+    """The jnp dtype a `config.model.<key>` string names; a ConfigError naming the key."""
+    try:
+        return jnp.dtype(name)
+    except TypeError:
+        raise ConfigError(f"model.{key}={name!r} is not a dtype (e.g. 'float32', "
+                          f"'bfloat16')") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderSettings:
+    """The `Decoder` fields of a `config.model` section (IGPT, LlamaGen)."""
+
+    width: int = 128  # residual stream width
+    depth: int = 4  # Llama blocks
+    num_heads: int = 4  # query heads
+    num_kv_heads: int = 0  # grouped KV heads (0: = num_heads)
+    head_dim: int = 0  # 0: width // num_heads
+    mlp_dim: int = 384  # SwiGLU hidden width
+    dropout: float = 0.0  # embeddings and residual branches
+    rope_theta: float = 10000.0  # RoPE base
+    norm_eps: float = 1e-6  # RMSNorm epsilon
+    dtype: str = "float32"  # compute dtype ('bfloat16' on accelerators)
+    param_dtype: str = "float32"  # parameter storage dtype
+    remat: str = "none"  # per-block rematerialisation: 'none' | 'full' | a
+    #   jax.checkpoint_policies name ('dots_saveable', 'nothing_saveable', ...)
+    scan_layers: bool = False  # nn.scan over the blocks (compile time independent of depth;
+    #   parameters in the scanned layout, layers/repeat.py)
+    attention_impl: str = "einsum"  # full-pass attention: 'einsum' (reference) | 'xla' |
+    #   'cudnn' (jax.nn.dot_product_attention; cuDNN flash attention on GPU)
+
+    def __post_init__(self):
+        check_remat(self.remat)
+        config_lib.check_choice(self, "attention_impl", ATTENTION_IMPLS)
+        for key in ("width", "depth", "num_heads"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"model.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("num_kv_heads", "head_dim", "mlp_dim"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"model.{key} must be >= 0, got {getattr(self, key)}")
+        if not self.head_dim and self.width < self.num_heads:
+            raise ConfigError(f"model.width={self.width} is below model.num_heads="
+                              f"{self.num_heads}: heads of width / num_heads = 0 (set fewer "
+                              "heads, a larger width, or model.head_dim)")
+        if self.num_kv_heads and self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"model.num_heads={self.num_heads} is not a multiple of "
+                              f"model.num_kv_heads={self.num_kv_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        config_dtype(self.dtype, "dtype")
+        config_dtype(self.param_dtype, "param_dtype")
+
+    def shape(self) -> dict:
+        """Decoder width / depth / heads / mlp_dim."""
+        return dict(width=self.width, depth=self.depth, num_heads=self.num_heads,
+                    num_kv_heads=self.num_kv_heads or None, head_dim=self.head_dim or None,
+                    mlp_dim=self.mlp_dim)
+
+    def network_fields(self) -> dict:
+        """The fields of the `Decoder` module these settings fix (the convention of every
+        family's settings): every `DecoderSettings` field by name, the dtypes as jnp dtypes,
+        0 heads / head_dim as None. A new knob is a field here and a field of `Decoder`
+        defaulting to it."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(DecoderSettings)}
+        own.update(self.shape(), dtype=config_dtype(self.dtype, "dtype"),
+                   param_dtype=config_dtype(self.param_dtype, "param_dtype"))
+        return own
+
+    def decoder(self, vocab_size: int, num_classes: int, max_len: int, **fields) -> Decoder:
+        """The Decoder of these settings; `fields`: the family's own (rope, grid, ...)."""
+        return Decoder(vocab_size=vocab_size, num_classes=num_classes, max_len=max_len,
+                       **self.network_fields(), **fields)
+
+
 class Decoder(nn.Module):
     vocab_size: int
     num_classes: int = 0  # class-token rows = num_classes + 1 (the last: null / start)
     max_len: int = 1024  # positions (and KV-cache slots)
-    width: int = 256
-    depth: int = 4
-    num_heads: int = 4
+    width: int = DecoderSettings.width  # the defaults are DecoderSettings' (one source)
+    depth: int = DecoderSettings.depth
+    num_heads: int = DecoderSettings.num_heads
     num_kv_heads: int | None = None  # grouped-query attention when < num_heads
     head_dim: int | None = None  # None: width // num_heads
-    mlp_dim: int = 1024  # SwiGLU hidden width
-    dropout: float = 0.0  # embeddings and residual branches
+    mlp_dim: int = DecoderSettings.mlp_dim  # SwiGLU hidden width
+    dropout: float = DecoderSettings.dropout  # embeddings and residual branches
     rope: str = "1d"  # '1d' | '2d' | 'none'
-    rope_theta: float = 10000.0
+    rope_theta: float = DecoderSettings.rope_theta
     grid: tuple[int, int] | None = None  # (H, W) token grid for rope='2d'
     num_prefix: int = 1  # class tokens before the grid (rope='2d')
     prefix_rope: str = "identity"  # '2d' class tokens: 'identity' (no rotation) | 'zero'
     #   (LlamaGen: rotation factors cos = sin = 0, so their queries and keys are zero)
-    norm_eps: float = 1e-6  # RMSNorm epsilon (LlamaGen: 1e-5)
+    norm_eps: float = DecoderSettings.norm_eps  # RMSNorm epsilon (LlamaGen: 1e-5)
     block_sizes: tuple[int, ...] | None = None  # None: causal; else block-causal
     decode_chunk: int = 256  # cached decoding reads the filled KV slots this many at a time
-    remat: str = "none"  # per-block rematerialisation: 'none' | 'full' | a policy name
-    scan_layers: bool = False  # nn.scan over the blocks (params 'blocks', leading layer axis)
-    attention_impl: str = "einsum"  # full-pass attention kernel (layers/attention.py)
+    remat: str = DecoderSettings.remat  # per-block rematerialisation (layers/repeat.py)
+    scan_layers: bool = DecoderSettings.scan_layers  # nn.scan over the blocks ('blocks')
+    attention_impl: str = DecoderSettings.attention_impl  # full-pass attention kernel
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
     perturb_embeddings: bool = False  # tests: a 'perturbations' entry to differentiate by
@@ -271,142 +341,3 @@ class DecoderCoding:
         if not self.conditional:
             return 0, None
         return self.num_classes + 1, self.classes.null_class
-
-
-def config_dtype(name: str, key: str):
-    """The jnp dtype a `config.model.<key>` string names; a ConfigError naming the key."""
-    try:
-        return jnp.dtype(name)
-    except TypeError:
-        raise ConfigError(f"model.{key}={name!r} is not a dtype (e.g. 'float32', "
-                          f"'bfloat16')") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class DecoderSettings:
-    """The `Decoder` fields of a `config.model` section (IGPT, LlamaGen)."""
-
-    width: int = 128  # residual stream width
-    depth: int = 4  # Llama blocks
-    num_heads: int = 4  # query heads
-    num_kv_heads: int = 0  # grouped KV heads (0: = num_heads)
-    head_dim: int = 0  # 0: width // num_heads
-    mlp_dim: int = 384  # SwiGLU hidden width
-    dropout: float = 0.0  # embeddings and residual branches
-    rope_theta: float = 10000.0  # RoPE base
-    norm_eps: float = 1e-6  # RMSNorm epsilon
-    dtype: str = "float32"  # compute dtype ('bfloat16' on accelerators)
-    param_dtype: str = "float32"  # parameter storage dtype
-    remat: str = "none"  # per-block rematerialisation: 'none' | 'full' | a
-    #   jax.checkpoint_policies name ('dots_saveable', 'nothing_saveable', ...)
-    scan_layers: bool = False  # nn.scan over the blocks (compile time independent of depth;
-    #   parameters in the scanned layout, layers/repeat.py)
-    attention_impl: str = "einsum"  # full-pass attention: 'einsum' (reference) | 'xla' |
-    #   'cudnn' (jax.nn.dot_product_attention; cuDNN flash attention on GPU)
-
-    def __post_init__(self):
-        check_remat(self.remat)
-        config_lib.check_choice(self, "attention_impl", ATTENTION_IMPLS)
-        for key in ("width", "depth", "num_heads"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"model.{key} must be > 0, got {getattr(self, key)}")
-        for key in ("num_kv_heads", "head_dim", "mlp_dim"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"model.{key} must be >= 0, got {getattr(self, key)}")
-        if not self.head_dim and self.width < self.num_heads:
-            raise ConfigError(f"model.width={self.width} is below model.num_heads="
-                              f"{self.num_heads}: heads of width / num_heads = 0 (set fewer "
-                              "heads, a larger width, or model.head_dim)")
-        if self.num_kv_heads and self.num_heads % self.num_kv_heads:
-            raise ConfigError(f"model.num_heads={self.num_heads} is not a multiple of "
-                              f"model.num_kv_heads={self.num_kv_heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        config_dtype(self.dtype, "dtype")
-        config_dtype(self.param_dtype, "param_dtype")
-
-    def shape(self) -> dict:
-        """Decoder width / depth / heads / mlp_dim."""
-        return dict(width=self.width, depth=self.depth, num_heads=self.num_heads,
-                    num_kv_heads=self.num_kv_heads or None, head_dim=self.head_dim or None,
-                    mlp_dim=self.mlp_dim)
-
-    def decoder(self, vocab_size: int, num_classes: int, max_len: int, **fields) -> Decoder:
-        """The Decoder of these settings; `fields`: the family's own (rope, grid, ...)."""
-        return Decoder(vocab_size=vocab_size, num_classes=num_classes, max_len=max_len,
-                       dropout=self.dropout, rope_theta=self.rope_theta,
-                       norm_eps=self.norm_eps, remat=self.remat, scan_layers=self.scan_layers,
-                       attention_impl=self.attention_impl,
-                       dtype=config_dtype(self.dtype, "dtype"),
-                       param_dtype=config_dtype(self.param_dtype, "param_dtype"),
-                       **self.shape(), **fields)
-
-
-@dataclasses.dataclass(frozen=True)
-class IGPTSettings(DecoderSettings, LabelSettings):
-    """`config.model` of 'igpt' (experiments/igpt/mnist.py): the Decoder fields and the
-    label conditioning (`LabelSettings`), with IGPT's defaults."""
-
-    rope: str = "1d"  # '1d' over positions, '2d' over (row, col) of the sub-pixel grid, 'none'
-    conditional: bool = False  # class token = the label (else the null class: a start token)
-    label_dropout: float = 0.0  # training: label -> null class with this probability (CFG)
-
-    def __post_init__(self):
-        DecoderSettings.__post_init__(self)
-        LabelSettings.__post_init__(self)
-        if self.rope not in ("1d", "2d", "none"):
-            raise ConfigError(f"model.rope must be '1d', '2d' or 'none', got {self.rope!r}")
-
-
-class IGPTFamily(DecoderCoding, Family):
-    """Image GPT: a decoder over the raster of an image's sub-pixels (784 tokens for MNIST),
-    after one class token (the null class when unconditional). Sampled with the KV cache."""
-
-    def __init__(self, config, spec):
-        super().__init__(config, spec)
-        self.settings = m = config_lib.typed(IGPTSettings, config.model, "model",
-                                             ignore=("name",))
-        if spec.kind != "image" or len(spec.shape) != 3:
-            raise ConfigError(f"igpt needs image data [H, W, C], got {spec.kind} {spec.shape}")
-        h, w, c = spec.shape
-        self.num_tokens = h * w * c
-        self.classes = ClassLabels.of(m, spec.num_classes)
-        self.conditional = self.classes.conditional
-        self.num_classes = self.classes.num_classes
-        self.model = m.decoder(spec.levels, self.num_classes, self.num_tokens, rope=m.rope,
-                               grid=(h, w * c), num_prefix=1)
-        self.sampling = SamplingSettings.from_config(config)
-
-    def _inputs(self, batch, labels):
-        """[B, T]: the class token, then the tokens shifted right by one."""
-        x = batch["image"].reshape(batch["image"].shape[0], -1).astype(jnp.int32)  # [B, T]
-        return jnp.concatenate([self.model.class_prompt(labels), x[:, :-1]], axis=1), x
-
-    def _labels(self, batch, rng=None, train: bool = False):
-        labels = batch["label"] if self.conditional else None
-        return self.classes.train(labels, batch["image"].shape[0], rng, train)
-
-    def init(self, rng, batch):
-        ids, _ = self._inputs(batch, self._labels(batch))
-        return self.model.init(rng, ids)
-
-    def loss(self, params, batch, rng, train, step=None):
-        drop_rng, label_rng = jax.random.split(rng)
-        ids, targets = self._inputs(batch, self._labels(batch, label_rng, train))
-        logits, _ = self.model.apply({"params": params}, ids, train=train,
-                                     rngs={"dropout": drop_rng})
-        nll = categorical_nll(logits, targets).sum(-1)  # [B] nats
-        return nll_loss_and_sums(nll, batch["mask"], float(self.num_tokens))
-
-    def sample(self, params, keys, labels=None):
-        b = keys.shape[0]
-        labels, null = self.classes.for_sampling(labels, b, self.sampling.guided)
-        tokens = sample_decoder(self.model, params, keys, labels, null, self.num_tokens,
-                                self.sampling)
-        return tokens.reshape(b, *self.spec.shape)
-
-    def train_flops_per_example(self) -> float:  # models.base.CountsFlops
-        return TRAIN_MULTIPLIER * decoder_forward_flops(self.model, self.num_tokens)
-
-    def tokens_per_example(self) -> int:
-        return self.num_tokens

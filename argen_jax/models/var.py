@@ -65,7 +65,6 @@ from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.models.transformer import config_dtype
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import LoopState, autoregressive_scan
-from argen_jax.sampling.processors import SamplingSettings
 
 Cache = tuple  # tuple[KVCache, ...], one per block
 
@@ -285,6 +284,8 @@ class VARFamily(TokenImageFamily):
     """VAR on multi-scale token maps (data.kind='tokens' with scales); see the module
     docstring. params = {'var': transformer, 'tokenizer': frozen quantizer subtree}."""
 
+    sampling_defaults = {"cfg_schedule": "linear"}  # VAR's own (config.sample keys win)
+
     Settings = VARSettings
 
     def __init__(self, config, spec, tokenizer=None):
@@ -296,7 +297,6 @@ class VARFamily(TokenImageFamily):
         self.scales = tuple(int(s) for s in spec.scales)
         self.sizes = [p * p for p in self.scales]
         self.seq_len = sum(self.sizes)
-        self.sampling = SamplingSettings.from_config(config, cfg_schedule="linear")
         self.sampling.no_speculative("var (it draws a whole scale per pass already)")
         self._model = None
         if tokenizer is not None:

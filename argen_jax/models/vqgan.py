@@ -83,9 +83,7 @@ class VQGANSettings:
         if self.quantizer not in ("single", "multiscale"):
             raise ConfigError(f"model.quantizer must be single or multiscale, got "
                               f"{self.quantizer!r}")
-        if self.upsample not in qlib.UPSAMPLE_METHODS:
-            raise ConfigError(f"model.upsample must be one of {qlib.UPSAMPLE_METHODS}, got "
-                              f"{self.upsample!r}")
+        config_lib.check_choice(self, "upsample", qlib.UPSAMPLE_METHODS)
         square_taps(3, self.downsample)  # ConfigError for a bad padding name
 
     @property

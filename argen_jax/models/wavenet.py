@@ -17,8 +17,8 @@ sequence); local = a lower-rate feature sequence (log-mel frames, `hop` samples 
 through a non-causal conv over frames and upsampled to the sample rate by a learned
 transposed conv (stride = kernel = hop) or by repetition.
 
-Output heads are pluggable (`HEADS`): the 256-way softmax over mu-law codes here; the
-discretised logistic mixture of PixelCNN++ is meant to plug in through the same interface.
+Output heads are pluggable (`heads/codes.HEADS`): the 256-way softmax over mu-law codes or
+the discretised logistic mixture of PixelCNN++, through one interface.
 
 Generation is `sampling.loop.autoregressive_scan` in two ways:
   * fast: the cache is every layer's queue of past inputs (`CausalConv1D` step form), one
@@ -45,12 +45,11 @@ from argen_jax.data import audio
 from argen_jax.data.batch import AUDIO, LABEL, MASK, MEL, VALID
 from argen_jax.errors import ConfigError, DataError
 from argen_jax.heads import logistic_mixture, mulaw
-from argen_jax.heads.categorical import categorical_nll
+from argen_jax.heads.codes import HEADS, CategoricalHead
 from argen_jax.layers.causal_conv import CausalConv1D, receptive_field, zero_queue
 from argen_jax.models.base import CodingSymbols, Family, categorical_symbols
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
-from argen_jax.sampling.processors import SamplingSettings
 
 UPSAMPLE = ("transposed", "repeat")  # local conditioning: frames -> samples
 
@@ -69,45 +68,6 @@ def _dense(features: int, name: str, use_bias: bool = True, dtype=jnp.float32):
         kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
                                                  (axes.CONV_IN, axes.CONV_OUT)),
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (axes.CONV_OUT,)))
-
-
-# --------------------------------------------------------------------------- heads
-class CategoricalHead:
-    """`levels`-way softmax over mu-law codes: outputs are logits [..., levels]."""
-
-    def __init__(self, levels: int = 256):
-        self.levels = levels
-        self.num_outputs = levels
-
-    def nll(self, out: jax.Array, codes: jax.Array) -> jax.Array:
-        """out [..., P], codes [...] -> nats [...]."""
-        return categorical_nll(out, codes)
-
-    def draw_fn(self, settings: SamplingSettings = SamplingSettings()):
-        """A `draw_fn(keys [B, 2], out [B, P], t) -> codes [B]` for the sampling loop:
-        temperature, top_k and top_p of `settings`."""
-        return settings.draw_fn()
-
-
-class LogisticMixtureHead:
-    """Discretised logistic mixture (heads/logistic_mixture.py, PixelCNN++'s head) over the
-    `levels` mu-law bins in [-1, 1]: outputs are K mixture parameters [..., 3K]."""
-
-    def __init__(self, levels: int = 256, num_mixtures: int = 10):
-        self.levels, self.num_mixtures = levels, num_mixtures
-        self.num_outputs = logistic_mixture.num_params(num_mixtures, 1)
-
-    def nll(self, out: jax.Array, codes: jax.Array) -> jax.Array:
-        return logistic_mixture.nll(out, codes, self.levels, 1)
-
-    def draw_fn(self, settings: SamplingSettings = SamplingSettings()):
-        """Draws at `settings.temperature` (a mixture has no top_k / top_p filter)."""
-        temperature = settings.temperature_only("the logistic mixture head")
-        return logistic_mixture.mixture_draw(self.levels, 1, temperature)
-
-
-# name -> head class, one interface: num_outputs, nll(out, codes), draw_fn(settings).
-HEADS = {"softmax": CategoricalHead, "logistic_mixture": LogisticMixtureHead}
 
 
 # --------------------------------------------------------------------------- settings
@@ -141,9 +101,7 @@ class WaveNetSettings:
                                   "skip_channels", "out_hidden", "kernel_size", "in_kernel",
                                   "repeats", "speaker_dim", "cond_channels", "cond_kernel")
         stack_dilations(self.max_dilation, self.repeats)  # a power of two
-        if self.upsample not in UPSAMPLE:
-            raise ConfigError(f"model.upsample must be 'transposed' or 'repeat', got "
-                              f"{self.upsample!r}")
+        config_lib.check_choice(self, "upsample", UPSAMPLE)
         config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
 
     def make_head(self, levels: int):
@@ -342,7 +300,6 @@ class WaveNetFamily(Family):
             num_speakers=spec.num_classes if self.global_cond else 0,
             local_features=spec.n_mels if self.local_cond else 0, hop=max(spec.hop, 1),
             **s.network_fields())
-        self.sampling = SamplingSettings.from_config(config)
         self.sampling.no_speculative("wavenet")
         self.draw = self.head.draw_fn(self.sampling)  # checks the sample.* filters
         self.sample_length = self._sample_length()

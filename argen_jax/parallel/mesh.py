@@ -12,7 +12,7 @@ from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from argen_jax.errors import ConfigError
-from argen_jax.parallel import axes
+from argen_jax.parallel import axes, distributed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,3 +126,33 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def data_parallel_size(mesh: Mesh) -> int:
     return mesh.shape[axes.DATA_AXIS] * mesh.shape[axes.FSDP_AXIS]
+
+
+def under_rules(rules, fn):
+    """`fn` traced under the logical-axis `rules`, so the activation annotations of the
+    modules (`nn.with_logical_constraint`) become sharding constraints (design rule 14)."""
+
+    def wrapped(*args):
+        with nn.logical_axis_rules(rules):
+            return fn(*args)
+
+    return wrapped
+
+
+def in_mesh(mesh: Mesh, jitted):
+    """Calls a jitted function with `mesh` set (needed by the activation constraints;
+    `jax.set_mesh` cannot be entered inside `jit`). `.jitted` is the jitted function."""
+    compiled = []
+
+    def call(*args):
+        with jax.set_mesh(mesh):
+            if jax.process_count() > 1 and not compiled:
+                # compile everywhere first: processes that finish compiling at different
+                # times would time out in the step's first cross-process collective
+                jitted.lower(*args).compile()
+                distributed.barrier("compiled")
+                compiled.append(True)
+            return jitted(*args)
+
+    call.jitted = jitted
+    return call

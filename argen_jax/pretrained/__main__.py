@@ -76,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
+    # imports here, not at the top: --help and a bad argument answer without importing JAX,
+    # flax and torch (seconds), and the XLA flag is set before anything can start JAX
     from argen_jax import xla_env
 
     xla_env.apply()

@@ -26,10 +26,24 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from argen_jax.config_lib import parallel_config, section, train_section
-from argen_jax.convert import llamagen_torch, llamagen_vq_torch, var_torch, var_vq_torch
+from argen_jax.config_lib import section
+from argen_jax.data.pipeline import DataSpec
+from argen_jax.data.tokens import TokenSpecSettings
 from argen_jax.errors import CheckpointError
+from argen_jax.evaluation.sample_eval import EvalSettings
+from argen_jax.io.checkpoint import Checkpointer
+from argen_jax.io.run_dir import save_config, save_spec
+from argen_jax.layers.repeat import stack_layers
+from argen_jax.layers.vq_nets import ImageSpace
+from argen_jax.models.llamagen import SIZES, LlamaGenSettings, ffn_dim
+from argen_jax.models.var import VARSettings, tokenizer_subtree
+from argen_jax.models.vqgan import LLAMAGEN_LAYOUT, VAR_LAYOUT, VAR_QUANTIZER, VQGANSettings
+from argen_jax.pretrained import torch_llamagen, torch_llamagen_vq, torch_var, torch_var_vq
 from argen_jax.pretrained.presets import preset
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
+from argen_jax.train.experiment import Experiment
+from argen_jax.train.state import TrainState
 
 TORCH_HINT = "pip install -e '.[convert]'"
 TOKENIZER_DIR = "tokenizer"
@@ -67,7 +81,7 @@ def read_state_dict(path: str, flag: str) -> dict:
         raise CheckpointError(f"--{flag}={path!r}: expected a .pt / .pth or .npz file")
     if not isinstance(sd, dict):
         raise CheckpointError(f"--{flag}={path!r} does not hold a state dict")
-    return {k: llamagen_torch.to_numpy(v) for k, v in llamagen_torch.unwrap(sd).items()}
+    return {k: torch_llamagen.to_numpy(v) for k, v in torch_llamagen.unwrap(sd).items()}
 
 
 def _need(sd: dict, key: str, flag: str, what: str) -> np.ndarray:
@@ -85,8 +99,6 @@ def _count(sd: dict, pattern: str) -> int:
 # ----------------------------------------------------------------------------- LlamaGen
 def llamagen_shape(sd: dict, size: str = "", heads: int = 0) -> dict:
     """LlamaGenSettings fields (+ vocab, classes, size name) of a c2i GPT state dict."""
-    from argen_jax.models.llamagen import SIZES, ffn_dim
-
     what = "a LlamaGen c2i GPT (c2i_*.pt)"
     vocab, width = _need(sd, "tok_embeddings.weight", "gpt", what).shape
     classes = _need(sd, "cls_embedding.embedding_table.weight", "gpt", what).shape[0] - 1
@@ -136,8 +148,6 @@ def llamagen_shape(sd: dict, size: str = "", heads: int = 0) -> dict:
 
 def llamagen_vq_settings(sd: dict) -> dict:
     """VQGANSettings fields of LlamaGen's VQ state dict (vq_ds16_c2i.pt, vq_ds8_c2i.pt)."""
-    from argen_jax.models.vqgan import LLAMAGEN_LAYOUT
-
     what = "LlamaGen's VQ tokenizer (vq_ds16_c2i.pt)"
     codes, dim = _need(sd, "quantize.embedding.weight", "vq", what).shape
     ch = _need(sd, "encoder.conv_in.weight", "vq", what).shape[0]
@@ -179,14 +189,12 @@ def var_shape(sd: dict, heads: int = 0, patch_nums=None) -> tuple[dict, dict, tu
     if width % heads:
         raise CheckpointError(f"{heads} heads do not divide VAR's width {width} "
                               "(class_emb.weight): wrong --heads?")
-    params, cfg = var_torch.convert_var_state_dict(sd, patch_nums, heads)
+    params, cfg = torch_var.convert_var_state_dict(sd, patch_nums, heads)
     return params, cfg, tuple(patch_nums)
 
 
 def var_vae_settings(sd: dict, patch_nums) -> dict:
     """VQGANSettings fields of VAR's VQVAE state dict (vae_ch160v4096z32.pth)."""
-    from argen_jax.models.vqgan import VAR_LAYOUT, VAR_QUANTIZER
-
     what = "VAR's VQVAE (vae_ch160v4096z32.pth)"
     codes, dim = _need(sd, "quantize.embedding.weight", "vae", what).shape
     ch = _need(sd, "encoder.conv_in.weight", "vae", what).shape[0]
@@ -206,8 +214,6 @@ def var_vae_settings(sd: dict, patch_nums) -> dict:
 
 # ----------------------------------------------------------------------------- runs
 def _tokenizer_config(vq: dict):
-    from argen_jax.models.vqgan import VQGANSettings
-
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.model = section(VQGANSettings, name="vqgan", **vq)
@@ -220,10 +226,6 @@ def _tokenizer_config(vq: dict):
 
 def _convert_tokenizer(vq: dict, sd: dict, image_size: int, convert) -> tuple:
     """(VQGANSettings, image DataSpec, generator params) of a tokenizer state dict."""
-    from argen_jax.data.pipeline import DataSpec
-    from argen_jax.layers.vq_nets import ImageSpace
-    from argen_jax.models.vqgan import VQGANSettings
-
     settings = VQGANSettings(**vq)
     spec = DataSpec((image_size, image_size, 3), 256, 0, "image")
     ImageSpace.of(spec, settings.ch_mult, settings.pad_to,
@@ -232,9 +234,6 @@ def _convert_tokenizer(vq: dict, sd: dict, image_size: int, convert) -> tuple:
 
 
 def _model_config(model_section, data, sample: dict, converted: dict):
-    from argen_jax.evaluation.sample_eval import EvalSettings
-    from argen_jax.sampling.processors import SamplingSettings
-
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.model = model_section
@@ -258,9 +257,6 @@ def _check_out(out: str) -> str:
 
 
 def _save_params_run(workdir: str, config, spec, state, meta: dict) -> None:
-    from argen_jax.io.checkpoint import Checkpointer
-    from argen_jax.io.run_dir import save_config, save_spec
-
     ckpt = Checkpointer(workdir)
     ckpt.save(0, state, meta)
     ckpt.close()
@@ -285,9 +281,6 @@ def _write(out: str, config, tok_config, tok_spec, tok_params, params) -> int:
 
 
 def _finish(out, config, params) -> int:
-    from argen_jax.train.experiment import Experiment
-    from argen_jax.train.state import TrainState
-
     exp = Experiment(config)
 
     want = dict(jax.tree_util.tree_flatten_with_path(exp.abstract_state.params)[0])
@@ -315,9 +308,6 @@ def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0
     """LlamaGen c2i GPT + VQ files -> run directory `out` (`scan_layers`: a run of the
     scanned layout, design rule 23, e.g. to fine-tune the large sizes with remat). Returns a
     summary dict."""
-    from argen_jax.data.tokens import TokenSpecSettings
-    from argen_jax.models.llamagen import LlamaGenSettings
-
     out = _check_out(out)
     gsd, vsd = read_state_dict(gpt, "gpt"), read_state_dict(vq, "vq")
     shape = llamagen_shape(gsd, size, heads)
@@ -327,13 +317,13 @@ def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0
                               f"the VQ's quantize.embedding.weight {vq_fields['codebook_size']}:"
                               " GPT and VQ of different models?")
     settings, tok_spec, tok_params = _convert_tokenizer(vq_fields, vsd, image_size,
-                                                        llamagen_vq_torch.convert_vq)
+                                                        torch_llamagen_vq.convert_vq)
     f = 2 ** (len(settings.ch_mult) - 1)
     grid = (image_size // f, image_size // f)
     m = LlamaGenSettings(width=shape["width"], depth=shape["depth"],
                          num_heads=shape["num_heads"], num_kv_heads=shape["num_kv_heads"],
                          mlp_dim=shape["mlp_dim"], dtype="float32", scan_layers=scan_layers)
-    params = llamagen_torch.convert_gpt(gsd, m.llamagen_decoder(shape["vocab"],
+    params = torch_llamagen.convert_gpt(gsd, m.llamagen_decoder(shape["vocab"],
                                                                 shape["classes"], grid))
     name = f"llamagen_{shape['size']}" if shape["size"] else "run"
     config = _model_config(
@@ -355,9 +345,6 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None,
                 scan_layers: bool = False) -> dict:
     """VAR transformer + VQVAE files -> run directory `out` (`scan_layers`: the scanned
     layout, as `convert_llamagen`). Returns a summary dict."""
-    from argen_jax.data.tokens import TokenSpecSettings
-    from argen_jax.models.var import VARSettings, tokenizer_subtree
-
     out = _check_out(out)
     tsd, vsd = read_state_dict(var, "var"), read_state_dict(vae, "vae")
     params, cfg, patch_nums = var_shape(tsd, heads, patch_nums)
@@ -370,7 +357,7 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None,
                                   "models?")
     settings, tok_spec, tok_params = _convert_tokenizer(
         vae_fields, vsd, patch_nums[-1] * 2 ** (len(vae_fields["ch_mult"]) - 1),
-        var_vq_torch.convert_vqvae)
+        torch_var_vq.convert_vqvae)
     config = _model_config(
         section(VARSettings, name="var", depth=cfg["depth"], width=cfg["width"],
                 num_heads=cfg["num_heads"], mlp_ratio=cfg["mlp_ratio"],
@@ -384,7 +371,6 @@ def convert_var(var: str, vae: str, out: str, heads: int = 0, patch_nums=None,
              image_size=tok_spec.shape[0],
              files=dict(var=os.path.abspath(var), vae=os.path.abspath(vae))))
     if scan_layers:
-        from argen_jax.layers.repeat import stack_layers
 
         params = stack_layers(params)
     full = {"var": params, "tokenizer": tokenizer_subtree({"generator": tok_params})}

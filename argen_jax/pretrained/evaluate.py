@@ -24,31 +24,34 @@ import jax
 import numpy as np
 
 from argen_jax.errors import ConfigError
+from argen_jax.evaluation import reference_stats
+from argen_jax.evaluation.extract import extract_features
+from argen_jax.evaluation.images import save_image_grid
+from argen_jax.evaluation.inception import InceptionExtractor
+from argen_jax.evaluation.sample_eval import feature_metrics
+from argen_jax.inference import Run, open_run
+from argen_jax.io.run_dir import load_run_config
 from argen_jax.models.base import images_of
+from argen_jax.parallel.distributed import barrier
 from argen_jax.pretrained.presets import eval_size, preset
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "cfg_schedule", "cfg_interval",
                  "kv_cache_dtype")
 
 
-def open_run(workdir: str, preset_name: str = "", **overrides):
-    """(experiment, eval params, preset name, sampling settings dict) of the run in `workdir`
-    with a sampling preset (default: the converted run's own, else 'run') and overrides."""
-    from argen_jax.io.run_dir import load_run_config
-    from argen_jax.train.loop import _restored
-
+def open_preset(workdir: str, preset_name: str = "", **overrides) -> tuple[Run, str, dict]:
+    """(the run in `workdir` opened for inference, preset name, sampling settings dict) with
+    a sampling preset (default: the converted run's own, else 'run') and overrides."""
     config = load_run_config(workdir)
     converted = config.get("converted")
     name = preset_name or (converted.get("preset") if converted is not None else "") or "run"
     fields = {**preset(name), **{k: v for k, v in overrides.items() if v is not None}}
-    for k, v in fields.items():
-        config.sample[k] = type(config.sample[k])(v) if k in config.sample else v
-    exp, state = _restored(config, workdir)
-    if exp.data.spec.kind != "tokens":
-        raise ConfigError(f"{workdir!r} is a {exp.data.spec.kind} run: these tools sample "
+    run = open_run(workdir, config, sample=fields)
+    if run.spec.kind != "tokens":
+        raise ConfigError(f"{workdir!r} is a {run.spec.kind} run: these tools sample "
                           "class-conditional token-image runs (LlamaGen, VAR)")
-    settings = dataclasses.asdict(exp.sample_settings)
-    return exp, exp.eval_params(state), name, {k: settings[k] for k in SAMPLING_KEYS}
+    settings = dataclasses.asdict(run.sample_settings)
+    return run, name, {k: settings[k] for k in SAMPLING_KEYS}
 
 
 def _uint8(images: np.ndarray, levels: int) -> np.ndarray:
@@ -59,19 +62,17 @@ def sample_grid(workdir: str, classes, per_class: int = 4, cfg: float | None = N
                 preset_name: str = "", seed: int = 0, batch_size: int = 0,
                 out: str = "") -> str:
     """A grid with one column per class of `classes`, `per_class` rows. Returns its path."""
-    from argen_jax.evaluation.images import save_image_grid
 
-    exp, params, name, settings = open_run(workdir, preset_name, cfg_scale=cfg)
+    run, name, settings = open_preset(workdir, preset_name, cfg_scale=cfg)
     classes = [int(c) for c in classes]
-    ncls = exp.data.spec.num_classes
+    ncls = run.spec.num_classes
     bad = [c for c in classes if not 0 <= c < ncls]
     if not classes or bad or per_class < 1:
         raise ConfigError(f"--classes must be ids in [0, {ncls}) and --per_class >= 1, got "
                           f"{bad or classes}, {per_class}")
     labels = np.tile(np.asarray(classes, np.int32), per_class)
-    tokens = exp.sample(params, len(labels), seed, batch_size=batch_size or len(labels),
-                        labels=labels)
-    images, levels = images_of(exp.family, tokens)
+    tokens = run.sample(len(labels), seed, batch_size=batch_size or len(labels), labels=labels)
+    images, levels = images_of(run.family, tokens)
     out = out or os.path.join(workdir, "samples", "grid.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if jax.process_index() == 0:
@@ -104,7 +105,6 @@ def _check_protocol(out: str, protocol: dict) -> None:
 
 def _barrier(name: str) -> None:
     if jax.process_count() > 1:
-        from argen_jax.parallel.distributed import barrier
 
         barrier(name)
 
@@ -126,9 +126,9 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
         raise ConfigError("--ref needs --inception (the Inception-v3 weights .npz: see "
                           "argen_jax/evaluation/inception.py)")
     out = os.path.abspath(os.path.expanduser(out))
-    exp, params, name, settings = open_run(workdir, preset_name)
+    run, name, settings = open_preset(workdir, preset_name)
     size = eval_size(name) if image_size < 0 else image_size
-    h, w = exp.family.tokenizer.spec.shape[:2]  # the decoded images' own side
+    h, w = run.family.tokenizer.spec.shape[:2]  # the decoded images' own side
     size = 0 if (size, size) == (h, w) else size
     protocol = dict(workdir=os.path.abspath(workdir), num=num, seed=seed,
                     shard_size=shard_size, preset=name, sampling=settings,
@@ -139,7 +139,7 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
     shards = math.ceil(num / shard_size)
     # samples per call: the run's sample.batch_size unless given, never a whole shard at once
     # (a 1,000-sample shard in one call holds 2,000 KV caches under CFG)
-    batch_size = batch_size or int(exp.config.sample.get("batch_size", 0)) or shard_size
+    batch_size = batch_size or run.sample_settings.batch_size or shard_size
     new, sampled, t_sample, t_decode = 0, 0, 0.0, 0.0
     for i in range(shards):
         if os.path.exists(shard_path(out, i)):
@@ -148,14 +148,13 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
             break
         lo, hi = i * shard_size, min(num, (i + 1) * shard_size)
         t0 = time.time()
-        tokens = exp.sample(params, hi - lo, seed, start_index=lo,
-                            batch_size=min(batch_size, hi - lo))
+        tokens = run.sample(hi - lo, seed, start_index=lo, batch_size=min(batch_size, hi - lo))
         t1 = time.time()
-        images, levels = images_of(exp.family, tokens, size)
+        images, levels = images_of(run.family, tokens, size)
         images = _uint8(images, levels)
         t_sample, t_decode = t_sample + time.time() - t0, t_decode + time.time() - t1
         if jax.process_index() == 0:
-            labels = (np.arange(lo, hi) % max(exp.data.spec.num_classes, 1)).astype(np.int64)
+            labels = (np.arange(lo, hi) % max(run.spec.num_classes, 1)).astype(np.int64)
             tmp = shard_path(out, i) + ".tmp.npz"
             np.savez(tmp, arr_0=images, arr_1=labels)
             os.replace(tmp, shard_path(out, i))
@@ -171,7 +170,7 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
     if not complete:
         print(f"stopped after {new} new shards: run the same command again to resume")
         return result
-    result.update(_pack_and_score(exp, out, num, shards, ref, inception, feature_batch_size,
+    result.update(_pack_and_score(run, out, num, shards, ref, inception, feature_batch_size,
                                   pr_k))
     if jax.process_index() == 0:
         with open(os.path.join(out, "results.json"), "w") as f:
@@ -179,9 +178,7 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
     return result
 
 
-def _pack_and_score(exp, out, num, shards, ref, inception, feature_batch_size, pr_k) -> dict:
-    from argen_jax.evaluation import reference_stats
-
+def _pack_and_score(run, out, num, shards, ref, inception, feature_batch_size, pr_k) -> dict:
     parts = []
     for i in range(shards):
         with np.load(shard_path(out, i)) as f:
@@ -194,14 +191,11 @@ def _pack_and_score(exp, out, num, shards, ref, inception, feature_batch_size, p
     res: dict = {"sample_batch": batch}
     if not ref:
         return res
-    from argen_jax.evaluation.extract import extract_features
-    from argen_jax.evaluation.inception import InceptionExtractor
-    from argen_jax.evaluation.sample_eval import feature_metrics
 
     ext = (InceptionExtractor(os.path.expanduser(inception)) if isinstance(inception, str)
            else inception)
     t0 = time.time()
-    fake = extract_features(ext, images, 256, feature_batch_size, exp.mesh,
+    fake = extract_features(ext, images, 256, feature_batch_size, run.mesh,
                             desc="sample features")
     res["features_per_s"] = len(images) / (time.time() - t0)
     ref = os.path.expanduser(ref)
@@ -209,7 +203,7 @@ def _pack_and_score(exp, out, num, shards, ref, inception, feature_batch_size, p
     ref_feats = reference_stats.cached_features(
         os.path.join(out, "cache"), key,
         lambda: extract_features(ext, reference_stats.read_images(ref), 256,
-                                 feature_batch_size, exp.mesh, desc="reference features"))
+                                 feature_batch_size, run.mesh, desc="reference features"))
     pool, spatial = reference_stats.read_stats(ref)
     m = feature_metrics(ref_feats, fake, ext.suffix, pr_k, {"pool": pool, "spatial": spatial})
     res["metrics"] = {f"eval_samples/{k}": float(v) for k, v in m.items()}

@@ -1,22 +1,17 @@
-"""Logit processors and draws: temperature, top-k, top-p (nucleus), classifier-free guidance,
-and `SamplingSettings`, the typed `config.sample` section.
+"""Logit processors and draws: temperature, top-k, top-p (nucleus), classifier-free guidance
+(`SamplingSettings`, the typed `config.sample` section, is `settings.py`).
 
 Processors map logits [..., V] -> logits [..., V] (excluded entries set to -inf) and know
 nothing of the model. `categorical_draw` turns them into a `draw_fn` for the sampling loop;
 `guided_step_fn` is the one place CFG combines a doubled batch's logits. A new processor
-touches only this file: its function, `process_logits`, and a `SamplingSettings` field.
+touches this file (its function, `process_logits`) and a `SamplingSettings` field.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from flax import struct
-
-from argen_jax import config_lib
-from argen_jax.errors import ConfigError
 
 NEG_INF = -1e30  # finite: keeps softmax NaN-free even if a whole row were masked
 CFG_SCHEDULES = ("constant", "linear", "cosine")  # cfg_scale_schedule kinds
@@ -162,72 +157,6 @@ def categorical_draw(temperature=1.0, top_k: int = 0, top_p: float = 1.0) -> Cal
     return draw
 
 
-def speculative_draw(temperature=1.0, top_k: int = 0, top_p: float = 1.0) -> Callable:
-    """The draw of speculative (Jacobi) decoding (`sampling/speculative.py`): out is a
-    `Proposal` (logits [B, W, V] of the window's W positions given its drafts, the drafts
-    [B, W], the distributions q [B, W, V] they were drawn from, and `final` [B]: how many
-    leading window positions hold already accepted tokens). Returns a `Verdict`.
-
-    Row b goes through its drafts in order from `final[b]`: draft x at a position with
-    target p = softmax(process_logits(logits)) is accepted with probability
-    min(1, p(x) / q(x)); the first rejected position gets a draw from the residual
-    normalize(max(p - q, 0)) (the standard speculative-sampling rule, so each accepted or
-    redrawn token is distributed as p given the tokens before it) and the verdict stops
-    there. Positions after it get new drafts from this pass's p (the Jacobi update: they were
-    conditioned on the rejected token, which is allowed for a proposal), as do W more
-    positions after the window (drafts from the last position's p). Keys: one per sample."""
-
-    def draw(keys, out, t):
-        del t
-        logits = process_logits(out.logits, temperature, top_k, top_p)  # [B, W, V]
-        probs = jax.nn.softmax(logits, axis=-1)
-
-        def row(key, lg, p, drafts, q, final):
-            w = drafts.shape[0]
-            k_acc, k_res, k_new = jax.random.split(key, 3)
-            px = jnp.take_along_axis(p, drafts[:, None], axis=-1)[:, 0]
-            qx = jnp.take_along_axis(q, drafts[:, None], axis=-1)[:, 0]
-            u = jax.random.uniform(k_acc, (w,))
-            ok = (jnp.arange(w) < final) | (u * qx < px)  # accept iff u < p(x) / q(x)
-            j = jnp.where(jnp.all(ok), w, jnp.argmin(ok))  # first rejection (w: none)
-            jc = jnp.minimum(j, w - 1)
-            res = jnp.maximum(p[jc] - q[jc], 0.0)
-            res = jnp.where(jnp.sum(res) > 0, res, p[jc])  # p == q: rejection has prob. 0
-            fix = jax.random.categorical(k_res, jnp.where(res > 0, jnp.log(res), NEG_INF))
-            src = jnp.concatenate([lg, jnp.broadcast_to(lg[-1], lg.shape)])  # [2W, V]
-            fresh = jax.random.categorical(k_new, src, axis=-1)  # [2W] new drafts
-            i = jnp.arange(2 * w)
-            kept = jnp.concatenate([drafts, jnp.zeros_like(drafts)])
-            tokens = jnp.where(i < j, kept, jnp.where((i == j) & (j < w), fix,
-                                                      fresh.astype(drafts.dtype)))
-            q_new = jnp.concatenate([p, jnp.broadcast_to(p[-1], p.shape)])  # [2W, V]
-            return tokens, q_new, jnp.minimum(j + 1, w)
-
-        tokens, q, final = jax.vmap(row)(keys, logits, probs, out.drafts, out.q, out.final)
-        return Verdict(tokens=tokens, q=q, final=final)
-
-    return draw
-
-
-@struct.dataclass
-class Proposal:
-    """What a speculative step hands its draw (`speculative_draw`): window of W positions."""
-
-    logits: jax.Array  # [B, W, V] float32: the (guided) logits of each window position
-    drafts: jax.Array  # [B, W] the window's tokens (drafts from position `final` on)
-    q: jax.Array  # [B, W, V] the distribution each draft was drawn from
-    final: jax.Array  # [B] int32: leading positions that hold accepted tokens (<= W)
-
-
-@struct.dataclass
-class Verdict:
-    """A speculative draw: 2W positions from the window's start."""
-
-    tokens: jax.Array  # [B, 2W]: accepted tokens, then new drafts
-    q: jax.Array  # [B, 2W, V]: the new drafts' distributions (meaningless before `final`)
-    final: jax.Array  # [B] int32 in [1, W]: leading positions now accepted
-
-
 def cfg_combine(cond: jax.Array, uncond: jax.Array, scale) -> jax.Array:
     """Classifier-free guidance: uncond + scale * (cond - uncond)."""
     return uncond + scale * (cond - uncond)
@@ -270,115 +199,3 @@ def cfg_scale_schedule(scale: float, num_steps: int, kind: str = "constant") -> 
         return 1.0 + (scale - 1.0) * r
 
     return at
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingSettings:
-    """The `config.sample` section, read once by every family (`from_config`) and by the
-    loop (how many samples to write, with which seed)."""
-
-    num: int = 16  # samples written by the loop at the end / every train.sample_every steps
-    batch_size: int = 0  # samples per jitted call (0: = num); speed only: samples do not
-    #   depend on it (sample k uses fold_in(PRNGKey(seed), k))
-    seed: int = 0  # sample k uses fold_in(PRNGKey(seed), k)
-    temperature: float = 1.0  # logits / temperature; 1.0 samples the model's distribution
-    top_k: int = 0  # keep the k most likely tokens; 0: off
-    top_p: float = 1.0  # nucleus: the most likely tokens holding probability p; 1.0: off
-    cfg_scale: float = 1.0  # classifier-free guidance (conditional models); 1.0: off
-    cfg_schedule: str = "constant"  # constant | linear | cosine ramp from 1 to cfg_scale
-    #   over the steps (VAR's family default: linear, over its scales)
-    cfg_interval: int = -1  # >= 0: guide only steps t <= cfg_interval + 1 (LlamaGen); -1: all
-    length: int = 0  # WaveNet: audio samples generated (0: the data's example length)
-    kv_cache_dtype: str = ""  # KV-cache storage of the transformer samplers (IGPT, LlamaGen,
-    #   VAR): '' the model's compute dtype; 'bfloat16' halves the cache's memory traffic
-    #   (keys / values rounded to bf16, attention still in the compute dtype); 'float32'.
-    #   Other families have no KV cache; the lossless codec always uses the compute dtype
-    speculative: int = 0  # speculative Jacobi decoding (IGPT, LlamaGen): a window of this
-    #   many draft tokens verified per forward pass, accepted by the speculative criterion
-    #   (same distribution, fewer sequential passes; sampling/speculative.py); 0: off
-
-    def __post_init__(self):
-        if self.num < 0 or self.batch_size < 0 or self.length < 0:
-            raise ConfigError(f"sample.num, sample.batch_size and sample.length must be >= 0, "
-                              f"got {self.num}, {self.batch_size}, {self.length}")
-        if not self.temperature > 0:
-            raise ConfigError(f"sample.temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ConfigError(f"sample.top_k must be >= 0 (0: off), got {self.top_k}")
-        if not 0.0 <= self.top_p <= 1.0:
-            raise ConfigError(f"sample.top_p must be in [0, 1] (1: off), got {self.top_p}")
-        if self.cfg_schedule not in CFG_SCHEDULES:
-            raise ConfigError(f"sample.cfg_schedule must be one of {CFG_SCHEDULES}, got "
-                              f"{self.cfg_schedule!r}")
-        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
-            raise ConfigError(f"sample.kv_cache_dtype must be one of {KV_CACHE_DTYPES} ('': "
-                              f"the compute dtype), got {self.kv_cache_dtype!r}")
-        if self.speculative < 0:
-            raise ConfigError(f"sample.speculative must be >= 0 (a window of draft tokens; "
-                              f"0: off), got {self.speculative}")
-        if self.cfg_interval < -1:
-            raise ConfigError(f"sample.cfg_interval must be >= -1 (-1: every step), got "
-                              f"{self.cfg_interval}")
-
-    @classmethod
-    def from_config(cls, config, **family_defaults) -> SamplingSettings:
-        """`config.sample` (keys it holds) over `family_defaults` (e.g. VAR's
-        cfg_schedule='linear') over the class defaults; unknown keys are a ConfigError."""
-        section = dict(config.sample.items()) if "sample" in config else {}
-        return config_lib.typed(cls, {**family_defaults, **section}, "sample")
-
-    def replace(self, **overrides) -> SamplingSettings:
-        """These settings with some fields changed (validated again)."""
-        return dataclasses.replace(self, **overrides)
-
-    @property
-    def samples_per_call(self) -> int:
-        """The batch of one sampling call: batch_size, or num when it is 0."""
-        return self.batch_size or self.num
-
-    @property
-    def guided(self) -> bool:
-        return self.cfg_scale != 1.0
-
-    def temperature_only(self, what: str) -> float:
-        """The temperature, for a likelihood head that draws without logits (a logistic
-        mixture): a ConfigError naming any logit filter that is set."""
-        for name, off in (("top_k", 0), ("top_p", 1.0)):
-            if getattr(self, name) != off:
-                raise ConfigError(f"sample.{name}={getattr(self, name)}: {what} has no such "
-                                  f"filter (only sample.temperature)")
-        return self.temperature
-
-    def no_speculative(self, what: str) -> None:
-        """A ConfigError if `speculative` is set, for a family that decodes one step per
-        forward pass only."""
-        if self.speculative:
-            raise ConfigError(f"sample.speculative={self.speculative}: {what} has no "
-                              f"speculative decoding (the token decoders igpt and llamagen "
-                              f"have): set it to 0")
-
-    @property
-    def cache_dtype(self):
-        """The KV cache's dtype for `init_cache(batch, dtype)`: None (the model's compute
-        dtype) or the jnp dtype `kv_cache_dtype` names."""
-        return jnp.dtype(self.kv_cache_dtype) if self.kv_cache_dtype else None
-
-    def draw_fn(self) -> Callable:
-        """The sampling loop's draw: temperature, top-k, top-p, then a categorical draw; with
-        `speculative`, the draw that verifies a window of drafts (`speculative_draw`)."""
-        if self.speculative:
-            return speculative_draw(self.temperature, self.top_k, self.top_p)
-        return categorical_draw(self.temperature, self.top_k, self.top_p)
-
-    def guidance(self, num_steps: int) -> Callable:
-        """The CFG scale as a function of the step t: the schedule over `num_steps`, cut to 1
-        (the conditional logits) after t = cfg_interval + 1 when cfg_interval >= 0."""
-        base = cfg_scale_schedule(self.cfg_scale, num_steps, self.cfg_schedule)
-        if self.cfg_interval < 0:
-            return base
-        return lambda t: jnp.where(t <= self.cfg_interval + 1, base(t), 1.0)
-
-    def guide(self, step_fn: Callable, num_steps: int) -> Callable:
-        """`guided_step_fn(step_fn, self.guidance(num_steps))`: step_fn runs on the doubled
-        batch (conditional rows, then unconditional)."""
-        return guided_step_fn(step_fn, self.guidance(num_steps))

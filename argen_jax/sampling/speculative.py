@@ -3,7 +3,7 @@ Text-to-Image Generation with Training-free Speculative Jacobi Decoding"): sever
 forward pass, with the model's own distribution, no draft model and no training.
 
 It is the token sampler's step callbacks for the one `sampling.loop.autoregressive_scan` (in
-its early-exit form, `until`), with `processors.speculative_draw` as the draw. The carry
+its early-exit form, `until`), with `speculative_draw` as the draw. The carry
 `seq` is a `Window`: the token buffer, how many tokens of each sample are final (accepted),
 and the distributions the W drafts of the window were drawn from. One step (one forward pass):
 
@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from argen_jax.sampling.loop import Steps
-from argen_jax.sampling.processors import Proposal, Verdict, guided_step_fn
+from argen_jax.sampling.processors import NEG_INF, guided_step_fn, process_logits
 
 LogitsFn = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
 SeekFn = Callable[[Any, jax.Array], Any]
@@ -64,7 +64,7 @@ def speculative_token_steps(logits_fn: LogitsFn, seek_fn: SeekFn, cache: Any,
                             uncond_prompt: jax.Array | None = None,
                             cfg_scale: float | Callable = 1.0) -> Steps:
     """`token_steps` (sampling/tokens.py) with a window of `window` drafts per step (clamped
-    to num_new); run with `processors.speculative_draw`. seek_fn(cache, i) moves the cache to
+    to num_new); run with `speculative_draw`. seek_fn(cache, i) moves the cache to
     position i (`layers.attention.seek_caches`). The steps' `until` stops the loop when every
     sample is done; `tokens_of(seq)` are the new tokens [B, num_new]. `cfg_scale`: as
     `token_steps` (a schedule is evaluated at each window position's own step)."""
@@ -117,3 +117,69 @@ def speculative_token_steps(logits_fn: LogitsFn, seek_fn: SeekFn, cache: Any,
 def tokens_of(seq: Window) -> jax.Array:
     """The new tokens [B, N] of a finished speculative run."""
     return seq.tokens[:, : seq.tokens.shape[1] - seq.q.shape[1]]
+
+
+def speculative_draw(temperature=1.0, top_k: int = 0, top_p: float = 1.0) -> Callable:
+    """The draw of speculative (Jacobi) decoding (`sampling/speculative.py`): out is a
+    `Proposal` (logits [B, W, V] of the window's W positions given its drafts, the drafts
+    [B, W], the distributions q [B, W, V] they were drawn from, and `final` [B]: how many
+    leading window positions hold already accepted tokens). Returns a `Verdict`.
+
+    Row b goes through its drafts in order from `final[b]`: draft x at a position with
+    target p = softmax(process_logits(logits)) is accepted with probability
+    min(1, p(x) / q(x)); the first rejected position gets a draw from the residual
+    normalize(max(p - q, 0)) (the standard speculative-sampling rule, so each accepted or
+    redrawn token is distributed as p given the tokens before it) and the verdict stops
+    there. Positions after it get new drafts from this pass's p (the Jacobi update: they were
+    conditioned on the rejected token, which is allowed for a proposal), as do W more
+    positions after the window (drafts from the last position's p). Keys: one per sample."""
+
+    def draw(keys, out, t):
+        del t
+        logits = process_logits(out.logits, temperature, top_k, top_p)  # [B, W, V]
+        probs = jax.nn.softmax(logits, axis=-1)
+
+        def row(key, lg, p, drafts, q, final):
+            w = drafts.shape[0]
+            k_acc, k_res, k_new = jax.random.split(key, 3)
+            px = jnp.take_along_axis(p, drafts[:, None], axis=-1)[:, 0]
+            qx = jnp.take_along_axis(q, drafts[:, None], axis=-1)[:, 0]
+            u = jax.random.uniform(k_acc, (w,))
+            ok = (jnp.arange(w) < final) | (u * qx < px)  # accept iff u < p(x) / q(x)
+            j = jnp.where(jnp.all(ok), w, jnp.argmin(ok))  # first rejection (w: none)
+            jc = jnp.minimum(j, w - 1)
+            res = jnp.maximum(p[jc] - q[jc], 0.0)
+            res = jnp.where(jnp.sum(res) > 0, res, p[jc])  # p == q: rejection has prob. 0
+            fix = jax.random.categorical(k_res, jnp.where(res > 0, jnp.log(res), NEG_INF))
+            src = jnp.concatenate([lg, jnp.broadcast_to(lg[-1], lg.shape)])  # [2W, V]
+            fresh = jax.random.categorical(k_new, src, axis=-1)  # [2W] new drafts
+            i = jnp.arange(2 * w)
+            kept = jnp.concatenate([drafts, jnp.zeros_like(drafts)])
+            tokens = jnp.where(i < j, kept, jnp.where((i == j) & (j < w), fix,
+                                                      fresh.astype(drafts.dtype)))
+            q_new = jnp.concatenate([p, jnp.broadcast_to(p[-1], p.shape)])  # [2W, V]
+            return tokens, q_new, jnp.minimum(j + 1, w)
+
+        tokens, q, final = jax.vmap(row)(keys, logits, probs, out.drafts, out.q, out.final)
+        return Verdict(tokens=tokens, q=q, final=final)
+
+    return draw
+
+
+@struct.dataclass
+class Proposal:
+    """What a speculative step hands its draw (`speculative_draw`): window of W positions."""
+
+    logits: jax.Array  # [B, W, V] float32: the (guided) logits of each window position
+    drafts: jax.Array  # [B, W] the window's tokens (drafts from position `final` on)
+    q: jax.Array  # [B, W, V] the distribution each draft was drawn from
+    final: jax.Array  # [B] int32: leading positions that hold accepted tokens (<= W)
+
+
+@struct.dataclass
+class Verdict:
+    """A speculative draw: 2W positions from the window's start."""
+
+    tokens: jax.Array  # [B, 2W]: accepted tokens, then new drafts
+    q: jax.Array  # [B, 2W, V]: the new drafts' distributions (meaningless before `final`)
+    final: jax.Array  # [B] int32 in [1, W]: leading positions now accepted

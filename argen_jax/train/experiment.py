@@ -23,10 +23,8 @@ from argen_jax.data.pipeline import ProcessLocalData
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.models.base import CountsFlops
-from argen_jax.parallel import distributed
 from argen_jax.parallel import mesh as meshlib
-from argen_jax.sampling.loop import sample_keys
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.batched import sample_in_batches
 from argen_jax.train import optim
 from argen_jax.train.mfu import xla_flops
 from argen_jax.train.settings import TrainSettings
@@ -57,13 +55,13 @@ class Experiment:
         self.config = config
         self.train_settings = typed(TrainSettings, config.train, "train")
         self.eval_settings = typed(EvalSettings, config.get("eval"), "eval")
-        self.sample_settings = SamplingSettings.from_config(config)
         self.mesh = meshlib.mesh_from_settings(typed(meshlib.MeshSettings,
                                                      config.get("mesh"), "mesh"))
         sharding = typed(meshlib.ShardingSettings, config.get("sharding"), "sharding")
         self.rules = meshlib.rules_from_config(sharding.rules)
         self.data = registry.build_data(config) if data is None else data
         self.family = registry.build_family(config, self.data.spec) if family is None else family
+        self.sample_settings = self.family.sampling  # config.sample, typed once (the family)
         self.tx, self.schedule = optim.make_optimizer(self.train_settings, self.family)
         self.ema_decay = self.train_settings.ema_decay
         self.batch_sharding = meshlib.batch_sharding(self.mesh)
@@ -99,53 +97,23 @@ class Experiment:
             unboxed, self.state_sharding)
         self._example = example
         self.global_batch_size = batch_size
-        self.train_step = self._in_mesh(jax.jit(
-            self._in_rules(self._train_step),
+        self.train_step = meshlib.in_mesh(self.mesh, jax.jit(
+            meshlib.under_rules(self.rules, self._train_step),
             in_shardings=(self.state_sharding, self.batch_sharding),
             out_shardings=(self.state_sharding, self.replicated),
             donate_argnums=0,
         ))
-        self.eval_step = self._in_mesh(jax.jit(
-            self._in_rules(self._eval_step),
+        self.eval_step = meshlib.in_mesh(self.mesh, jax.jit(
+            meshlib.under_rules(self.rules, self._eval_step),
             in_shardings=(self.state_sharding.params, self.batch_sharding),
             out_shardings=self.replicated,
         ))
         self._finite = None  # state_is_finite's jitted reduction, built on first use
-        self._sample = self._in_mesh(jax.jit(
-            self._in_rules(self.family.sample),
+        self._sample = meshlib.in_mesh(self.mesh, jax.jit(
+            meshlib.under_rules(self.rules, self.family.sample),
             in_shardings=(self.state_sharding.params, self.batch_sharding, self.batch_sharding),
             out_shardings=self.batch_sharding,
         ))
-
-    # ------------------------------------------------------------------ sharding context
-    def _in_rules(self, fn):
-        """Traces `fn` under the config's logical-axis rules, so the activation annotations
-        of the modules (`nn.with_logical_constraint`) become sharding constraints."""
-
-        def wrapped(*args):
-            with nn.logical_axis_rules(self.rules):
-                return fn(*args)
-
-        return wrapped
-
-    def _in_mesh(self, jitted):
-        """Calls a jitted function with this experiment's mesh set (needed by the activation
-        constraints; `jax.set_mesh` cannot be entered inside `jit`)."""
-
-        compiled = []
-
-        def call(*args):
-            with jax.set_mesh(self.mesh):
-                if jax.process_count() > 1 and not compiled:
-                    # compile everywhere first: processes that finish compiling at different
-                    # times would time out in the step's first cross-process collective
-                    jitted.lower(*args).compile()
-                    distributed.barrier("compiled")
-                    compiled.append(True)
-                return jitted(*args)
-
-        call.jitted = jitted
-        return call
 
     # ------------------------------------------------------------------ state
     def _create_boxed(self, rng, batch):
@@ -269,7 +237,7 @@ class Experiment:
     def state_is_finite(self, state: TrainState) -> bool:
         """Whether every parameter (and its average) is finite: checked before each save."""
         if self._finite is None:
-            self._finite = self._in_mesh(jax.jit(lambda p, e: jnp.all(jnp.stack(
+            self._finite = meshlib.in_mesh(self.mesh, jax.jit(lambda p, e: jnp.all(jnp.stack(
                 [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((p, e))]))))
         return bool(jax.device_get(self._finite(state.params, state.ema_params)))
 
@@ -281,20 +249,5 @@ class Experiment:
                batch_size: int | None = None, labels=None) -> np.ndarray:
         """`num` samples; sample k always uses the key fold_in(PRNGKey(seed), start_index + k)
         whatever the batch size or device count. Labels default to k % num_classes."""
-        dp = meshlib.data_parallel_size(self.mesh)
-        bs = batch_size or num
-        bs = -(-bs // dp) * dp  # round up to the data-parallel size
-        if labels is None:
-            ncls = max(self.data.spec.num_classes, 1)
-            labels = (np.arange(num) + start_index) % ncls
-        labels = np.asarray(labels, np.int32)
-        rng = jax.random.PRNGKey(seed)
-        out = []
-        for s in range(0, num, bs):
-            idx = np.arange(s, s + bs)
-            keys = sample_keys(rng, start_index + s, bs)
-            lab = labels[np.minimum(idx, num - 1)]
-            keys = jax.device_put(keys, self.batch_sharding)
-            lab = jax.device_put(lab, self.batch_sharding)
-            out.append(meshlib.to_host(self._sample(params, keys, lab)))
-        return np.concatenate(out)[:num]
+        return sample_in_batches(self._sample, params, num, seed, self.mesh,
+                                 self.data.spec.num_classes, start_index, batch_size, labels)

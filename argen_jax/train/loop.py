@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -25,13 +27,16 @@ from tqdm import tqdm
 from argen_jax.errors import CheckpointError, ConfigError, Preempted
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
+from argen_jax.inference import open_run
 from argen_jax.io.checkpoint import Checkpointer
 from argen_jax.io.run_dir import lock_workdir, save_config, save_spec
 from argen_jax.models.base import WritesSamples, has_sampler
+from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.guard import HISTORY, DivergenceGuard
 from argen_jax.train.metrics import MetricWriter, read_metrics
 from argen_jax.train.mfu import Throughput
+from argen_jax.train.sample_metrics import evaluate_samples
 
 
 class Preemption:
@@ -79,22 +84,23 @@ def evaluate(exp: Experiment, params) -> dict:
     return {f"eval/{k}": v for k, v in summarize(totals).items()}
 
 
-def write_samples(exp: Experiment, params, workdir: str, step: int,
-                  tag: str = "") -> list[str]:
-    """Samples of `params` into WORKDIR/samples/step_<step>*. tag (--mode=sample): the files
-    are step_<step>_<tag>[_<n>]*, beside the training run's, never over any earlier file."""
-    if not has_sampler(exp.family):
-        raise ConfigError(f"model {exp.config.model.name!r} has no sampler")
-    s = exp.sample_settings
-    num = s.num
+def write_samples(family, settings: SamplingSettings, draw: Callable[..., np.ndarray],
+                  workdir: str, step: int, tag: str = "") -> list[str]:
+    """`settings.num` samples of `draw(num, seed, batch_size)` (an `Experiment.sample` bound to
+    its parameters, or `Run.sample`) into WORKDIR/samples/step_<step>*. tag (--mode=sample):
+    the files are step_<step>_<tag>[_<n>]*, beside the training run's, never over any earlier
+    file."""
+    if not has_sampler(family):
+        raise ConfigError(f"model {type(family).__name__} has no sampler")
+    num = settings.num
     if num == 0:  # sample.num=0: no sample files
         return []
     t0 = time.time()
-    samples = exp.sample(params, num, seed=s.seed, batch_size=s.samples_per_call)
+    samples = draw(num, seed=settings.seed, batch_size=settings.samples_per_call)
     stem = os.path.join(workdir, "samples", f"step_{step:07d}")
     if tag:
         stem = _unused_stem(f"{stem}_{tag}")
-    paths = save_samples(exp.family, samples, stem) if jax.process_index() == 0 else []
+    paths = save_samples(family, samples, stem) if jax.process_index() == 0 else []
     logging.info("Wrote %d samples in %.1fs: %s", num, time.time() - t0, paths)
     return paths
 
@@ -202,7 +208,9 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                         {k: round(float(v), 5) for k, v in m.items()}))
                 sample_now = every(tcfg.sample_every, step) or (final and tcfg.sample_at_end)
                 if sample_now and has_sampler(exp.family):
-                    write_samples(exp, exp.eval_params(state), workdir, step)
+                    write_samples(exp.family, exp.sample_settings,
+                                  functools.partial(exp.sample, exp.eval_params(state)),
+                                  workdir, step)
                 if stop:
                     logging.info("Stopping at step %d (%s); run again to resume.", step,
                                  "SIGTERM" if preempt.requested else "stop_after_steps")
@@ -221,7 +229,10 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     return last
 
 
-def _restored(config, workdir):
+def restore_experiment(config, workdir: str) -> tuple[Experiment, object]:
+    """(the Experiment of `config`, the newest readable TrainState of `workdir`): what
+    --mode=eval needs (test data, the eval step). Sampling alone opens the run with
+    `inference.open_run` instead (no optimizer, no data)."""
     exp = Experiment(config)
     ckpt = Checkpointer(workdir)
     try:
@@ -247,11 +258,10 @@ def _check_writable(workdir: str) -> None:
 
 
 def eval_only(config, workdir: str) -> dict:
-    exp, state = _restored(config, workdir)
+    exp, state = restore_experiment(config, workdir)
     step = int(jax.device_get(state.step))
     m = evaluate(exp, exp.eval_params(state))
     if exp.eval_settings.sample_metrics:
-        from argen_jax.train.sample_metrics import evaluate_samples
 
         m.update(evaluate_samples(exp, exp.eval_params(state), workdir, step))
     writer = MetricWriter(workdir, tensorboard=False)
@@ -262,6 +272,7 @@ def eval_only(config, workdir: str) -> dict:
 
 
 def sample_only(config, workdir: str) -> list[str]:
-    exp, state = _restored(config, workdir)
-    return write_samples(exp, exp.eval_params(state), workdir, int(jax.device_get(state.step)),
-                         tag=f"sample_seed{exp.sample_settings.seed}")
+    run = open_run(workdir, config)
+    _check_writable(workdir)  # before the work, not after it
+    return write_samples(run.family, run.sample_settings, run.sample, workdir, run.step,
+                         tag=f"sample_seed{run.sample_settings.seed}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from argen_jax.config_lib import check_choice
 from argen_jax.errors import ConfigError
 
 SCHEDULES = ("cosine", "constant", "linear")
@@ -57,11 +58,8 @@ class TrainSettings:
                               f"are kept), got {self.max_to_keep}")
         if self.blowup_patience < 1:
             raise ConfigError(f"train.blowup_patience must be >= 1, got {self.blowup_patience}")
-        if self.decay not in DECAY:
-            raise ConfigError(f"train.decay must be one of {DECAY}, got {self.decay!r}")
-        if self.mu_dtype not in MU_DTYPES:
-            raise ConfigError(f"train.mu_dtype must be one of {MU_DTYPES}, got "
-                              f"{self.mu_dtype!r}")
+        check_choice(self, "decay", DECAY, "train")
+        check_choice(self, "mu_dtype", MU_DTYPES, "train")
         if not self.keep_best:
             raise ConfigError("train.keep_best is empty: an eval metric name, 'auto' or 'none'")
         for name in ("blowup_factor", "warmup_steps", "log_every", "eval_every",

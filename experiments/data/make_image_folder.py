@@ -7,7 +7,7 @@ writes out/train/<class>/*.JPEG (and out/val/<class>/*.JPEG): every image a rand
 a real photo that ships inside an installed package (skimage.data, scikit-learn's sample
 images, matplotlib's grace_hopper; class c uses photo c mod 11), resized to a random size
 (each side in [min_side, max_side]) and flipped with probability 0.5. The same --seed writes
-the same bytes. Library function: `argen_jax.data.image_folder.make_synthetic_folder`.
+the same bytes. Library function: `argen_jax.data.synthetic.make_synthetic_folder`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from argen_jax.data.image_folder import make_synthetic_folder
+from argen_jax.data.synthetic import make_synthetic_folder
 from argen_jax.errors import UserError
 
 

@@ -13,10 +13,11 @@ Arguments (comma-separated, `mnist.py:tiny,idx`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section, train_section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.images import ImageDataSettings
-from argen_jax.models.transformer import IGPTSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.models.igpt import IGPTSettings
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -25,7 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds init, the per-step rngs and data shuffling
 
-    # argen_jax/models/transformer.py IGPTSettings: every field, its default and its meaning
+    # argen_jax/models/igpt.py IGPTSettings: every field, its default and its meaning
     c.model = section(IGPTSettings, name="igpt",
                       width=32 if tiny else 64 if cpu else 128,
                       depth=2 if tiny else 4,
@@ -49,7 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         end_lr_fraction=0.05, grad_clip=1.0, log_every=20 if tiny else 10 if cpu else 50,
         eval_every=0 if tiny or cpu else 2000, save_every=30 if tiny else 50 if cpu else 1000)
 
-    # argen_jax/sampling/processors.py SamplingSettings (temperature, top-k/p, CFG: all off)
+    # argen_jax/sampling/settings.py SamplingSettings (temperature, top-k/p, CFG: all off)
     c.sample = section(SamplingSettings, num=16 if tiny else 64, batch_size=16 if tiny else 64)
 
     # vocab (2 levels) stays replicated: it cannot split over the model axis.

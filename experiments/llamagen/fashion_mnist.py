@@ -16,16 +16,11 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import (
-    parallel_config,
-    parse_args,
-    sample_eval_config,
-    section,
-    train_section,
-)
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.models.llamagen import SIZES, LlamaGenSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, sample_eval_config, train_section
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -75,7 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.tensorboard = not tiny
     c.train.quiet = False  # no progress bar
 
-    # argen_jax/sampling/processors.py SamplingSettings (CFG off; LlamaGen B: cfg_scale 2.0);
+    # argen_jax/sampling/settings.py SamplingSettings (CFG off; LlamaGen B: cfg_scale 2.0);
     # sample k has class k % 10: a grid with one column per class
     c.sample = section(SamplingSettings, num=20 if tiny else 100, batch_size=20 if tiny else 100)
 

@@ -20,11 +20,12 @@ sequence length.
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section, train_section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.models.llamagen import SIZES, LlamaGenSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
 
 IMAGENET_TRAIN = 1_281_167
 
@@ -59,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         eval_every=0 if tiny else 50_000, save_every=0 if tiny else 5000,
         tensorboard=not tiny, quiet=tiny)
 
-    # argen_jax/sampling/processors.py SamplingSettings; sample k has class k % classes
+    # argen_jax/sampling/settings.py SamplingSettings; sample k has class k % classes
     c.sample = section(SamplingSettings, num=6 if tiny else 100,
                        batch_size=6 if tiny else 100, cfg_scale=1.0 if tiny else 2.0)
 

@@ -9,16 +9,11 @@ Arguments (comma-separated, `mnist.py:tiny,8bit`):
 """
 import ml_collections
 
-from argen_jax.config_lib import (
-    parallel_config,
-    parse_args,
-    sample_eval_config,
-    section,
-    train_section,
-)
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.images import ImageDataSettings
 from argen_jax.models.pixelcnn import PixelCNNSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, sample_eval_config, train_section
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

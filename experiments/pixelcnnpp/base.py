@@ -2,9 +2,10 @@
 (cifar10.py, fashion_mnist.py, patches.py) fill in `data` and their sizes."""
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, section, train_section
+from argen_jax.config_lib import section
 from argen_jax.models.pixelcnnpp import PixelCNNPPSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
 
 # `tiny`: a minimal model (the settings' defaults are the paper's CIFAR-10 sizes)
 TINY_MODEL = {"features": 8, "num_resnet": 1, "num_mixtures": 2, "dropout": 0.0}

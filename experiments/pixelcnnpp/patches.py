@@ -11,7 +11,8 @@ Arguments (comma-separated, `patches.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import load_sibling, parse_args, photo_patches_data
+from argen_jax.config_lib import load_sibling, parse_args
+from argen_jax.sections import photo_patches_data
 
 _base = load_sibling(__file__, "base")
 base_config, run_length = _base.base_config, _base.run_length

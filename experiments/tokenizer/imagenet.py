@@ -26,9 +26,10 @@ experiments/llamagen/imagenet.py or experiments/var/imagenet.py on the token fil
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section, train_section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.image_folder import ImageFolderSettings
 from argen_jax.models.vqgan import VAR_LAYOUT, VAR_QUANTIZER, VQGANLossSettings, VQGANSettings
+from argen_jax.sections import parallel_config, train_section
 
 RESOLUTIONS = {"384": 384, "512": 512}
 VAR_SCALES_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)  # VAR's 512px model

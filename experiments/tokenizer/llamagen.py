@@ -2,12 +2,12 @@
 
 Arguments (comma-separated, `llamagen.py:var`):
   f8          downsampling factor 8 (32x32 tokens at 256px) instead of 16 (16x16 tokens)
-  exact       LlamaGen's exact VQ-16 / VQ-8 layout (so `argen_jax.convert.llamagen_vq_torch`
+  exact       LlamaGen's exact VQ-16 / VQ-8 layout (so `argen_jax.pretrained.torch_llamagen_vq`
               can load its released vq_ds16_c2i.pt / vq_ds8_c2i.pt): stride-2 convs padded
               bottom/right only, and an AttnBlock after every ResBlock of the lowest
               resolution in the encoder and the decoder (72M parameters at VQ-16); with
               `var`: VAR's released VQVAE vae_ch160v4096z32.pth (ch 160, 3x3 quant convs,
-              PyTorch bicubic upsampling, VAR's phi schedule; argen_jax.convert.var_vq_torch);
+              PyTorch bicubic upsampling, VAR's phi schedule; argen_jax.pretrained.torch_var_vq);
               float32 and no perceptual loss (inference; set loss.perceptual_* to fine-tune)
   var         VAR's multi-scale residual quantizer: 4,096 codes of 32 dims, scales
               1,2,3,4,5,6,8,10,13,16, 4 shared phi convs, no l2 normalisation
@@ -20,7 +20,7 @@ The perceptual loss needs VGG16 LPIPS weights converted to the .npz layout docum
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.models.vqgan import (
     LLAMAGEN_LAYOUT,
     VAR_LAYOUT,
@@ -28,6 +28,7 @@ from argen_jax.models.vqgan import (
     VQGANLossSettings,
     VQGANSettings,
 )
+from argen_jax.sections import parallel_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -42,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     m = dict(ch_mult=(1, 2, 2, 4)) if "f8" in args else {}  # factor 8
     if var:  # VAR's codes: 4,096 of 32 dims, scales 1..16, no l2 normalisation
         m.update(VAR_QUANTIZER)
-    if exact:  # the released nets, parameter for parameter (argen_jax/convert/*_vq_torch.py)
+    if exact:  # the released nets, parameter for parameter (argen_jax/pretrained/torch_*_vq.py)
         m.update(VAR_LAYOUT if var else LLAMAGEN_LAYOUT)
     # exact: the released nets for inference and conversion, in float32 (bfloat16 costs them
     # ~3e-3 in reconstructions)

@@ -12,8 +12,9 @@ Arguments (comma-separated, `small.py:multiscale,tiny`):
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, photo_patches_data, section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.models.vqgan import VQGANLossSettings, VQGANSettings
+from argen_jax.sections import parallel_config, photo_patches_data
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -15,16 +15,11 @@ Arguments (comma-separated, `fashion_mnist.py:cpu`):
 """
 import ml_collections
 
-from argen_jax.config_lib import (
-    parallel_config,
-    parse_args,
-    sample_eval_config,
-    section,
-    train_section,
-)
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.models.var import VARSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, sample_eval_config, train_section
 
 DEPTHS = {"d16": 16, "d20": 20, "d24": 24, "d30": 30}
 
@@ -54,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         eval_every=0 if tiny or cpu else 1000, save_every=0 if tiny else 100 if cpu else 500,
         max_to_keep=2, tensorboard=not tiny, quiet=tiny)
 
-    # argen_jax/sampling/processors.py SamplingSettings; a grid with one column per class.
+    # argen_jax/sampling/settings.py SamplingSettings; a grid with one column per class.
     # VAR ImageNet: top_k 900 of 4096, top_p 0.96, cfg=2 (our cfg_scale 3.0) ramped linearly
     # over the scales (VARFamily's default schedule, written here as every key is)
     c.sample = section(SamplingSettings, num=20 if tiny else 100, batch_size=20 if tiny else 100,

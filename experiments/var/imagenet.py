@@ -21,11 +21,12 @@ The resolution is the tokenizer's (its scales set the token maps).
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section, train_section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.tokens import TokenDataSettings
 from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.models.var import VARSettings
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
 
 IMAGENET_TRAIN = 1_281_167
 # depth -> (global batch, epochs, base lr per 256 images, final lr fraction): VAR's README
@@ -65,7 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         grad_clip=2.0, log_every=5 if tiny else 100, eval_every=0 if tiny else 10_000,
         save_every=0 if tiny else 5000, tensorboard=not tiny, quiet=tiny)
 
-    # argen_jax/sampling/processors.py SamplingSettings; sample k has class k % classes
+    # argen_jax/sampling/settings.py SamplingSettings; sample k has class k % classes
     c.sample = section(SamplingSettings, num=6 if tiny else 100, batch_size=6 if tiny else 100,
                        top_k=0 if tiny else 900, top_p=1.0 if tiny else 0.96,
                        cfg_scale=1.0 if tiny else 3.0, cfg_schedule="linear")

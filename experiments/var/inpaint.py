@@ -21,7 +21,7 @@ import numpy as np
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.io.run_dir import load_config
 from argen_jax.sampling.loop import sample_keys
-from argen_jax.train.loop import _restored
+from argen_jax.train.loop import restore_experiment
 
 
 def masks(p: int) -> dict[str, np.ndarray]:
@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     config = load_config(args.workdir, what="a VAR run directory")
-    exp, state = _restored(config, args.workdir)
+    exp, state = restore_experiment(config, args.workdir)
     fam, params = exp.family, exp.eval_params(state)
     data = exp.data
     labels = np.asarray(data.test_labels)

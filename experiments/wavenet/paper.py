@@ -10,11 +10,12 @@ Data: a folder of WAVs, PATH/{train,test}/<speaker>/*.wav; make one offline with
 """
 import ml_collections
 
-from argen_jax.config_lib import parallel_config, parse_args, section, train_section
+from argen_jax.config_lib import parse_args, section
 from argen_jax.data.audio import AudioDataSettings
 from argen_jax.layers.causal_conv import receptive_field
 from argen_jax.models.wavenet import WaveNetSettings, stack_dilations
-from argen_jax.sampling.processors import SamplingSettings
+from argen_jax.sampling.settings import SamplingSettings
+from argen_jax.sections import parallel_config, train_section
 
 KNOWN = {"tiny", "nolocal", "noglobal"}
 

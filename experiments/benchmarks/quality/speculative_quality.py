@@ -33,7 +33,7 @@ from argen_jax.io.run_dir import load_config
 from argen_jax.models.base import images_of
 from argen_jax.models.transformer import sample_decoder
 from argen_jax.sampling.loop import sample_keys
-from argen_jax.train.loop import _restored
+from argen_jax.train.loop import restore_experiment
 from argen_jax.train.sample_metrics import reference_features, score_images
 from experiments.benchmarks import common
 
@@ -110,7 +110,7 @@ def main(argv):
         if getattr(a, key) is not None:
             config.sample[key] = getattr(a, key)
     config.sample.speculative = 0
-    exp, state = _restored(config, a.workdir)
+    exp, state = restore_experiment(config, a.workdir)
     extractor = build_extractor(exp.eval_settings)  # before the sampling: a missing net fails
     fam, params = exp.family, exp.eval_params(state)
     ncls = max(exp.data.spec.num_classes, 1)

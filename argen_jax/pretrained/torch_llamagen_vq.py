@@ -38,7 +38,7 @@ tokenizer (`Tokenizer.load(RUN + '/tokenizer')`):
 
 The tokenizer alone:
 
-    python -m argen_jax.convert.llamagen_vq_torch --ckpt vq_ds16_c2i.pt --out /tmp/vq16.msgpack
+    python -m argen_jax.pretrained.torch_llamagen_vq --ckpt vq_ds16_c2i.pt --out /tmp/vq16.msgpack
 
 writes flax.serialization bytes of {'params': {'generator': ...}}, the params of
 `VQGANSettings.released('llamagen_vq16').module(3)` (float32), used for inference without a
@@ -66,10 +66,11 @@ import numpy as np
 from flax import linen as nn
 from flax import serialization
 
-from argen_jax.convert.llamagen_torch import load_torch_checkpoint, to_numpy, unwrap
+from argen_jax.data.pipeline import DataSpec
 from argen_jax.errors import CheckpointError
 from argen_jax.layers.vq_nets import ImageSpace, VQModel
 from argen_jax.models.vqgan import VQGANSettings
+from argen_jax.pretrained.torch_llamagen import load_torch_checkpoint, to_numpy, unwrap
 
 SKIPPED = ("quantize.codebook_used",)  # usage buffer, not a parameter
 
@@ -221,8 +222,6 @@ def write_converted(name: str, size: int, convert, ckpt: str, out: str) -> int:
     llamagen_vq16, llamagen_vq8, var_vqvae) for size x size RGB images, converts the PyTorch
     checkpoint `ckpt` with `convert(state_dict, generator)` and writes
     {'params': {'generator': ...}} to `out` (.msgpack). Returns the parameter count."""
-    from argen_jax.data.pipeline import DataSpec
-
     settings = VQGANSettings.released(name)
     ImageSpace.of(DataSpec((size, size, 3), 256, 1000, "image"), settings.ch_mult,
                   settings.pad_to, settings.scales if settings.multiscale else None)

@@ -25,7 +25,7 @@ The one-command path (GPT + VQ -> a run directory that launch/main.py samples fr
 
 The GPT alone, as bytes:
 
-    python -m argen_jax.convert.llamagen_torch --ckpt c2i_B_256.pt --size B \
+    python -m argen_jax.pretrained.torch_llamagen --ckpt c2i_B_256.pt --size B \
         --out /tmp/llamagen_B.msgpack      # flax.serialization bytes of {'params': ...}
 
 and sample in JAX: params = flax.serialization.msgpack_restore(open(out, 'rb').read())
@@ -46,6 +46,7 @@ from flax import serialization
 
 from argen_jax.errors import CheckpointError
 from argen_jax.layers.repeat import stack_layers
+from argen_jax.models.llamagen import SIZES, LlamaGenSettings
 from argen_jax.models.transformer import Decoder
 
 SKIPPED = re.compile(r"(^|\.)(freqs_cis|causal_mask|kv_cache\.[kv]_cache)$")
@@ -175,8 +176,6 @@ def load_torch_checkpoint(path: str) -> dict:
 
 
 def main(argv=None):
-    from argen_jax.models.llamagen import SIZES, LlamaGenSettings
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="LlamaGen c2i .pt file")
     p.add_argument("--size", required=True, choices=sorted(SIZES))

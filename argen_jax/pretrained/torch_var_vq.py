@@ -26,7 +26,7 @@ Key names and shapes of VAR's models/vqvae.py, basic_vae.py, quant.py (torch con
         also quant_resi.qresi.* (one shared phi) and quant_resi.k.* (one per scale))
 The `quantize.ema_vocab_hit_SV` buffer (usage statistics) is skipped.
 
-    python -m argen_jax.convert.var_vq_torch --ckpt vae_ch160v4096z32.pth --out /tmp/vae.msgpack
+    python -m argen_jax.pretrained.torch_var_vq --ckpt vae_ch160v4096z32.pth --out /tmp/vae.msgpack
 
 writes {'params': {'generator': ...}} for `VQGANSettings.released('var_vqvae').module(3)` (the
 generator of `experiments/tokenizer/llamagen.py:var,exact`); with `convert.var_torch` (the
@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import argparse
 
-from argen_jax.convert.llamagen_torch import unwrap
-from argen_jax.convert.llamagen_vq_torch import (
+from argen_jax.errors import CheckpointError
+from argen_jax.layers.vq_nets import VQModel
+from argen_jax.pretrained.torch_llamagen import unwrap
+from argen_jax.pretrained.torch_llamagen_vq import (
     StateDictReader,
     expected_params,
     write_converted,
 )
-from argen_jax.errors import CheckpointError
-from argen_jax.layers.vq_nets import VQModel
 
 SKIPPED = ("quantize.ema_vocab_hit_SV",)  # usage buffer, not a parameter
 
