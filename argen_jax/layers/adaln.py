@@ -13,8 +13,8 @@ and attention with q / v / output biases (and optionally VAR's l2-normalised att
 
 The 6E modulation vector keeps VAR's order (gamma1, gamma2, scale1, scale2, shift1, shift2)
 so a PyTorch `ada_lin.1` weight converts by a transpose. Initialisation follows VAR's
-`init_weights`: Dense kernels N(0, 1 / (3E)); the modulation kernel times 1e-5 for the gammas
-(blocks start as the identity) and 0.5 for scales / shifts.
+`init_weights`: Dense kernels N(0, 1 / (3E)); the modulation kernel times `gamma_init` for the
+gammas (VAR's alng, default 1e-5: blocks start near the identity) and 0.5 for scales / shifts.
 """
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ class AdaLNBlock(nn.Module):
     attn_l2_norm: bool = True  # cosine attention with a learned temperature (VAR's default)
     norm_eps: float = 1e-6
     init_std: float | None = None  # None: var_init_std(width)
+    gamma_init: float = 1e-5  # the gamma columns' init multiplier (VAR's alng)
     attention_impl: str = "einsum"  # Attention.impl (full pass)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -94,7 +95,7 @@ class AdaLNBlock(nn.Module):
         std = self.init_std or var_init_std(width)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         ada = nn.Dense(6 * width, name="ada_lin", kernel_init=nn.with_logical_partitioning(
-            _modulation_init(std, width, 2, 1e-5, 0.5), (axes.EMBED, axes.MLP)), **kw)(
+            _modulation_init(std, width, 2, self.gamma_init, 0.5), (axes.EMBED, axes.MLP)), **kw)(
             nn.silu(cond))
         gamma1, gamma2, scale1, scale2, shift1, shift2 = jnp.split(
             ada.astype(jnp.float32)[:, None, :], 6, axis=-1)  # each [B, 1, E]
