@@ -192,3 +192,19 @@ def test_optimizer_state_of_constant_decay_is_optax_adamw():
     want = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(0.1, weight_decay=0.1,
                        mask=lambda p: jax.tree.map(lambda x: True, p)))
     assert ours == jax.tree.structure(want.init(params))
+
+
+def test_var_init_scales_residual_outputs_by_depth():
+    """VAR's init_weights: q/k/v/proj/fc2 N(0, 1/3C), proj and fc2 / sqrt(2 depth)."""
+    depth, width = 4, 64
+    model = VARTransformer(vocab_size=16, code_dim=4, num_classes=3, patch_nums=(1, 2),
+                           width=width, depth=depth, num_heads=2)
+    p = unbox(model.init(jax.random.PRNGKey(0), jnp.zeros((1,), jnp.int32),
+                         jnp.zeros((1, 4, 4)))["params"])
+    std = (1 / (3 * width)) ** 0.5
+    blocks = [p[f"block_{i}"] for i in range(depth)]
+    for name, want in (("query", std), ("value", std), ("out", std / (2 * depth) ** 0.5)):
+        got = np.std(np.stack([b["attn"][name] for b in blocks]))
+        assert got == pytest.approx(want, rel=0.05), name
+    got = np.std(np.stack([b["ffn"]["fc2"]["kernel"] for b in blocks]))
+    assert got == pytest.approx(std / (2 * depth) ** 0.5, rel=0.05)

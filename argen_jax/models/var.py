@@ -153,7 +153,8 @@ class VARTransformer(nn.Module):
                                in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast))
         args = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
                     attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps, init_std=std,
-                    gamma_init=self.ada_gamma_init, attention_impl=self.attention_impl, **kw)
+                    gamma_init=self.ada_gamma_init, residual_init_scale=(2 * self.depth) ** -0.5,
+                    attention_impl=self.attention_impl, **kw)
         if self.scan_layers:
             self.blocks = block(name="blocks", **args)
         else:
