@@ -330,7 +330,7 @@ def llamagen_parity(repo: str, steps: int, batch: int, seed: int) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            theirs_losses.append(float(loss))
+            theirs_losses.append(loss.item())
         end_sd = model.state_dict()
 
     config = ml_collections.ConfigDict({"model": config_lib.section(
