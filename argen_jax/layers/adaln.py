@@ -13,8 +13,9 @@ and attention with q / v / output biases (and optionally VAR's l2-normalised att
 
 The 6E modulation vector keeps VAR's order (gamma1, gamma2, scale1, scale2, shift1, shift2)
 so a PyTorch `ada_lin.1` weight converts by a transpose. Initialisation follows VAR's
-`init_weights`: Dense kernels N(0, 1 / (3E)); the modulation kernel times 1e-5 for the gammas
-(blocks start as the identity) and 0.5 for scales / shifts.
+`init_weights`: Dense kernels (q / k / v too) N(0, 1 / (3E)), the attention output and fc2
+divided by sqrt(2 depth) (`residual_init_scale`); the modulation kernel times `gamma_init` for the
+gammas (VAR's alng, default 1e-5: blocks start near the identity) and 0.5 for scales / shifts.
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class MLP(nn.Module):
 
     hidden: int
     init_std: float
+    out_init_std: float | None = None  # fc2's (None: init_std)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -71,7 +73,8 @@ class MLP(nn.Module):
         h = nn.with_logical_constraint(nn.gelu(h, approximate=True),
                                        (axes.BATCH, axes.LENGTH, axes.MLP))
         return nn.Dense(width, name="fc2", kernel_init=nn.with_logical_partitioning(
-            nn.initializers.normal(self.init_std), (axes.MLP, axes.EMBED)), **kw)(h)
+            nn.initializers.normal(self.out_init_std or self.init_std), (axes.MLP, axes.EMBED)),
+            **kw)(h)
 
 
 class AdaLNBlock(nn.Module):
@@ -82,6 +85,9 @@ class AdaLNBlock(nn.Module):
     attn_l2_norm: bool = True  # cosine attention with a learned temperature (VAR's default)
     norm_eps: float = 1e-6
     init_std: float | None = None  # None: var_init_std(width)
+    gamma_init: float = 1e-5  # the gamma columns' init multiplier (VAR's alng)
+    residual_init_scale: float = 1.0  # attention output / fc2 init std = init_std * this
+    #   (VAR: 1 / sqrt(2 depth))
     attention_impl: str = "einsum"  # Attention.impl (full pass)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -94,7 +100,7 @@ class AdaLNBlock(nn.Module):
         std = self.init_std or var_init_std(width)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         ada = nn.Dense(6 * width, name="ada_lin", kernel_init=nn.with_logical_partitioning(
-            _modulation_init(std, width, 2, 1e-5, 0.5), (axes.EMBED, axes.MLP)), **kw)(
+            _modulation_init(std, width, 2, self.gamma_init, 0.5), (axes.EMBED, axes.MLP)), **kw)(
             nn.silu(cond))
         gamma1, gamma2, scale1, scale2, shift1, shift2 = jnp.split(
             ada.astype(jnp.float32)[:, None, :], 6, axis=-1)  # each [B, 1, E]
@@ -103,12 +109,14 @@ class AdaLNBlock(nn.Module):
         attn = Attention(self.num_heads, biases=("query", "value", "out"),
                          qk_l2_norm=self.attn_l2_norm,
                          softmax_scale=None if self.attn_l2_norm else 0.25 * hd ** -0.5,
-                         impl=self.attention_impl, name="attn", **kw)
+                         impl=self.attention_impl, init_std=std,
+                         out_init_std=std * self.residual_init_scale, name="attn", **kw)
         h = _layer_norm(x, self.norm_eps) * (1.0 + scale1) + shift1
         h, cache = attn(h.astype(self.dtype), mask, None, cache, train)
         x = nn.with_logical_constraint(x + (h * gamma1).astype(x.dtype), axes.RESIDUAL)
         h = _layer_norm(x, self.norm_eps) * (1.0 + scale2) + shift2
-        h = MLP(round(width * self.mlp_ratio), std, name="ffn", **kw)(h.astype(self.dtype))
+        h = MLP(round(width * self.mlp_ratio), std, std * self.residual_init_scale, name="ffn",
+                **kw)(h.astype(self.dtype))
         return nn.with_logical_constraint(x + (h * gamma2).astype(x.dtype), axes.RESIDUAL), cache
 
 

@@ -182,6 +182,8 @@ class Attention(nn.Module):
     #   per-head temperature exp(min(s, log 100)), s initialised to log 4 (VAR attn_l2_norm)
     softmax_scale: float | None = None  # logit scale; None: head_dim ** -0.5 (1 if qk_l2_norm)
     impl: str = "einsum"  # full-pass kernel: ATTENTION_IMPLS (decoding: always 'einsum')
+    init_std: float | None = None  # q / k / v kernels' init std (None: width ** -0.5)
+    out_init_std: float | None = None  # output kernel's (None: (heads * head_dim) ** -0.5)
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
 
@@ -205,7 +207,7 @@ class Attention(nn.Module):
         if self.impl not in ATTENTION_IMPLS:
             raise ValueError(f"Attention impl must be one of {ATTENTION_IMPLS}, got "
                              f"{self.impl!r}")
-        init = nn.initializers.normal(width ** -0.5)
+        init = nn.initializers.normal(self.init_std or width ** -0.5)
 
         def proj(heads, name, names):
             w = self.param(name, nn.with_logical_partitioning(init, (axes.EMBED, names,
@@ -257,7 +259,7 @@ class Attention(nn.Module):
         out = nn.with_logical_constraint(
             out, (axes.BATCH, axes.LENGTH, axes.HEADS, axes.HEAD_DIM))
         wo = self.param("out", nn.with_logical_partitioning(
-            nn.initializers.normal((self.num_heads * hd) ** -0.5),
+            nn.initializers.normal(self.out_init_std or (self.num_heads * hd) ** -0.5),
             (axes.HEADS, axes.HEAD_DIM, axes.EMBED)), (self.num_heads, hd, width),
             self.param_dtype)
         y = jnp.einsum("bthd,hde->bte", out, wo.astype(self.dtype))

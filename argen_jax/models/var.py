@@ -98,6 +98,7 @@ class VARTransformer(nn.Module):
     mlp_ratio: float = 4.0
     attn_l2_norm: bool = True
     norm_eps: float = 1e-6
+    ada_gamma_init: float = 1e-5  # AdaLN gamma columns' init multiplier (VAR's alng)
     remat: str = "none"  # per-block rematerialisation ('none' | 'full' | a policy name)
     scan_layers: bool = False  # nn.scan over the blocks (params 'blocks', leading layer axis)
     attention_impl: str = "einsum"  # full-pass attention kernel (layers/attention.py)
@@ -151,6 +152,7 @@ class VARTransformer(nn.Module):
                                in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast))
         args = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
                     attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps, init_std=std,
+                    gamma_init=self.ada_gamma_init, residual_init_scale=(2 * self.depth) ** -0.5,
                     attention_impl=self.attention_impl, **kw)
         if self.scan_layers:
             self.blocks = block(name="blocks", **args)
@@ -234,6 +236,8 @@ class VARSettings(LabelSettings):
     mlp_ratio: float = 4.0  # GELU MLP hidden width = mlp_ratio * width
     attn_l2_norm: bool = True  # cosine attention with a learned temperature (VAR default)
     norm_eps: float = 1e-6  # LayerNorm epsilon
+    ada_gamma_init: float = 1e-5  # init multiplier of the AdaLN gamma columns (VAR's alng:
+    #   its README trains d16 / d20 with 1e-3, d24 1e-4, d30 1e-5)
     code_dim: int = 0  # tokenizer latent channels (0: read from the tokenizer)
     dtype: str = "float32"  # compute dtype ('bfloat16' on accelerators)
     param_dtype: str = "float32"  # parameter storage dtype
@@ -255,6 +259,8 @@ class VARSettings(LabelSettings):
                                   f"{getattr(self, key)}")
         if self.mlp_ratio <= 0:
             raise ConfigError(f"model.mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if self.ada_gamma_init < 0:
+            raise ConfigError(f"model.ada_gamma_init must be >= 0, got {self.ada_gamma_init}")
         config_dtype(self.dtype, "dtype")
         config_dtype(self.param_dtype, "param_dtype")
 
@@ -265,7 +271,8 @@ class VARSettings(LabelSettings):
             vocab_size=vocab_size, code_dim=code_dim, num_classes=num_classes,
             patch_nums=tuple(int(p) for p in patch_nums), width=self.width or 64 * self.depth,
             depth=self.depth, num_heads=self.num_heads or self.depth, mlp_ratio=self.mlp_ratio,
-            attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps, remat=self.remat,
+            attn_l2_norm=self.attn_l2_norm, norm_eps=self.norm_eps,
+            ada_gamma_init=self.ada_gamma_init, remat=self.remat,
             scan_layers=self.scan_layers, attention_impl=self.attention_impl,
             dtype=config_dtype(self.dtype, "dtype"),
             param_dtype=config_dtype(self.param_dtype, "param_dtype"))

@@ -6,8 +6,9 @@ import dataclasses
 from argen_jax.config_lib import check_choice
 from argen_jax.errors import ConfigError
 
-SCHEDULES = ("cosine", "constant", "linear")
+SCHEDULES = ("cosine", "constant", "linear", "lin0")
 DECAY = ("all", "matrices")
+WEIGHT_DECAY_SCHEDULES = ("constant", "cosine")
 MU_DTYPES = ("", "bfloat16", "float32")
 
 
@@ -15,15 +16,24 @@ MU_DTYPES = ("", "bfloat16", "float32")
 class TrainSettings:
     num_steps: int  # optimizer steps of the whole run (resuming continues up to it)
     lr: float  # peak learning rate (AdamW)
-    schedule: str = "cosine"  # cosine | constant | linear, after the linear warm-up
-    warmup_steps: int = 0  # linear warm-up from 0 to lr
-    end_lr_fraction: float = 0.0  # final lr = lr * this (cosine, linear)
+    schedule: str = "cosine"  # after the linear warm-up: cosine | constant | linear (to
+    #   lr * end_lr_fraction at num_steps) | lin0 (VAR's: the peak for 5% of the steps after
+    #   the warm-up, then linear to lr * end_lr_fraction at the last step, num_steps - 1)
+    warmup_steps: int = 0  # linear warm-up from lr * warmup_start_fraction to lr
+    warmup_start_fraction: float = 0.0  # lr at step 0 / lr (VAR's wp0: 0.005)
+    end_lr_fraction: float = 0.0  # final lr = lr * this (cosine, linear, lin0; VAR's wpe)
     b1: float = 0.9  # AdamW first-moment decay
     b2: float = 0.999  # AdamW second-moment decay
     eps: float = 1e-8  # AdamW epsilon
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
-    decay: str = "all"  # which parameters weight decay shrinks: 'all' | 'matrices' (>= 2-D:
-    #   kernels and embedding tables, not biases, norm scales or gains; LlamaGen and VAR)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (at step 0)
+    weight_decay_schedule: str = "constant"  # 'constant' | 'cosine': half a cosine from
+    #   weight_decay at step 0 to weight_decay_end at the last step (VAR's twd -> twde)
+    weight_decay_end: float = 0.0  # the final weight decay of the 'cosine' schedule
+    decay: str = "all"  # which parameters weight decay shrinks: 'all' | 'matrices' (>= 2-D
+    #   leaves not named *bias: kernels and embedding tables, not biases, norm scales or
+    #   gains; LlamaGen's creat_optimizer, VAR's filter_params)
+    no_decay: str = ""  # comma-separated name fragments: a parameter whose path
+    #   ('var/block_0/attn/query') holds one is not decayed either (VAR's nowd_keys)
     mu_dtype: str = ""  # AdamW first-moment dtype ('bfloat16' halves its memory; '': params')
     grad_clip: float = 0.0  # global-norm gradient clipping (0 = off)
     ema_decay: float = 0.0  # Polyak averaging of the weights for eval/sampling (0 = off)
@@ -49,7 +59,7 @@ class TrainSettings:
         if self.lr < 0:
             raise ConfigError(f"train.lr must be >= 0, got {self.lr}")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"train.schedule must be cosine, constant or linear; got "
+            raise ConfigError(f"train.schedule must be one of {SCHEDULES}, got "
                               f"{self.schedule!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
@@ -60,10 +70,17 @@ class TrainSettings:
             raise ConfigError(f"train.blowup_patience must be >= 1, got {self.blowup_patience}")
         check_choice(self, "decay", DECAY, "train")
         check_choice(self, "mu_dtype", MU_DTYPES, "train")
+        check_choice(self, "weight_decay_schedule", WEIGHT_DECAY_SCHEDULES, "train")
+        if not 0.0 <= self.warmup_start_fraction <= 1.0:
+            raise ConfigError(f"train.warmup_start_fraction must be in [0, 1], got "
+                              f"{self.warmup_start_fraction}")
+        if self.schedule == "lin0" and self.num_steps <= self.warmup_steps + 1:
+            raise ConfigError(f"train.schedule='lin0' needs num_steps > warmup_steps + 1, got "
+                              f"{self.num_steps} and {self.warmup_steps}")
         if not self.keep_best:
             raise ConfigError("train.keep_best is empty: an eval metric name, 'auto' or 'none'")
         for name in ("blowup_factor", "warmup_steps", "log_every", "eval_every",
-                     "sample_every", "save_every", "grad_clip", "weight_decay",
+                     "sample_every", "save_every", "grad_clip", "weight_decay", "weight_decay_end",
                      "end_lr_fraction", "peak_tflops"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
