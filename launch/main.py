@@ -7,8 +7,9 @@
 Modes: train (resumes from WORKDIR if it has checkpoints), eval, sample. Without --config,
 eval and sample use WORKDIR/config.json (e.g. a run converted from released weights:
 `python -m argen_jax.pretrained convert`).
-Exit status: 0 done, 2 a user error (one line on stderr), 75 stopped by SIGTERM after saving
-a checkpoint (preemption: run the same command again to resume; launch/slurm.sbatch requeues).
+Exit status: 0 done, 2 a user error (one line on stderr), 75 stopped by SIGTERM or Ctrl-C
+(SIGINT) after saving a checkpoint (preemption: run the same command again to resume;
+launch/slurm.sbatch requeues); a second SIGTERM / Ctrl-C stops at once, without saving.
 """
 import os
 import sys

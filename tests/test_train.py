@@ -284,12 +284,15 @@ def test_launcher_rejects_unknown_config_key(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-def test_sigterm_saves_and_exits_75_then_the_same_command_resumes(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_sigterm_saves_and_exits_75_then_the_same_command_resumes(tmp_path, signame):
     """A scheduler can tell preemption from completion: SIGTERM -> checkpoint, exit 75
-    (launch/slurm.sbatch requeues on it); the same command then finishes with exit 0."""
+    (launch/slurm.sbatch requeues on it); the same command then finishes with exit 0.
+    Ctrl-C (SIGINT) is the same stop: no KeyboardInterrupt traceback, nothing lost."""
     import signal
     import time
 
+    sig = getattr(signal, signame)
     wd = str(tmp_path / "w")
     cmd = [sys.executable, os.path.join(ROOT, "launch", "main.py"),
            "--config=" + os.path.join(ROOT, "experiments/pixelcnn/mnist.py") + ":tiny",
@@ -297,22 +300,49 @@ def test_sigterm_saves_and_exits_75_then_the_same_command_resumes(tmp_path):
            "--config.train.log_every=1", "--config.train.save_every=0",
            "--config.train.sample_at_end=False", "--config.data.test_limit=16",
            "--config.train.tensorboard=False", "--config.train.quiet=True"]
+    # a child started from a non-interactive shell may inherit SIGINT ignored (then Python
+    # installs no handler and the test would prove nothing): give it the default, as a
+    # terminal does
+    env = {**os.environ, "PYTHONPATH": ROOT}  # this checkout's argen_jax, not an installed one
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, env=env,
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     metrics = os.path.join(wd, "metrics.jsonl")
     deadline = time.time() + 120
     while not (os.path.exists(metrics) and os.path.getsize(metrics)) and time.time() < deadline:
         time.sleep(0.2)  # training has started
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 75, out[-2000:]
-    assert "stopped by SIGTERM at step" in out and "Traceback" not in out
-    step = int(out.split("stopped by SIGTERM at step ")[1].split()[0])
+    assert f"stopped by {signame} at step" in out and "Traceback" not in out
+    step = int(out.split(f"stopped by {signame} at step ")[1].split()[0])
     assert os.path.isdir(os.path.join(wd, "checkpoints", str(step)))
+    if sig == signal.SIGINT:  # the resume below is the same for both
+        return
     done = subprocess.run([*cmd[:-7], f"--config.train.num_steps={step + 2}", *cmd[-6:]],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"Resumed from {os.path.join(wd, 'checkpoints')}/{step}" in done.stderr
+
+
+def test_a_second_signal_stops_at_once(monkeypatch):
+    """Preemption: the first SIGINT / SIGTERM sets the flag; a second one restores the default
+    handler and re-sends itself (here intercepted), i.e. the process stops without saving."""
+    import signal
+
+    from argen_jax.train.loop import Preemption
+
+    sent = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append(sig))
+    before = signal.getsignal(signal.SIGINT)
+    with Preemption() as p:
+        handler = signal.getsignal(signal.SIGINT)
+        assert handler == signal.getsignal(signal.SIGTERM) == p._handle
+        handler(signal.SIGINT, None)
+        assert p.requested and p.signal_name == "SIGINT" and not sent
+        handler(signal.SIGINT, None)
+        assert sent == [signal.SIGINT] and signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) == before  # restored on exit
 
 
 def test_run_config_round_trip_and_clear_errors(tmp_path):

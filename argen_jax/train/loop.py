@@ -3,9 +3,9 @@
 train: resume from the newest checkpoint in `workdir` (or start), then step; every
 `log_every` steps write the step's train metrics, every `eval_every` evaluate the test set
 (exact NLL in nats and bits/dim), every `sample_every` write a sample grid, every
-`save_every` checkpoint. SIGTERM (preemption) saves a checkpoint, stops and raises
-`errors.Preempted` (launch/main.py exits with status 75); running the same command resumes.
-Same seed => the same final metrics as an uninterrupted run.
+`save_every` checkpoint. SIGTERM (preemption) or SIGINT (Ctrl-C) saves a checkpoint, stops
+and raises `errors.Preempted` (launch/main.py exits with status 75); running the same command
+resumes. Same seed => the same final metrics as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -35,28 +35,36 @@ from argen_jax.train.mfu import Throughput
 
 
 class Preemption:
-    """Turns SIGTERM into a flag the loop checks between steps."""
+    """Turns SIGTERM (preemption) and SIGINT (Ctrl-C) into a flag the loop checks between
+    steps: it saves and stops. A second signal stops at once, without saving."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signal_name = ""
+        self._previous: dict = {}
 
     def __enter__(self):
-        with contextlib.suppress(ValueError):  # not in the main thread: no handler
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        for sig in self.SIGNALS:
+            with contextlib.suppress(ValueError):  # not in the main thread: no handler
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:  # a second SIGTERM: stop now, without saving
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-        logging.warning("SIGTERM received: saving a checkpoint and stopping "
-                        "(send it again to stop at once without saving).")
-        self.requested = True
+        name = signal.Signals(signum).name
+        if self.requested:  # a second signal: stop now, without saving
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        logging.warning("%s received: saving a checkpoint and stopping (%s again stops at once "
+                        "without saving).", name, "Ctrl-C" if signum == signal.SIGINT else name)
+        self.requested, self.signal_name = True, name
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+        self._previous = {}
 
 
 def restore_or_init(exp: Experiment, ckpt: Checkpointer):
@@ -205,7 +213,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                     write_samples(exp, exp.eval_params(state), workdir, step)
                 if stop:
                     logging.info("Stopping at step %d (%s); run again to resume.", step,
-                                 "SIGTERM" if preempt.requested else "stop_after_steps")
+                                 preempt.signal_name or "stop_after_steps")
                     break
         preempted = preempt.requested and step < num_steps
     finally:
@@ -217,7 +225,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
         exp.close()  # stops the input pipeline's worker processes
         lock.release()
     if preempted:  # after the cleanup above: the checkpoint is on disk
-        raise Preempted(step, workdir)
+        raise Preempted(step, workdir, preempt.signal_name)
     return last
 
 
