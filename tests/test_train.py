@@ -438,3 +438,23 @@ def test_a_finite_blowup_stops_and_the_best_checkpoint_survives_rotation(tmp_pat
     # nothing was saved once the logged loss showed the blow-up
     assert best["step"] in steps and max(steps) <= 9, steps
     ckpt.close()
+
+
+def test_a_data_error_mid_run_saves_the_finished_steps(tmp_path, monkeypatch):
+    """A damaged file met at step 6 (save_every=4): the 6 finished steps are checkpointed
+    before the error stops the run, and its message says so."""
+    from argen_jax.io.checkpoint import Checkpointer
+
+    real = Experiment.train_batch
+
+    def failing(self, step):
+        if step == 6:
+            raise DataError("damaged image /data/x.jpg: cannot identify image file")
+        return real(self, step)
+
+    monkeypatch.setattr(Experiment, "train_batch", failing)
+    with pytest.raises(DataError, match=r"x\.jpg.*step 6 was saved.*skip_damaged"):
+        train(tiny_config(), str(tmp_path))
+    ckpt = Checkpointer(str(tmp_path))
+    assert ckpt.all_steps() == [4, 6]
+    ckpt.close()

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from argen_jax.errors import CheckpointError, ConfigError, Preempted
+from argen_jax.errors import CheckpointError, ConfigError, Preempted, UserError
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
 from argen_jax.io.checkpoint import Checkpointer
@@ -166,7 +166,11 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
             in_flight = None
             clock = (time.perf_counter(), start)  # throughput since the last log row
             while step < num_steps:
-                batch = exp.train_batch(step)
+                try:
+                    batch = exp.train_batch(step)
+                except Exception as e:  # a damaged file, a vanished folder: keep what was done
+                    _save_before_data_error(exp, ckpt, state, step, start, e)
+                    raise
                 if in_flight is not None:  # bound async dispatch to ~2 steps, so a SIGTERM
                     in_flight.block_until_ready()  # save never waits on a long queue
                 state, metrics = exp.train_step(state, batch)
@@ -227,6 +231,19 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
     if preempted:  # after the cleanup above: the checkpoint is on disk
         raise Preempted(step, workdir, preempt.signal_name)
     return last
+
+
+def _save_before_data_error(exp, ckpt, state, step: int, start: int, error: Exception):
+    """Reading the batch of `step` failed: checkpoint the state of the `step` steps done (if
+    not saved yet and finite), so the same command resumes there once the data is fixed."""
+    if step == start or ckpt.latest_step() == step or not exp.state_is_finite(state):
+        return
+    ckpt.save(step, state, {"step": step, "data_position": step})
+    hint = (f"step {step} was saved; fix or remove the file (or set data.skip_damaged=True "
+            "where the data supports it) and run the same command to resume")
+    logging.warning("reading the batch of step %d failed: %s", step, hint)
+    if isinstance(error, UserError) and error.args:  # the launcher's one line says it too
+        error.args = (f"{error.args[0]} ({hint})", *error.args[1:])
 
 
 def _restored(config, workdir):
