@@ -329,3 +329,49 @@ def test_tfds_settings_errors():
     with pytest.raises(DataError, match="'no_such_dataset_xyz'.*could not be opened"):
         imf.ImageFolderData(config_lib.section(imf.ImageFolderSettings,
                                                tfds_name="no_such_dataset_xyz"))
+
+
+def _damaged_folder(root):
+    for c in ("a", "b"):
+        for k in range(4):
+            _write(f"{root}/train/{c}/{k}.png", _img(10 * ord(c) + k))
+    open(f"{root}/train/a/2.png", "wb").write(b"\x89PNG garbage")
+    return root
+
+
+def test_skip_damaged_counts_logs_and_substitutes(tmp_path, caplog):
+    root = _damaged_folder(str(tmp_path))
+    strict = imf.ImageFolderSource(root, "train")
+    with pytest.raises(DataError, match=r"damaged image .*a/2\.png"):
+        strict[2]
+    src = imf.ImageFolderSource(root, "train", skip_damaged=True)
+    with caplog.at_level("WARNING"):
+        image, label = src[2]  # the next readable image, with its own label
+        src[2]
+    np.testing.assert_array_equal(np.asarray(image), _img(10 * ord("a") + 3))
+    assert label == 0
+    assert os.path.join(root, "train/a/2.png") in imf.damaged_files()
+    logged = [r.getMessage() for r in caplog.records if "a/2.png" in r.getMessage()]
+    assert len(logged) == 1 and "skipped so far" in logged[0]  # once per file, counted
+    data = imf.build_image_folder_data(
+        _cfg(root, skip_damaged=True, val_fraction=0.25, prefetch=0), 0)
+    assert all(data.train_set[i][0].size == (30, 20) for i in range(len(data.train_set)))
+    for step in range(4):
+        assert data.train_batch(step)["image"].shape == (4, 16, 16, 3)
+
+
+def test_val_fraction_holds_out_part_of_train(tmp_path):
+    root = _damaged_folder(str(tmp_path))
+    with pytest.raises(DataError, match="data.val_fraction"):  # the hint names the setting
+        imf.build_image_folder_data(_cfg(root), 0)
+    data = imf.build_image_folder_data(_cfg(root, val_fraction=0.25, prefetch=0), 0)
+    assert len(data.train_set) == 6 and len(data.test_set) == 2
+    assert sorted(data.test_set.labels.tolist()) == [0, 1]  # spread over the classes
+    assert not set(data.train_set.indices) & set(data.test_set.indices)
+    again = imf.build_image_folder_data(_cfg(root, val_fraction=0.25, prefetch=0), 0)
+    assert again.test_set.indices.tolist() == data.test_set.indices.tolist()
+    os.makedirs(f"{root}/val/a")
+    with pytest.raises(ConfigError, match="use one or the other"):
+        imf.build_image_folder_data(_cfg(root, val_fraction=0.25), 0)
+    with pytest.raises(ConfigError, match="data.val_fraction"):
+        imf.ImageFolderSettings(val_fraction=1.0)
