@@ -375,3 +375,29 @@ def test_val_fraction_holds_out_part_of_train(tmp_path):
         imf.build_image_folder_data(_cfg(root, val_fraction=0.25), 0)
     with pytest.raises(ConfigError, match="data.val_fraction"):
         imf.ImageFolderSettings(val_fraction=1.0)
+
+
+def test_check_lists_every_unreadable_file_in_parallel(tmp_path):
+    import subprocess
+    import sys
+
+    from argen_jax.data import check
+
+    root = _damaged_folder(str(tmp_path / "f"))
+    open(f"{root}/train/b/3.png", "wb").write(b"")  # empty
+    os.makedirs(f"{root}/val")
+    _write(f"{root}/val/v.png", _img(99))
+    got = check.check_folder(root, workers=2)
+    assert got["files"] == 9 and len(got["damaged"]) == 2
+    assert "a/2.png" in got["damaged"][0] and "b/3.png" in got["damaged"][1]
+    assert check.check_folder(root, workers=1)["damaged"] == got["damaged"]
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(check.__file__))))}  # this checkout's argen_jax
+    out = subprocess.run([sys.executable, "-m", "argen_jax.data.check", f"--path={root}"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 3 and '"damaged": 2' in lines[-1]
+    missing = subprocess.run([sys.executable, "-m", "argen_jax.data.check",
+                              f"--path={root}/nope"], capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: image folder")
