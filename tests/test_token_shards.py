@@ -119,6 +119,9 @@ def test_two_processes_write_disjoint_shards_whose_union_is_the_split(tmp_path):
     d = tmp_path / "two"
     p0 = _write(d, process_index=0, process_count=2)
     assert not p0["complete"] and p0["written"] == 3 + 1
+    assert p0["waiting_for"] == ("this process's shards are done; the store completes when "
+                                 "process(es) 1 of 2 write their 3 remaining shard(s) (train: "
+                                 "[1, 3]; test: [1])")
     mine = {f for f in os.listdir(d) if f.endswith(".tokens.npy")}
     assert mine == {f"train_{k:05d}.tokens.npy" for k in (0, 2, 4)} | {"test_00000.tokens.npy"}
     p1 = _write(d, process_index=1, process_count=2)

@@ -255,6 +255,15 @@ def write_token_shards(tok, data, directory: str, splits=("train", "test"),
            "complete": writer.finalize()}
     if out["complete"]:
         out["stats"] = writer.index["stats"]
+    else:  # this process is done; the store is not yet: say what it waits for
+        missing = {sp: ts.missing_shards(directory, writer.index, sp) for sp in splits}
+        owners = sorted({k % process_count for v in missing.values() for k in v})
+        out["waiting_for"] = (
+            f"this process's shards are done; the store completes when process(es) "
+            f"{', '.join(map(str, owners))} of {process_count} write their "
+            f"{sum(map(len, missing.values()))} remaining shard(s) ("
+            + "; ".join(f"{sp}: {v[:8]}{' ...' if len(v) > 8 else ''}"
+                        for sp, v in missing.items() if v) + ")")
     return out
 
 
