@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from argen_jax import config_lib
@@ -272,6 +273,10 @@ def cfg_scale_schedule(scale: float, num_steps: int, kind: str = "constant") -> 
     return at
 
 
+MAX_GRID_CLASSES = 16  # a model with more classes shows MANY_CLASSES_SHOWN of them
+MANY_CLASSES_SHOWN = 8  # spread evenly over the class ids (0, 143, ..., 999 of 1,000)
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingSettings:
     """The `config.sample` section, read once by every family (`from_config`) and by the
@@ -293,6 +298,9 @@ class SamplingSettings:
     #   VAR): '' the model's compute dtype; 'bfloat16' halves the cache's memory traffic
     #   (keys / values rounded to bf16, attention still in the compute dtype); 'float32'.
     #   Other families have no KV cache; the lossless codec always uses the compute dtype
+    classes: str = ""  # class ids of the written sample grid, comma-separated ("207,360"):
+    #   sample k has class classes[k % n], one grid column per class; '': every class when
+    #   the model has at most MAX_GRID_CLASSES, else MANY_CLASSES_SHOWN spread over them
     speculative: int = 0  # speculative Jacobi decoding (IGPT, LlamaGen): a window of this
     #   many draft tokens verified per forward pass, accepted by the speculative criterion
     #   (same distribution, fewer sequential passes; sampling/speculative.py); 0: off
@@ -316,9 +324,31 @@ class SamplingSettings:
         if self.speculative < 0:
             raise ConfigError(f"sample.speculative must be >= 0 (a window of draft tokens; "
                               f"0: off), got {self.speculative}")
+        try:
+            ids = [int(v) for v in self.classes.split(",") if v.strip()]
+        except ValueError:
+            ids = [-1]
+        if min(ids, default=0) < 0:
+            raise ConfigError(f"sample.classes must be class ids separated by commas (e.g. "
+                              f"'207,360,387'; '': chosen for you), got {self.classes!r}")
         if self.cfg_interval < -1:
             raise ConfigError(f"sample.cfg_interval must be >= -1 (-1: every step), got "
                               f"{self.cfg_interval}")
+
+    def grid_classes(self, num_classes: int) -> tuple[int, ...]:
+        """The classes of the written samples' grid (`classes`, or chosen: see its comment);
+        () for an unconditional model."""
+        if num_classes <= 0:
+            return ()
+        ids = tuple(int(v) for v in self.classes.split(",") if v.strip())
+        if ids:
+            if max(ids) >= num_classes:
+                raise ConfigError(f"sample.classes={self.classes!r}: the model has "
+                                  f"{num_classes} classes (0..{num_classes - 1})")
+            return ids
+        if num_classes <= MAX_GRID_CLASSES:
+            return tuple(range(num_classes))
+        return tuple(int(c) for c in np.linspace(0, num_classes - 1, MANY_CLASSES_SHOWN).round())
 
     @classmethod
     def from_config(cls, config, **family_defaults) -> SamplingSettings:

@@ -98,11 +98,18 @@ def write_samples(exp: Experiment, params, workdir: str, step: int,
     if num == 0:  # sample.num=0: no sample files
         return []
     t0 = time.time()
-    samples = exp.sample(params, num, seed=s.seed, batch_size=s.samples_per_call)
+    classes = s.grid_classes(exp.data.spec.num_classes)  # one grid column per class
+    labels = None
+    if classes:
+        labels = np.asarray(classes)[np.arange(num) % len(classes)]
+        logging.info("Sampling classes %s (sample.classes; sample.num=%d)",
+                     ",".join(map(str, classes)), num)
+    samples = exp.sample(params, num, seed=s.seed, batch_size=s.samples_per_call, labels=labels)
     stem = os.path.join(workdir, "samples", f"step_{step:07d}")
     if tag:
         stem = _unused_stem(f"{stem}_{tag}")
-    paths = save_samples(exp.family, samples, stem) if jax.process_index() == 0 else []
+    paths = (save_samples(exp.family, samples, stem, columns=len(classes) or None)
+             if jax.process_index() == 0 else [])
     logging.info("Wrote %d samples in %.1fs: %s", num, time.time() - t0, paths)
     return paths
 
@@ -118,13 +125,15 @@ def _unused_stem(stem: str) -> str:
     return os.path.join(folder, out)
 
 
-def save_samples(family, samples: np.ndarray, path_stem: str) -> list[str]:
-    """The family's own sample files (`WritesSamples`), else an image grid PNG."""
+def save_samples(family, samples: np.ndarray, path_stem: str,
+                 columns: int | None = None) -> list[str]:
+    """The family's own sample files (`WritesSamples`), else an image grid PNG (`columns`:
+    one per class shown; None: a square grid)."""
     if isinstance(family, WritesSamples):
-        return family.save_samples(samples, path_stem)
+        return family.save_samples(samples, path_stem, columns)
     path = path_stem + ".png"
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_image_grid(samples, path, levels=family.spec.levels)
+    save_image_grid(samples, path, levels=family.spec.levels, ncol=columns)
     return [path]
 
 
