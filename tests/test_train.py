@@ -128,8 +128,12 @@ def test_a_refused_run_leaves_the_workdir_as_it_was(tmp_path):
     wd = str(tmp_path)
     train(tiny_config(), wd, stop_after_steps=4)
     config_json = (tmp_path / "config.json").read_text()
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"holds a run of gated_pixelcnn \(data digits\) "
+                       r"with other settings \(model\.features=6 there, 8 here\)"):
         train(tiny_config(**{"model.features": 8}), wd)  # another model's checkpoint
+    with pytest.raises(CheckpointError, match=r"holds a run of gated_pixelcnn \(data digits\) "
+                       r"\(its config.json\) and this config is pixelcnn \(data digits\)"):
+        train(tiny_config(**{"model.name": "pixelcnn"}), wd)  # another family
     with pytest.raises(ConfigError, match="below the step of the newest checkpoint"):
         train(tiny_config(**{"train.num_steps": 2}), wd)
     assert (tmp_path / "config.json").read_text() == config_json

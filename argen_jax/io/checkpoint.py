@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from argen_jax.errors import CheckpointError
+from argen_jax.log_filters import quiet_known_noise
 
 
 def _quiet_closed_loop() -> None:
@@ -157,7 +158,7 @@ class Checkpointer:
         want = sorted(tuple(a.shape) for a in jax.tree.leaves(abstract_state))
         saved = self._saved_shapes(step)
         if saved is not None and saved != want:
-            raise CheckpointError(
+            raise OtherModelError(
                 f"checkpoint {path} does not match this config's model/optimizer (was it "
                 f"written by a different config?): {len(saved)} saved arrays vs {len(want)}, "
                 f"or other shapes")

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from argen_jax.errors import CheckpointError, ConfigError, Preempted, UserError
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
-from argen_jax.io.checkpoint import Checkpointer
-from argen_jax.io.run_dir import lock_workdir, save_config, save_spec
+from argen_jax.io.checkpoint import Checkpointer, OtherModelError
+from argen_jax.io.run_dir import load_config, lock_workdir, save_config, save_spec
 from argen_jax.models.base import WritesSamples, has_sampler
 from argen_jax.train.experiment import Experiment
 from argen_jax.train.guard import HISTORY, DivergenceGuard
@@ -67,12 +67,46 @@ class Preemption:
         self._previous = {}
 
 
+def _model_names(config) -> str:
+    """'<model.name> (data <data.name or data.kind>)': how a run's config names its model."""
+    model, data = config.get("model") or {}, config.get("data") or {}
+    source = data.get("name") or data.get("kind")
+    return f"{model.get('name', '?')}" + (f" (data {source})" if source else "")
+
+
+def _other_model(saved, config) -> str:
+    """What differs between the workdir's config and this one: the model names, else the
+    model settings that differ."""
+    there, here = _model_names(saved), _model_names(config)
+    if there != here:
+        return f"a run of {there} (its config.json) and this config is {here}"
+    a, b = (dict((c.get("model") or {}).items()) for c in (saved, config))
+    diff = [f"model.{k}={a.get(k)!r} there, {b.get(k)!r} here" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not (isinstance(a.get(k), (list, tuple)) and
+                                              tuple(a[k]) == tuple(b.get(k) or ()))]
+    return f"a run of {there} with other settings ({'; '.join(diff[:4]) or 'optimizer'})"
+
+
+def restore_newest(exp: Experiment, ckpt: Checkpointer, set_aside: bool):
+    """`ckpt.restore_newest_good`, with another model's checkpoint named by both configs."""
+    try:
+        return ckpt.restore_newest_good(exp.abstract_state, set_aside=set_aside)
+    except OtherModelError as e:
+        workdir = os.path.dirname(ckpt.directory)
+        try:
+            saved = load_config(workdir)
+        except UserError:
+            raise e from None
+        raise OtherModelError(f"{workdir} holds {_other_model(saved, exp.config)}: use another "
+                              f"workdir for a different model ({e})") from None
+
+
 def restore_or_init(exp: Experiment, ckpt: Checkpointer):
     """The newest readable checkpoint (damaged newer ones are set aside, with a warning), or
     a fresh state when there is none."""
     if ckpt.latest_step() is None:
         return exp.init_state(), None
-    state, meta, step = ckpt.restore_newest_good(exp.abstract_state, set_aside=True)
+    state, meta, step = restore_newest(exp, ckpt, set_aside=True)
     logging.info("Resumed from %s/%d", ckpt.directory, step)
     return state, meta
 
@@ -261,7 +295,7 @@ def _restored(config, workdir):
     try:
         if ckpt.latest_step() is None:
             raise CheckpointError(f"no checkpoint in {ckpt.directory}: train first (mode=train)")
-        state, _, _ = ckpt.restore_newest_good(exp.abstract_state, set_aside=False)
+        state, _, _ = restore_newest(exp, ckpt, set_aside=False)
     finally:
         ckpt.close()
     _check_writable(workdir)  # before the work, not after it
