@@ -113,8 +113,10 @@ def main(argv):
 
         initialize()  # env vars from launch/*.sh, or SLURM / TPU auto-detection
     from argen_jax.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
+    from argen_jax.log_filters import quiet_known_noise
     from argen_jax.run import run
 
+    quiet_known_noise()  # Orbax's read-only / metadata warnings, JAX's "no TPU" INFO line
     logging.set_verbosity(logging.INFO)
     # Orbax logs every checkpoint step at INFO; keep its warnings, drop the chatter.
     logging.get_absl_handler().addFilter(

@@ -42,6 +42,10 @@ def _quiet_closed_loop() -> None:
     sys.unraisablehook = hook
 
 
+class OtherModelError(CheckpointError):
+    """The checkpoint's arrays are not this config's model / optimizer (another model's)."""
+
+
 class DamagedCheckpointError(CheckpointError):
     """A checkpoint whose files cannot be read (truncated, garbled, missing pieces)."""
 
@@ -62,6 +66,7 @@ class Checkpointer:
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         self.max_to_keep, self.keep_best = max_to_keep, keep_best
         _quiet_closed_loop()
+        quiet_known_noise()
         self.manager = ocp.CheckpointManager(  # rotation is ours (`_rotate`), not Orbax's
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
@@ -229,6 +234,7 @@ def restore_params(workdir: str, key: str = "params", step: int | None = None):
         raise CheckpointError(f"no checkpoint in {directory}")
     path = os.path.join(directory, str(step), "state")
     _quiet_closed_loop()
+    quiet_known_noise()
     try:
         ckptr = ocp.PyTreeCheckpointer()
         tree = ckptr.metadata(path).item_metadata
