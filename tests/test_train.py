@@ -462,3 +462,39 @@ def test_a_data_error_mid_run_saves_the_finished_steps(tmp_path, monkeypatch):
     ckpt = Checkpointer(str(tmp_path))
     assert ckpt.all_steps() == [4, 6]
     ckpt.close()
+
+
+def _launch(*args, timeout=120):
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "main.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+def test_launcher_one_line_errors_said_once(tmp_path):
+    out = _launch("--config=experiments/pixelcnn/mnsit.py:tiny", f"--workdir={tmp_path}")
+    assert out.returncode == 2
+    assert out.stderr == "error: no such config file: experiments/pixelcnn/mnsit.py\n"
+    out = _launch("--config=experiments/pixelcnn/mnist.py:tiny,idx",
+                  "--config.data.path=/nonexistent/mnist", f"--workdir={tmp_path}")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.count("/nonexistent/mnist") == 1  # not a log line, then `error:`
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Unable to initialize backend" not in out.stderr
+
+
+def test_overrides_apply_to_the_runs_config_json(tmp_path):
+    """--mode=sample on a workdir without --config: `--config.sample.seed=3` overrides
+    WORKDIR/config.json (it was 'Unknown command line flag'); a wrong key names the keys."""
+    wd = str(tmp_path)
+    train(tiny_config(**{"train.num_steps": 2}), wd)
+    out = _launch(f"--workdir={wd}", "--mode=sample", "--config.sample.num=2",
+                  "--config.sample.seed=3")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert os.path.exists(os.path.join(wd, "samples", "step_0000002_sample_seed3.png"))
+    for noise in ("Metadata file does not exist", "is read only", "save_interval_steps=0"):
+        assert noise not in out.stderr
+    bad = _launch(f"--workdir={wd}", "--mode=sample", "--config.sample.nmu=2")
+    assert bad.returncode == 2
+    assert "--config.sample.nmu: config.sample has no key 'nmu'" in bad.stderr
+    bad = _launch(f"--workdir={wd}", "--mode=sample", "--config.sample.num=two")
+    assert bad.returncode == 2 and "not of the type (int)" in bad.stderr
