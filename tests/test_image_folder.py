@@ -401,3 +401,24 @@ def test_check_lists_every_unreadable_file_in_parallel(tmp_path):
                               f"--path={root}/nope"], capture_output=True, text=True,
                              timeout=120, env=env)
     assert missing.returncode == 2 and missing.stderr.startswith("error: image folder")
+
+
+def test_a_batch_function_unpickled_in_a_worker_ignores_ctrl_c(folder):
+    """grain workers get Ctrl-C too (same process group): they ignore it, so the training
+    process saves and stops (exit 75) instead of meeting a dead worker."""
+    import pickle
+    import signal
+    from unittest import mock
+
+    from argen_jax.data.grain_loader import _BatchFn
+
+    fn = _BatchFn(imf.ImageFolderSource(folder), _train_transform(), 4, 0, 0, 1, True)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        _equal(pickle.loads(pickle.dumps(fn))(3), fn(3))  # a copy in this process
+        assert signal.getsignal(signal.SIGINT) == before  # leaves this process's Ctrl-C
+        with mock.patch("multiprocessing.parent_process", lambda: object()):
+            pickle.loads(pickle.dumps(fn))  # what a worker process does
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
