@@ -36,11 +36,11 @@ PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: launch/main.py's exit status after a SI
 
 
 class Preempted(Exception):
-    """Training stopped on SIGTERM after saving a checkpoint: not an error, but not done
-    either. launch/main.py exits with PREEMPTED_EXIT_CODE so a scheduler can requeue the job
-    (launch/slurm.sbatch does); the same command resumes."""
+    """Training stopped on SIGTERM or SIGINT (Ctrl-C) after saving a checkpoint: not an error,
+    but not done either. launch/main.py exits with PREEMPTED_EXIT_CODE so a scheduler can
+    requeue the job (launch/slurm.sbatch does); the same command resumes."""
 
-    def __init__(self, step: int, workdir: str):
-        super().__init__(f"stopped by SIGTERM at step {step} after saving a checkpoint in "
+    def __init__(self, step: int, workdir: str, signal_name: str = "SIGTERM"):
+        super().__init__(f"stopped by {signal_name} at step {step} after saving a checkpoint in "
                          f"{workdir}; run the same command to resume")
         self.step = step

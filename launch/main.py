@@ -7,9 +7,11 @@
 Modes: train (resumes from WORKDIR if it has checkpoints), eval, sample. Without --config,
 eval and sample use WORKDIR/config.json (e.g. a run converted from released weights:
 `python -m argen_jax.pretrained convert`).
-Exit status: 0 done, 2 a user error (one line on stderr), 75 stopped by SIGTERM after saving
-a checkpoint (preemption: run the same command again to resume; launch/slurm.sbatch requeues).
+Exit status: 0 done, 2 a user error (one line on stderr), 75 stopped by SIGTERM or Ctrl-C
+(SIGINT) after saving a checkpoint (preemption: run the same command again to resume;
+launch/slurm.sbatch requeues); a second SIGTERM / Ctrl-C stops at once, without saving.
 """
+import contextlib
 import os
 import sys
 
@@ -34,9 +36,20 @@ _DISTRIBUTED = flags.DEFINE_bool(
 flags.mark_flags_as_required(["workdir"])
 
 
+_RUN_OVERRIDES: list[str] = []  # --config.x.y=v without --config: for WORKDIR/config.json
+
+
 def parse_flags(argv):
     """absl parsing, but a bad --config (missing file, unknown key, wrong type) is one clear
-    line instead of a traceback from inside ml_collections."""
+    line instead of a traceback from inside ml_collections. Without --config, `--config.x.y=`
+    overrides are kept for the run's own config.json (applied in `main`)."""
+    spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+    if spec is not None and not os.path.isfile(spec.partition(":")[0]):
+        print(f"error: no such config file: {spec.partition(':')[0]}", file=sys.stderr)
+        sys.exit(2)
+    if spec is None and "--config" not in argv[1:]:
+        _RUN_OVERRIDES[:] = [a for a in argv[1:] if a.startswith("--config.")]
+        argv = [a for a in argv if a not in _RUN_OVERRIDES]
     try:
         argv = flags.FLAGS(argv)
         if _CONFIG.value is not None:  # config_flags reports a missing file only on access
@@ -104,6 +117,45 @@ def _one_line(e: Exception) -> str:
     return msg.replace("\\'", "'").replace("'\\n", " ")
 
 
+def apply_overrides(config, overrides) -> None:
+    """`--config.a.b=v` flags onto a config read from config.json (no --config): v is parsed
+    as the type of the value it replaces (bool, int, float, str, tuple); a key the config
+    lacks is a ConfigError naming the section's keys."""
+    import ast
+
+    from argen_jax.errors import ConfigError
+
+    for arg in overrides:
+        flag, eq, text = arg.partition("=")
+        *path, key = flag.removeprefix("--config.").split(".")
+        node = config
+        for name in path:
+            if name not in node:
+                raise ConfigError(f"{flag}: the run's config has no section {name!r}")
+            node = node[name]
+        if key not in node:
+            raise ConfigError(f"{flag}: config{''.join('.' + p for p in path)} has no key "
+                              f"{key!r} (its keys: {', '.join(sorted(node.keys()))})")
+        old = node[key]
+        try:
+            if isinstance(old, bool) or not eq:
+                if text.lower() not in ("true", "false", "1", "0", "") or (eq and not text):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1", "")
+            elif isinstance(old, (int, float)) and not isinstance(old, bool):
+                value = type(old)(float(text) if isinstance(old, float) else int(text))
+            elif isinstance(old, str):
+                value = text
+            else:  # tuples, lists, None: a Python literal
+                value = ast.literal_eval(text)
+                value = tuple(value) if isinstance(old, (tuple, list)) else value
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"{flag}={text!r}: not of the type ({type(old).__name__}) of "
+                              f"the run's {old!r}") from None
+        with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():
+            node[key] = value
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -112,8 +164,10 @@ def main(argv):
 
         initialize()  # env vars from launch/*.sh, or SLURM / TPU auto-detection
     from argen_jax.errors import PREEMPTED_EXIT_CODE, Preempted, UserError
+    from argen_jax.log_filters import quiet_known_noise
     from argen_jax.run import run
 
+    quiet_known_noise()  # Orbax's read-only / metadata warnings, JAX's "no TPU" INFO line
     logging.set_verbosity(logging.INFO)
     # Orbax logs every checkpoint step at INFO; keep its warnings, drop the chatter.
     logging.get_absl_handler().addFilter(
@@ -128,9 +182,9 @@ def main(argv):
             from argen_jax.io.run_dir import load_run_config
 
             config = load_run_config(workdir)
+            apply_overrides(config, _RUN_OVERRIDES)
         run(config, workdir, _MODE.value)
-    except UserError as e:
-        logging.error("%s: %s", type(e).__name__, e)
+    except UserError as e:  # one line, once (no log line repeating it)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except Preempted as e:  # saved and stopped: a scheduler should run it again

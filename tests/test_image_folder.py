@@ -330,3 +330,96 @@ def test_tfds_settings_errors():
     with pytest.raises(DataError, match="'no_such_dataset_xyz'.*could not be opened"):
         imf.ImageFolderData(config_lib.section(imf.ImageFolderSettings,
                                                tfds_name="no_such_dataset_xyz"))
+
+
+def _damaged_folder(root):
+    for c in ("a", "b"):
+        for k in range(4):
+            _write(f"{root}/train/{c}/{k}.png", _img(10 * ord(c) + k))
+    open(f"{root}/train/a/2.png", "wb").write(b"\x89PNG garbage")
+    return root
+
+
+def test_skip_damaged_counts_logs_and_substitutes(tmp_path, caplog):
+    root = _damaged_folder(str(tmp_path))
+    strict = imf.ImageFolderSource(root, "train")
+    with pytest.raises(DataError, match=r"damaged image .*a/2\.png"):
+        strict[2]
+    src = imf.ImageFolderSource(root, "train", skip_damaged=True)
+    with caplog.at_level("WARNING"):
+        image, label = src[2]  # the next readable image, with its own label
+        src[2]
+    np.testing.assert_array_equal(np.asarray(image), _img(10 * ord("a") + 3))
+    assert label == 0
+    assert os.path.join(root, "train/a/2.png") in imf.damaged_files()
+    logged = [r.getMessage() for r in caplog.records if "a/2.png" in r.getMessage()]
+    assert len(logged) == 1 and "skipped so far" in logged[0]  # once per file, counted
+    data = imf.build_image_folder_data(
+        _cfg(root, skip_damaged=True, val_fraction=0.25, prefetch=0), 0)
+    assert all(data.train_set[i][0].size == (30, 20) for i in range(len(data.train_set)))
+    for step in range(4):
+        assert data.train_batch(step)["image"].shape == (4, 16, 16, 3)
+
+
+def test_val_fraction_holds_out_part_of_train(tmp_path):
+    root = _damaged_folder(str(tmp_path))
+    with pytest.raises(DataError, match="data.val_fraction"):  # the hint names the setting
+        imf.build_image_folder_data(_cfg(root), 0)
+    data = imf.build_image_folder_data(_cfg(root, val_fraction=0.25, prefetch=0), 0)
+    assert len(data.train_set) == 6 and len(data.test_set) == 2
+    assert sorted(data.test_set.labels.tolist()) == [0, 1]  # spread over the classes
+    assert not set(data.train_set.indices) & set(data.test_set.indices)
+    again = imf.build_image_folder_data(_cfg(root, val_fraction=0.25, prefetch=0), 0)
+    assert again.test_set.indices.tolist() == data.test_set.indices.tolist()
+    os.makedirs(f"{root}/val/a")
+    with pytest.raises(ConfigError, match="use one or the other"):
+        imf.build_image_folder_data(_cfg(root, val_fraction=0.25), 0)
+    with pytest.raises(ConfigError, match="data.val_fraction"):
+        imf.ImageFolderSettings(val_fraction=1.0)
+
+
+def test_check_lists_every_unreadable_file_in_parallel(tmp_path):
+    import subprocess
+    import sys
+
+    from argen_jax.data import check
+
+    root = _damaged_folder(str(tmp_path / "f"))
+    open(f"{root}/train/b/3.png", "wb").write(b"")  # empty
+    os.makedirs(f"{root}/val")
+    _write(f"{root}/val/v.png", _img(99))
+    got = check.check_folder(root, workers=2)
+    assert got["files"] == 9 and len(got["damaged"]) == 2
+    assert "a/2.png" in got["damaged"][0] and "b/3.png" in got["damaged"][1]
+    assert check.check_folder(root, workers=1)["damaged"] == got["damaged"]
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(check.__file__))))}  # this checkout's argen_jax
+    out = subprocess.run([sys.executable, "-m", "argen_jax.data.check", f"--path={root}"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 3 and '"damaged": 2' in lines[-1]
+    missing = subprocess.run([sys.executable, "-m", "argen_jax.data.check",
+                              f"--path={root}/nope"], capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: image folder")
+
+
+def test_a_batch_function_unpickled_in_a_worker_ignores_ctrl_c(folder):
+    """grain workers get Ctrl-C too (same process group): they ignore it, so the training
+    process saves and stops (exit 75) instead of meeting a dead worker."""
+    import pickle
+    import signal
+    from unittest import mock
+
+    from argen_jax.data.grain_loader import _BatchFn
+
+    fn = _BatchFn(imf.ImageFolderSource(folder), _train_transform(), 4, 0, 0, 1, True)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        _equal(pickle.loads(pickle.dumps(fn))(3), fn(3))  # a copy in this process
+        assert signal.getsignal(signal.SIGINT) == before  # leaves this process's Ctrl-C
+        with mock.patch("multiprocessing.parent_process", lambda: object()):
+            pickle.loads(pickle.dumps(fn))  # what a worker process does
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -139,7 +139,8 @@ def test_wrong_head_count_and_mlp_width_are_one_line_errors(files, tmp_path, cap
         convert.llamagen_shape(lg, size="L")
     # a custom shape: heads that do not split the width, through the command line
     code = main(["convert", "--system=llamagen", f"--gpt={files['gpt']}",
-                 f"--vq={files['vq']}", f"--out={tmp_path / 'x'}", "--heads=3"])
+                 f"--vq={files['vq']}", f"--out={tmp_path / 'x'}", "--heads=3",
+                 "--image_size=8"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "--heads=3 does not split the width 32" in err
     assert not os.path.exists(tmp_path / "x")  # nothing written
@@ -148,7 +149,8 @@ def test_wrong_head_count_and_mlp_width_are_one_line_errors(files, tmp_path, cap
     sd["layers.1.feed_forward.w1.weight"] = np.zeros((48, 32), np.float32)
     np.savez(tmp_path / "bad.npz", **sd)
     code = main(["convert", "--system=llamagen", f"--gpt={tmp_path / 'bad.npz'}",
-                 f"--vq={files['vq']}", f"--out={tmp_path / 'y'}", "--heads=2"])
+                 f"--vq={files['vq']}", f"--out={tmp_path / 'y'}", "--heads=2",
+                 "--image_size=8"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert "layers.1.feed_forward.w1.weight" in err and "multiple_of" in err
@@ -266,3 +268,44 @@ def test_two_processes_evaluate_like_one(llamagen_run, tmp_path):
     np.testing.assert_array_equal(
         reference_stats.read_images(str(tmp_path / "two" / "samples_10.npz")),
         reference_stats.read_images(one["sample_batch"]))
+
+
+def test_llamagen_image_size_comes_from_the_file_name(files, tmp_path, capsys):
+    """c2i_L_384.pt without --image_size used to convert silently at 256 (RoPE on the wrong
+    grid): the name's side is used, a conflicting flag and a name without one are refused."""
+    assert convert.llamagen_image_size("/x/c2i_L_384.pt") == 384
+    assert convert.llamagen_image_size("c2i_B_256.pt", 256) == 256
+    assert convert.llamagen_image_size("gpt.npz", 8) == 8
+    named = tmp_path / "c2i_T_8.npz"
+    named.write_bytes(open(files["gpt"], "rb").read())
+    assert main(["convert", "--system=llamagen", f"--gpt={named}", f"--vq={files['vq']}",
+                 f"--out={tmp_path / 'ok'}", "--heads=2"]) == 0
+    assert tuple(load_run_config(str(tmp_path / "ok")).data.token_shape) == (4, 4)
+    for args, want in (([f"--gpt={named}", "--image_size=16"],
+                        "--image_size=16 but the file name c2i_T_8.npz says 8"),
+                       ([f"--gpt={files['gpt']}"], "--image_size is required: the file name "
+                        "gpt.npz does not end in the image side")):
+        capsys.readouterr()
+        assert main(["convert", "--system=llamagen", *args, f"--vq={files['vq']}",
+                     f"--out={tmp_path / 'no'}", "--heads=2"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and want in err
+        assert not os.path.exists(tmp_path / "no")
+
+
+def test_sample_mode_on_a_1000_class_run_writes_a_readable_grid(files, tmp_path, caplog):
+    """It wrote one column per class: a 257,001 px wide PNG for LlamaGen's 1,000 classes."""
+    gpt = _save(tmp_path / "c2i_T_8.npz",
+                layouts.llamagen_gpt_shapes(2, 32, 64, vocab=16, classes=1000), 0)
+    out = str(tmp_path / "run")
+    assert main(["convert", "--system=llamagen", f"--gpt={gpt}", f"--vq={files['vq']}",
+                 f"--out={out}", "--heads=2"]) == 0
+    config = load_run_config(out)
+    config.sample.num = 8
+    with caplog.at_level("INFO"):
+        paths = run(config, out, "sample")
+    assert Image.open(paths[0]).size == (8 * 9 + 1, 9 + 1)  # 8 columns of 8 px + padding
+    assert "Sampling classes 0,143,285,428,571,714,856,999" in caplog.text
+    config.sample.classes = "1,2"
+    paths = run(config, out, "sample")
+    assert Image.open(paths[0]).size == (2 * 9 + 1, 4 * 9 + 1)

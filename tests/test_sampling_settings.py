@@ -125,3 +125,15 @@ def test_mixture_heads_take_the_temperature_and_refuse_logit_filters():
     for bad in (dict(top_k=5), dict(top_p=0.9)):
         with pytest.raises(ConfigError, match=f"sample.{next(iter(bad))}=.*a mixture has no"):
             SamplingSettings(**bad).temperature_only("a mixture")
+
+
+def test_grid_classes_are_readable_for_many_class_models():
+    s = SamplingSettings()
+    assert s.grid_classes(0) == () and s.grid_classes(10) == tuple(range(10))
+    assert s.grid_classes(1000) == (0, 143, 285, 428, 571, 714, 856, 999)  # 8, spread
+    assert SamplingSettings(classes="207, 360,387").grid_classes(1000) == (207, 360, 387)
+    with pytest.raises(ConfigError, match="the model has 10 classes"):
+        SamplingSettings(classes="3,12").grid_classes(10)
+    for bad in ("cat", "1,-2"):
+        with pytest.raises(ConfigError, match="sample.classes must be class ids"):
+            SamplingSettings(classes=bad)

@@ -1,5 +1,6 @@
 """The sharded token store (data/token_shards.py) and tokenize_dataset.py --shards: written in
 fixed-size shards by a resumable multi-process job, read lazily through memory maps."""
+import json
 import os
 import types
 
@@ -118,6 +119,9 @@ def test_two_processes_write_disjoint_shards_whose_union_is_the_split(tmp_path):
     d = tmp_path / "two"
     p0 = _write(d, process_index=0, process_count=2)
     assert not p0["complete"] and p0["written"] == 3 + 1
+    assert p0["waiting_for"] == ("this process's shards are done; the store completes when "
+                                 "process(es) 1 of 2 write their 3 remaining shard(s) (train: "
+                                 "[1, 3]; test: [1])")
     mine = {f for f in os.listdir(d) if f.endswith(".tokens.npy")}
     assert mine == {f"train_{k:05d}.tokens.npy" for k in (0, 2, 4)} | {"test_00000.tokens.npy"}
     p1 = _write(d, process_index=1, process_count=2)
@@ -204,3 +208,43 @@ def test_data_kind_tokens_reads_a_shard_directory_like_the_npz(tmp_path):
         {"path": str(tmp_path / "s"), "batch_size": 4, "train_limit": 9, "test_limit": 5}), 0)
     assert len(limited.train_tokens) == 9 and limited.train_labels.shape == (9,)
     assert len(limited.test_tokens) == 5
+
+
+def test_cli_damaged_image_is_one_line_exit_2_or_skipped(tmp_path, monkeypatch, capsys):
+    """tokenize_dataset.py on a folder with a damaged file: `error: damaged image ...` and
+    exit 2 (the launcher's contract), not a traceback; --skip_damaged tokenizes the rest."""
+    import sys
+
+    from PIL import Image
+
+    from argen_jax import config_lib
+    from argen_jax.data.image_folder import ImageFolderSettings
+
+    for c in ("a", "b"):
+        for k in range(3):
+            os.makedirs(tmp_path / "f" / "train" / c, exist_ok=True)
+            Image.fromarray(np.full((12, 12, 3), 40 * k, np.uint8)).save(
+                tmp_path / "f" / "train" / c / f"{k}.png")
+    (tmp_path / "f" / "train" / "b" / "1.png").write_bytes(b"\x89PNG damaged")
+    data = config_lib.section(ImageFolderSettings, path=str(tmp_path / "f"), resolution=8,
+                              batch_size=2, val_fraction=0.3, prefetch=0)
+    data.kind = "image_folder"
+    config = ml_collections.ConfigDict({"data": data, "seed": 0})
+    monkeypatch.setattr(td, "load_config", lambda *a: ml_collections.ConfigDict(config))
+    monkeypatch.setattr(td.Tokenizer, "load", staticmethod(lambda w: FakeTokenizer()))
+    for extra, code in (([], 2), (["--skip_damaged"], None)):
+        monkeypatch.setattr(sys, "argv", ["tokenize_dataset.py", "--workdir=w", "--batch_size=2",
+                                          f"--shards={tmp_path / 's'}", *extra])
+        try:
+            td.main()
+            got = None
+        except SystemExit as e:
+            got = e.code
+        out, err = capsys.readouterr()
+        assert got == code, err
+        if code:
+            last = err.strip().splitlines()[-1]  # after the progress bar
+            assert last.startswith("error: damaged image ") and "b/1.png" in last
+            assert "Traceback" not in err
+        else:
+            assert json.loads(out.splitlines()[-1])["complete"]

@@ -130,8 +130,12 @@ def test_a_refused_run_leaves_the_workdir_as_it_was(tmp_path):
     wd = str(tmp_path)
     train(tiny_config(), wd, stop_after_steps=4)
     config_json = (tmp_path / "config.json").read_text()
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"holds a run of gated_pixelcnn \(data digits\) "
+                       r"with other settings \(model\.features=6 there, 8 here\)"):
         train(tiny_config(**{"model.features": 8}), wd)  # another model's checkpoint
+    with pytest.raises(CheckpointError, match=r"holds a run of gated_pixelcnn \(data digits\) "
+                       r"\(its config.json\) and this config is pixelcnn \(data digits\)"):
+        train(tiny_config(**{"model.name": "pixelcnn"}), wd)  # another family
     with pytest.raises(ConfigError, match="below the step of the newest checkpoint"):
         train(tiny_config(**{"train.num_steps": 2}), wd)
     assert (tmp_path / "config.json").read_text() == config_json
@@ -286,12 +290,15 @@ def test_launcher_rejects_unknown_config_key(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-def test_sigterm_saves_and_exits_75_then_the_same_command_resumes(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_sigterm_saves_and_exits_75_then_the_same_command_resumes(tmp_path, signame):
     """A scheduler can tell preemption from completion: SIGTERM -> checkpoint, exit 75
-    (launch/slurm.sbatch requeues on it); the same command then finishes with exit 0."""
+    (launch/slurm.sbatch requeues on it); the same command then finishes with exit 0.
+    Ctrl-C (SIGINT) is the same stop: no KeyboardInterrupt traceback, nothing lost."""
     import signal
     import time
 
+    sig = getattr(signal, signame)
     wd = str(tmp_path / "w")
     cmd = [sys.executable, os.path.join(ROOT, "launch", "main.py"),
            "--config=" + os.path.join(ROOT, "experiments/pixelcnn/mnist.py") + ":tiny",
@@ -299,22 +306,49 @@ def test_sigterm_saves_and_exits_75_then_the_same_command_resumes(tmp_path):
            "--config.train.log_every=1", "--config.train.save_every=0",
            "--config.train.sample_at_end=False", "--config.data.test_limit=16",
            "--config.train.tensorboard=False", "--config.train.quiet=True"]
+    # a child started from a non-interactive shell may inherit SIGINT ignored (then Python
+    # installs no handler and the test would prove nothing): give it the default, as a
+    # terminal does
+    env = {**os.environ, "PYTHONPATH": ROOT}  # this checkout's argen_jax, not an installed one
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, env=env,
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     metrics = os.path.join(wd, "metrics.jsonl")
     deadline = time.time() + 120
     while not (os.path.exists(metrics) and os.path.getsize(metrics)) and time.time() < deadline:
         time.sleep(0.2)  # training has started
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 75, out[-2000:]
-    assert "stopped by SIGTERM at step" in out and "Traceback" not in out
-    step = int(out.split("stopped by SIGTERM at step ")[1].split()[0])
+    assert f"stopped by {signame} at step" in out and "Traceback" not in out
+    step = int(out.split(f"stopped by {signame} at step ")[1].split()[0])
     assert os.path.isdir(os.path.join(wd, "checkpoints", str(step)))
+    if sig == signal.SIGINT:  # the resume below is the same for both
+        return
     done = subprocess.run([*cmd[:-7], f"--config.train.num_steps={step + 2}", *cmd[-6:]],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"Resumed from {os.path.join(wd, 'checkpoints')}/{step}" in done.stderr
+
+
+def test_a_second_signal_stops_at_once(monkeypatch):
+    """Preemption: the first SIGINT / SIGTERM sets the flag; a second one restores the default
+    handler and re-sends itself (here intercepted), i.e. the process stops without saving."""
+    import signal
+
+    from argen_jax.train.loop import Preemption
+
+    sent = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append(sig))
+    before = signal.getsignal(signal.SIGINT)
+    with Preemption() as p:
+        handler = signal.getsignal(signal.SIGINT)
+        assert handler == signal.getsignal(signal.SIGTERM) == p._handle
+        handler(signal.SIGINT, None)
+        assert p.requested and p.signal_name == "SIGINT" and not sent
+        handler(signal.SIGINT, None)
+        assert sent == [signal.SIGINT] and signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) == before  # restored on exit
 
 
 def test_run_config_round_trip_and_clear_errors(tmp_path):
@@ -410,3 +444,59 @@ def test_a_finite_blowup_stops_and_the_best_checkpoint_survives_rotation(tmp_pat
     # nothing was saved once the logged loss showed the blow-up
     assert best["step"] in steps and max(steps) <= 9, steps
     ckpt.close()
+
+
+def test_a_data_error_mid_run_saves_the_finished_steps(tmp_path, monkeypatch):
+    """A damaged file met at step 6 (save_every=4): the 6 finished steps are checkpointed
+    before the error stops the run, and its message says so."""
+    from argen_jax.io.checkpoint import Checkpointer
+
+    real = Experiment.train_batch
+
+    def failing(self, step):
+        if step == 6:
+            raise DataError("damaged image /data/x.jpg: cannot identify image file")
+        return real(self, step)
+
+    monkeypatch.setattr(Experiment, "train_batch", failing)
+    with pytest.raises(DataError, match=r"x\.jpg.*step 6 was saved.*skip_damaged"):
+        train(tiny_config(), str(tmp_path))
+    ckpt = Checkpointer(str(tmp_path))
+    assert ckpt.all_steps() == [4, 6]
+    ckpt.close()
+
+
+def _launch(*args, timeout=120):
+    cmd = [sys.executable, os.path.join(ROOT, "launch", "main.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+def test_launcher_one_line_errors_said_once(tmp_path):
+    out = _launch("--config=experiments/pixelcnn/mnsit.py:tiny", f"--workdir={tmp_path}")
+    assert out.returncode == 2
+    assert out.stderr == "error: no such config file: experiments/pixelcnn/mnsit.py\n"
+    out = _launch("--config=experiments/pixelcnn/mnist.py:tiny,idx",
+                  "--config.data.path=/nonexistent/mnist", f"--workdir={tmp_path}")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.count("/nonexistent/mnist") == 1  # not a log line, then `error:`
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Unable to initialize backend" not in out.stderr
+
+
+def test_overrides_apply_to_the_runs_config_json(tmp_path):
+    """--mode=sample on a workdir without --config: `--config.sample.seed=3` overrides
+    WORKDIR/config.json (it was 'Unknown command line flag'); a wrong key names the keys."""
+    wd = str(tmp_path)
+    train(tiny_config(**{"train.num_steps": 2}), wd)
+    out = _launch(f"--workdir={wd}", "--mode=sample", "--config.sample.num=2",
+                  "--config.sample.seed=3")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert os.path.exists(os.path.join(wd, "samples", "step_0000002_sample_seed3.png"))
+    for noise in ("Metadata file does not exist", "is read only", "save_interval_steps=0"):
+        assert noise not in out.stderr
+    bad = _launch(f"--workdir={wd}", "--mode=sample", "--config.sample.nmu=2")
+    assert bad.returncode == 2
+    assert "--config.sample.nmu: config.sample has no key 'nmu'" in bad.stderr
+    bad = _launch(f"--workdir={wd}", "--mode=sample", "--config.sample.num=two")
+    assert bad.returncode == 2 and "not of the type (int)" in bad.stderr

@@ -267,3 +267,23 @@ def test_settings_validate_and_name_the_key(sine_folder):
     spec = audio.build_audio_data(cfg.data, cfg.seed).spec
     with pytest.raises(ConfigError, match="sample.top_p"):
         WaveNetFamily(cfg, spec)
+
+
+def test_builtin_tones_need_no_files():
+    """wavenet/*.py:tiny trains on `builtin:tones` (no espeak-ng, no prepare step): four
+    voices, the same audio every time, speakers that differ in pitch."""
+    c = paper.get_config("tiny")
+    assert c.data.path == audio.BUILTIN_TONES
+    data = audio.build_audio_data(c.data, c.seed)
+    assert data.spec.num_classes == 4 and len(data.train_set) == 48
+    assert len(data.test_set) == 12 and data.spec.source == audio.BUILTIN_TONES
+    again = audio.synthetic_tones("train", data.fmt)
+    for a, b in zip(again.codes, data.train_set.codes, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(len(x) >= c.data.crop_length for x in data.train_set.codes)
+    spread = [np.std(np.asarray(x, np.float64)) for x in data.train_set.codes]
+    assert min(spread) > 5  # not silence: mu-law codes move
+    bank = audio.load_speaker_conditioning(audio.BUILTIN_TONES, data.fmt, 400)
+    assert bank.features.shape == (4, 10, c.data.n_mels)
+    lim = audio.synthetic_tones("train", data.fmt, limit=4)
+    assert sorted(lim.speakers.tolist()) == [0, 1, 2, 3]

@@ -19,6 +19,11 @@ Batches (dicts of numpy arrays, leading batch axis; keys from `data/batch.py`):
     label  int32   [B]             speaker id
     mask   float32 [B]             1 for real examples (the shared convention)
 
+`data.path=builtin:tones` needs no files: TONE_SPEAKERS synthetic "speakers" (harmonic
+voices of different pitch and timbre singing pitch-gliding syllables between pauses,
+`synthetic_tones`), made in memory at the configured rate, the same on every machine; the
+`:tiny` WaveNet configs train on it.
+
 Training: random crops of `crop_length` samples starting on a frame boundary, a pure function
 of (seed, step). Evaluation: every test utterance cut into consecutive `eval_length` chunks;
 each chunk carries `eval_context` earlier samples (silence before the start) with valid = 0,
@@ -136,7 +141,8 @@ class AudioDataSettings:
     """`config.data` of data.kind='audio'."""
 
     kind: str = "audio"  # registry: which data builder (data/builders.py)
-    path: str = ""  # PATH/{train,test}/<speaker>/*.wav (experiments/wavenet/prepare_speech.py)
+    path: str = ""  # PATH/{train,test}/<speaker>/*.wav (experiments/wavenet/prepare_speech.py),
+    # or 'builtin:tones' (synthetic voices made in memory: no files)
     sample_rate: int = 16000  # every file is resampled to this rate
     hop: int = 200  # samples per log-mel frame (12.5 ms at 16 kHz)
     n_fft: int = 0  # log-mel analysis window (Hann; 0: 4 * hop)
@@ -209,6 +215,61 @@ def encode_utterance(audio: np.ndarray, fmt: AudioFormat) -> tuple[np.ndarray, n
     return codes, fmt.features(codes)
 
 
+BUILTIN_TONES = "builtin:tones"  # data.path of the synthetic set below (no files)
+TONE_SPEAKERS = (("low", 110.0, 0.55), ("mid", 165.0, 0.7), ("high", 240.0, 0.8),
+                 ("bright", 330.0, 0.95))  # (name, mean pitch Hz, brightness: harmonic decay)
+TONE_UTTERANCES = {"train": 12, "test": 3}  # per speaker, about a second each
+
+
+def synthetic_tones(split: str, fmt: AudioFormat, limit: int = 0) -> AudioSet:
+    """`data.path=builtin:tones`: per speaker, utterances of 4-8 syllables (a harmonic tone,
+    pitch gliding around the speaker's pitch, a formant-like spectral tilt, attack / decay)
+    separated by short pauses, plus a little noise. Deterministic per (split, speaker, k)."""
+    rate = fmt.sample_rate
+    codes, feats, spk, names = [], [], [], []
+    split_id = {"train": 0, "test": 1}[split]
+    for sid, (name, f0, bright) in enumerate(TONE_SPEAKERS):
+        for k in range(TONE_UTTERANCES[split]):
+            rng = np.random.default_rng([7, split_id, sid, k])
+            pieces = []
+            for _ in range(int(rng.integers(4, 9))):
+                n = int(rng.uniform(0.08, 0.2) * rate)
+                t = np.arange(n) / rate
+                start, end = f0 * rng.uniform(0.8, 1.25, 2)
+                phase = 2 * np.pi * np.cumsum(np.linspace(start, end, n)) / rate
+                harmonics = np.arange(1, 9)
+                amps = bright ** harmonics * rng.uniform(0.6, 1.0, len(harmonics))
+                amps = amps[harmonics * max(start, end) < rate / 2]  # below Nyquist
+                tone = (amps[:, None] * np.sin(np.outer(harmonics[:len(amps)], phase))).sum(0)
+                env = np.minimum(1.0, t / 0.01) * np.exp(-t * rng.uniform(2.0, 8.0))
+                pieces += [0.5 * tone / max(amps.sum(), 1e-6) * env,
+                           np.zeros(int(rng.uniform(0.02, 0.08) * rate))]
+            x = np.concatenate(pieces)
+            x += rng.normal(0.0, 0.003, len(x))
+            c, m = encode_utterance(np.clip(x, -1.0, 1.0).astype(np.float32), fmt)
+            codes.append(c)
+            feats.append(m)
+            spk.append(sid)
+            names.append(f"{BUILTIN_TONES}/{split}/{name}/{k:02d}")
+    order = _limit_order(spk, limit)
+    return AudioSet([codes[i] for i in order], [feats[i] for i in order],
+                    np.asarray([spk[i] for i in order], np.int32), [names[i] for i in order])
+
+
+def _limit_order(spk: list[int], limit: int) -> np.ndarray:
+    """Indices kept by a `limit`: every speaker represented (the first utterances of each,
+    round-robin); all when limit is 0."""
+    order = np.arange(len(spk))
+    if limit:
+        seen: dict[int, int] = {}
+        ranks = []
+        for s in spk:
+            ranks.append(seen.get(s, 0))
+            seen[s] = ranks[-1] + 1
+        order = np.sort(np.argsort(np.asarray(ranks), kind="stable")[:limit])
+    return order
+
+
 def list_speakers(path: str) -> list[str]:
     names = []
     for split in ("train", "test"):
@@ -221,6 +282,8 @@ def list_speakers(path: str) -> list[str]:
 
 def load_audio_folder(path: str, split: str, fmt: AudioFormat, speakers: list[str],
                       limit: int = 0) -> AudioSet:
+    if path == BUILTIN_TONES:
+        return synthetic_tones(split, fmt, limit)
     root = os.path.join(path, split)
     if not os.path.isdir(root):
         raise DataError(f"audio folder {root!r} does not exist (expected PATH/{split}/"
@@ -236,14 +299,7 @@ def load_audio_folder(path: str, split: str, fmt: AudioFormat, speakers: list[st
             names.append(os.path.relpath(f, path))
     if not codes:
         raise DataError(f"no WAV files under {root}/<speaker>/")
-    order = np.arange(len(codes))
-    if limit:  # keep every speaker represented: the first utterances of each, round-robin
-        seen: dict[int, int] = {}
-        ranks = []
-        for s in spk:
-            ranks.append(seen.get(s, 0))
-            seen[s] = ranks[-1] + 1
-        order = np.sort(np.argsort(np.asarray(ranks), kind="stable")[:limit])
+    order = _limit_order(spk, limit)  # every speaker represented
     return AudioSet([codes[i] for i in order], [feats[i] for i in order],
                     np.asarray([spk[i] for i in order], np.int32), [names[i] for i in order])
 
@@ -344,7 +400,7 @@ def build_audio_data(cfg, seed: int) -> AudioData:
     """data.kind='audio': `cfg` is `config.data` (or its `AudioDataSettings`)."""
     s = cfg if isinstance(cfg, AudioDataSettings) else typed(AudioDataSettings, cfg, "data")
     fmt = s.format()
-    path = os.path.expanduser(s.path)
+    path = s.path if s.path == BUILTIN_TONES else os.path.expanduser(s.path)
     speakers = _speakers(path)
     train = load_audio_folder(path, "train", fmt, speakers, s.train_limit)
     test = load_audio_folder(path, "test", fmt, speakers, s.test_limit)
@@ -355,6 +411,8 @@ def build_audio_data(cfg, seed: int) -> AudioData:
 
 
 def _speakers(path: str) -> list[str]:
+    if path == BUILTIN_TONES:
+        return [name for name, _, _ in TONE_SPEAKERS]
     speakers = list_speakers(path)
     if not speakers:
         raise DataError(f"no speaker folders under {path}/train (expected PATH/train/"

@@ -26,7 +26,10 @@ dicts of numpy arrays with a leading batch axis plus `mask` float32 [B] (1 = rea
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import multiprocessing
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,6 +81,16 @@ class _BatchFn:
         state = dict(self.__dict__)
         state["_perm_epoch"], state["_perm"] = -1, None
         return state
+
+    def __setstate__(self, state):
+        """Unpickled in a worker process: Ctrl-C (sent to the whole process group) is the
+        training process's to handle (it saves, then closes the workers); a worker that died
+        of it first would turn the stop into a crash."""
+        self.__dict__.update(state)
+        if multiprocessing.parent_process() is None:  # a copy in the training process itself
+            return
+        with contextlib.suppress(ValueError):  # not the worker's main thread: leave it
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def global_indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(source indices [B], mask [B]) of the global batch of `step`."""

@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from absl import logging
 from PIL import Image
 
 from argen_jax import config_lib
@@ -119,14 +120,17 @@ class ImageFolderSource:
     """
 
     def __init__(self, root: str, split: str = "train", classes: Sequence[str] | None = None,
-                 labels_file: str = ""):
+                 labels_file: str = "", skip_damaged: bool = False):
+        self.skip_damaged = skip_damaged  # a damaged file: the next readable one, logged
         root = os.path.expanduser(str(root))
         if not os.path.isdir(root):
             raise DataError(f"image folder {root} does not exist (data.path)")
         self.root, self.split = root, split
         self.dir = os.path.join(root, split)
         if not os.path.isdir(self.dir):
-            raise DataError(f"image folder {root} has no {split!r} folder ({self.dir})")
+            hint = "" if split == "train" else (
+                "; data.val_fraction=0.05 holds out part of the training images instead")
+            raise DataError(f"image folder {root} has no {split!r} folder ({self.dir}){hint}")
         subdirs, files = _list_dir(self.dir)
         if subdirs:
             paths, labels = self._scan_classes(subdirs, classes)
@@ -219,7 +223,34 @@ class ImageFolderSource:
 
     def __getitem__(self, i) -> tuple[Image.Image, int]:
         i = self._check(i)
-        return load_image(self.path(i)), int(self.labels[i])
+        if not self.skip_damaged:
+            return load_image(self.path(i)), int(self.labels[i])
+        for k in range(len(self)):  # skip_damaged: the next readable image takes its place
+            j = (i + k) % len(self)
+            try:
+                return load_image(self.path(j)), int(self.labels[j])
+            except DataError as e:
+                note_damaged(self.path(j), e)
+        raise DataError(f"no readable image under {self.dir} (data.skip_damaged)")
+
+
+_DAMAGED: set[str] = set()  # files skipped by this process (each is logged once)
+
+
+def note_damaged(path: str, error: Exception) -> int:
+    """Count and log (once per file) a damaged file skipped under data.skip_damaged; returns
+    how many distinct files this process has skipped."""
+    if path not in _DAMAGED:
+        _DAMAGED.add(path)
+        logging.warning("data.skip_damaged: skipping %s (%d damaged file(s) skipped so far in "
+                        "this process; the next readable image takes its place). `python -m "
+                        "argen_jax.data.check --path=DIR` lists them all.", error, len(_DAMAGED))
+    return len(_DAMAGED)
+
+
+def damaged_files() -> list[str]:
+    """The damaged files this process skipped (data.skip_damaged), sorted."""
+    return sorted(_DAMAGED)
 
 
 class SubsetSource:
@@ -248,6 +279,21 @@ def spread_subset(source, n: int):
     """n examples evenly spread over the source (every class represented), or all if 0."""
     idx = spread_index(len(source), n)
     return source if len(idx) == len(source) else SubsetSource(source, idx)
+
+
+def held_out_split(source, fraction: float, test_dir: str):
+    """(train, test) subsets of `source`: `fraction` of it (at least one image, spread over
+    the classes, the same every run) held out for evaluation (data.val_fraction)."""
+    if os.path.isdir(test_dir):
+        raise ConfigError(f"data.val_fraction={fraction} holds out part of the training images, "
+                          f"but {test_dir} exists: use one or the other (val_fraction=0 reads it)")
+    n = len(source)
+    n_val = max(1, int(round(fraction * n)))
+    if n_val >= n:
+        raise DataError(f"data.val_fraction={fraction} of {n} images leaves none to train on")
+    val = spread_index(n, n_val)
+    train = np.setdiff1d(np.arange(n), val)
+    return SubsetSource(source, train), SubsetSource(source, val)
 
 
 # --------------------------------------------------------------------------- transforms
@@ -301,6 +347,11 @@ class ImageFolderSettings:
     # <split>_labels.txt or LOC_val_solution.csv in the split folder or the root)
     train_limit: int = 0  # spread subset of N training images (0 = all)
     test_limit: int = 0  # spread subset of N evaluation images (0 = all)
+    val_fraction: float = 0.0  # > 0: a folder with only <train_split>/ holds out this fraction
+    # of it (spread over the classes, fixed) as the evaluation split
+    skip_damaged: bool = False  # True: a damaged / unreadable image is skipped (the next
+    # readable one takes its place), each file logged once with a running count; False: the
+    # first one stops the run (after saving the finished steps)
     conditional: bool = True  # False: DataSpec.num_classes = 0 (labels still in batches)
     worker_count: int = 0  # grain worker processes decoding images (0 = in the main process)
     num_threads: int = 0  # threads per process building batches (0 = 1 when prefetching)
@@ -324,6 +375,10 @@ class ImageFolderSettings:
         for key in ("train_split", "test_split"):
             if not getattr(self, key):
                 bad(key, "must name a split (a sub-folder of data.path, or a TFDS split)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            bad("val_fraction", "must be in [0, 1) (0: the folder's own test split)")
+        if self.val_fraction and self.tfds_name:
+            bad("val_fraction", "is for image folders (a TFDS dataset has its own splits)")
         if self.path and self.tfds_name:
             bad("tfds_name", f"set data.path ({self.path!r}) or data.tfds_name, not both")
 
@@ -345,9 +400,14 @@ class ImageFolderData:
             train = TfdsImageSource(s.tfds_name, s.train_split, s.data_dir)
             test = TfdsImageSource(s.tfds_name, s.test_split, s.data_dir)
         elif s.path:
-            train = ImageFolderSource(s.path, s.train_split)
-            test = ImageFolderSource(s.path, s.test_split, classes=train.classes,
-                                     labels_file=s.val_labels)
+            train = ImageFolderSource(s.path, s.train_split, skip_damaged=s.skip_damaged)
+            if s.val_fraction:
+                train, test = held_out_split(train, s.val_fraction,
+                                             os.path.join(s.path, s.test_split))
+            else:
+                test = ImageFolderSource(s.path, s.test_split, classes=train.classes,
+                                         labels_file=s.val_labels,
+                                         skip_damaged=s.skip_damaged)
         else:
             raise ConfigError("data.path is empty: set --config.data.path to a folder holding "
                               f"{s.train_split}/<class>/*.JPEG and {s.test_split}/ (or "

@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from argen_jax.errors import CheckpointError
+from argen_jax.log_filters import quiet_known_noise
 
 
 def _quiet_closed_loop() -> None:
@@ -41,6 +42,10 @@ def _quiet_closed_loop() -> None:
     sys.unraisablehook = hook
 
 
+class OtherModelError(CheckpointError):
+    """The checkpoint's arrays are not this config's model / optimizer (another model's)."""
+
+
 class DamagedCheckpointError(CheckpointError):
     """A checkpoint whose files cannot be read (truncated, garbled, missing pieces)."""
 
@@ -61,6 +66,7 @@ class Checkpointer:
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         self.max_to_keep, self.keep_best = max_to_keep, keep_best
         _quiet_closed_loop()
+        quiet_known_noise()
         self.manager = ocp.CheckpointManager(  # rotation is ours (`_rotate`), not Orbax's
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True),
@@ -157,7 +163,7 @@ class Checkpointer:
         want = sorted(tuple(a.shape) for a in jax.tree.leaves(abstract_state))
         saved = self._saved_shapes(step)
         if saved is not None and saved != want:
-            raise CheckpointError(
+            raise OtherModelError(
                 f"checkpoint {path} does not match this config's model/optimizer (was it "
                 f"written by a different config?): {len(saved)} saved arrays vs {len(want)}, "
                 f"or other shapes")
@@ -230,6 +236,7 @@ def restore_params(workdir: str, key: str = "params", step: int | None = None, t
         raise CheckpointError(f"no checkpoint in {directory}: train first (mode=train)")
     path = os.path.join(directory, str(step), "state")
     _quiet_closed_loop()
+    quiet_known_noise()
     try:
         ckptr = ocp.PyTreeCheckpointer()
         tree = ckptr.metadata(path).item_metadata

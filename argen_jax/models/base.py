@@ -115,8 +115,10 @@ class WritesSamples(Protocol):
     """A family with its own sample files (audio, decoded token grids); the loop's default
     is an image grid PNG."""
 
-    def save_samples(self, samples: np.ndarray, path_stem: str) -> list[str]:
-        """Writes files next to `path_stem`; returns the paths written."""
+    def save_samples(self, samples: np.ndarray, path_stem: str,
+                     columns: int | None = None) -> list[str]:
+        """Writes files next to `path_stem`; returns the paths written. `columns`: the grid's
+        columns (one per class shown) where the files are a grid."""
 
 
 @dataclasses.dataclass(frozen=True)

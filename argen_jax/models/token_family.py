@@ -85,12 +85,13 @@ class TokenImageFamily(Family):
             for i in range(0, len(samples), batch_size)]
         return np.concatenate(out)
 
-    def save_samples(self, samples: np.ndarray, path_stem: str) -> list[str]:
-        """A grid of decoded samples, one column per class (sample k has label k % classes),
-        and the raw token maps next to it (.npy)."""
+    def save_samples(self, samples: np.ndarray, path_stem: str,
+                     columns: int | None = None) -> list[str]:
+        """A grid of decoded samples, `columns` columns (one per class shown; default one per
+        class, sample k having label k % classes), and the raw token maps next to it (.npy)."""
         path = path_stem + ".png"
         os.makedirs(os.path.dirname(path), exist_ok=True)
         np.save(path_stem + "_tokens.npy", np.asarray(samples))
-        ncol = self.num_classes if self.num_classes > 1 else None
+        ncol = columns or (self.num_classes if self.num_classes > 1 else None)
         save_image_grid(self.to_images(samples), path, levels=self.image_levels, ncol=ncol)
         return [path, path_stem + "_tokens.npy"]

@@ -470,9 +470,9 @@ class WaveNetFamily(Family):
     def coding_labels(self):
         return (self.spec.num_classes if self.global_cond else 0), None
 
-    def save_samples(self, samples, path_stem: str) -> list[str]:
+    def save_samples(self, samples, path_stem: str, columns: int | None = None) -> list[str]:
         """One 16-bit WAV per sample (PATH_STEM_k.wav); with local conditioning also the
-        conditioning utterances (PATH_STEM_cond_s.wav)."""
+        conditioning utterances (PATH_STEM_cond_s.wav). `columns` (grids) does not apply."""
         paths = []
         for k, codes in enumerate(np.asarray(samples)):
             paths.append(audio.write_wav(f"{path_stem}_{k:03d}.wav",

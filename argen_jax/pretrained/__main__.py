@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--size", default="", help="LlamaGen size (B, L, XL, XXL, 3B): checked "
                    "against the file; default: recognised from the shapes")
     c.add_argument("--heads", type=int, default=0, help="head count of a custom shape")
-    c.add_argument("--image_size", type=int, default=256, help="LlamaGen: 256 or 384")
+    c.add_argument("--image_size", type=int, default=0, help="LlamaGen: the image side the GPT "
+                   "was trained at (default: from the file name, c2i_L_384.pt -> 384)")
     c.add_argument("--scan_layers", action="store_true", help="write the scanned layout "
                    "(model.scan_layers: one `blocks` subtree; for fine-tuning with remat)")
     c.add_argument("--patch_nums", type=_ints, default=None,

@@ -29,7 +29,7 @@ import numpy as np
 from argen_jax.config_lib import section
 from argen_jax.data.pipeline import DataSpec
 from argen_jax.data.tokens import TokenSpecSettings
-from argen_jax.errors import CheckpointError
+from argen_jax.errors import CheckpointError, ConfigError
 from argen_jax.evaluation.sample_eval import EvalSettings
 from argen_jax.io.checkpoint import Checkpointer
 from argen_jax.io.run_dir import save_config, save_spec
@@ -303,11 +303,29 @@ def _finish(out, config, params) -> int:
     return int(sum(x.size for x in jax.tree.leaves(params)))
 
 
+def llamagen_image_size(gpt: str, image_size: int = 0) -> int:
+    """The image side a LlamaGen GPT was trained at: the file name's `_<side>` suffix
+    (c2i_B_256.pt, c2i_L_384.pt) or `image_size` (> 0); both and different, or neither, is
+    refused (a wrong side puts the 2-D RoPE on the wrong token grid without a word)."""
+    stem = os.path.splitext(os.path.basename(str(gpt)))[0]
+    m = re.search(r"_(\d+)$", stem)
+    named = int(m.group(1)) if m else 0
+    if named and image_size and named != image_size:
+        raise ConfigError(f"--image_size={image_size} but the file name {os.path.basename(gpt)} "
+                          f"says {named}: drop the flag, or rename the file")
+    if not (named or image_size):
+        raise ConfigError(f"--image_size is required: the file name {os.path.basename(gpt)} "
+                          "does not end in the image side (_256, _384, _512)")
+    return image_size or named
+
+
 def convert_llamagen(gpt: str, vq: str, out: str, size: str = "", heads: int = 0,
-                     image_size: int = 256, scan_layers: bool = False) -> dict:
+                     image_size: int = 0, scan_layers: bool = False) -> dict:
     """LlamaGen c2i GPT + VQ files -> run directory `out` (`scan_layers`: a run of the
-    scanned layout, design rule 23, e.g. to fine-tune the large sizes with remat). Returns a
+    scanned layout, design rule 23, e.g. to fine-tune the large sizes with remat).
+    `image_size`: 0 = read from the GPT file's name (`llamagen_image_size`). Returns a
     summary dict."""
+    image_size = llamagen_image_size(gpt, image_size)
     out = _check_out(out)
     gsd, vsd = read_state_dict(gpt, "gpt"), read_state_dict(vq, "vq")
     shape = llamagen_shape(gsd, size, heads)

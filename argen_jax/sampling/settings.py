@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 
 import jax.numpy as jnp
+import numpy as np
 
 from argen_jax import config_lib
 from argen_jax.errors import ConfigError
@@ -18,6 +19,9 @@ from argen_jax.sampling.processors import (
     guided_step_fn,
 )
 from argen_jax.sampling.speculative import speculative_draw
+
+MAX_GRID_CLASSES = 16  # a model with more classes shows MANY_CLASSES_SHOWN of them
+MANY_CLASSES_SHOWN = 8  # spread evenly over the class ids (0, 143, ..., 999 of 1,000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +45,21 @@ class SamplingSettings:
     #   VAR): '' the model's compute dtype; 'bfloat16' halves the cache's memory traffic
     #   (keys / values rounded to bf16, attention still in the compute dtype); 'float32'.
     #   Other families have no KV cache; the lossless codec always uses the compute dtype
+    classes: str = ""  # class ids of the written sample grid, comma-separated ("207,360"):
+    #   sample k has class classes[k % n], one grid column per class; '': every class when
+    #   the model has at most MAX_GRID_CLASSES, else MANY_CLASSES_SHOWN spread over them
     speculative: int = 0  # speculative Jacobi decoding (IGPT, LlamaGen): a window of this
     #   many draft tokens verified per forward pass, accepted by the speculative criterion
     #   (same distribution, fewer sequential passes; sampling/speculative.py); 0: off
 
     def __post_init__(self):
+        try:
+            ids = [int(v) for v in self.classes.split(",") if v.strip()]
+        except ValueError:
+            ids = [-1]
+        if min(ids, default=0) < 0:
+            raise ConfigError(f"sample.classes must be class ids separated by commas (e.g. "
+                              f"'207,360,387'; '': chosen for you), got {self.classes!r}")
         if self.num < 0 or self.batch_size < 0 or self.length < 0:
             raise ConfigError(f"sample.num, sample.batch_size and sample.length must be >= 0, "
                               f"got {self.num}, {self.batch_size}, {self.length}")
@@ -74,6 +88,21 @@ class SamplingSettings:
     def replace(self, **overrides) -> SamplingSettings:
         """These settings with some fields changed (validated again)."""
         return dataclasses.replace(self, **overrides)
+
+    def grid_classes(self, num_classes: int) -> tuple[int, ...]:
+        """The classes of the written samples' grid (`classes`, or chosen: see its comment);
+        () for an unconditional model."""
+        if num_classes <= 0:
+            return ()
+        ids = tuple(int(v) for v in self.classes.split(",") if v.strip())
+        if ids:
+            if max(ids) >= num_classes:
+                raise ConfigError(f"sample.classes={self.classes!r}: the model has "
+                                  f"{num_classes} classes (0..{num_classes - 1})")
+            return ids
+        if num_classes <= MAX_GRID_CLASSES:
+            return tuple(range(num_classes))
+        return tuple(int(c) for c in np.linspace(0, num_classes - 1, MANY_CLASSES_SHOWN).round())
 
     @property
     def samples_per_call(self) -> int:

@@ -3,9 +3,9 @@
 train: resume from the newest checkpoint in `workdir` (or start), then step; every
 `log_every` steps write the step's train metrics, every `eval_every` evaluate the test set
 (exact NLL in nats and bits/dim), every `sample_every` write a sample grid, every
-`save_every` checkpoint. SIGTERM (preemption) saves a checkpoint, stops and raises
-`errors.Preempted` (launch/main.py exits with status 75); running the same command resumes.
-Same seed => the same final metrics as an uninterrupted run.
+`save_every` checkpoint. SIGTERM (preemption) or SIGINT (Ctrl-C) saves a checkpoint, stops
+and raises `errors.Preempted` (launch/main.py exits with status 75); running the same command
+resumes. Same seed => the same final metrics as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from argen_jax.errors import CheckpointError, ConfigError, Preempted
+from argen_jax.errors import CheckpointError, ConfigError, Preempted, UserError
 from argen_jax.evaluation.images import save_image_grid
 from argen_jax.evaluation.likelihood import summarize
 from argen_jax.inference import open_run
-from argen_jax.io.checkpoint import Checkpointer
-from argen_jax.io.run_dir import lock_workdir, save_config, save_spec
+from argen_jax.io.checkpoint import Checkpointer, OtherModelError
+from argen_jax.io.run_dir import load_config, lock_workdir, save_config, save_spec
 from argen_jax.models.base import WritesSamples, has_sampler
 from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.train.experiment import Experiment
@@ -40,28 +40,70 @@ from argen_jax.train.sample_metrics import evaluate_samples
 
 
 class Preemption:
-    """Turns SIGTERM into a flag the loop checks between steps."""
+    """Turns SIGTERM (preemption) and SIGINT (Ctrl-C) into a flag the loop checks between
+    steps: it saves and stops. A second signal stops at once, without saving."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signal_name = ""
+        self._previous: dict = {}
 
     def __enter__(self):
-        with contextlib.suppress(ValueError):  # not in the main thread: no handler
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        for sig in self.SIGNALS:
+            with contextlib.suppress(ValueError):  # not in the main thread: no handler
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:  # a second SIGTERM: stop now, without saving
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-        logging.warning("SIGTERM received: saving a checkpoint and stopping "
-                        "(send it again to stop at once without saving).")
-        self.requested = True
+        name = signal.Signals(signum).name
+        if self.requested:  # a second signal: stop now, without saving
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        logging.warning("%s received: saving a checkpoint and stopping (%s again stops at once "
+                        "without saving).", name, "Ctrl-C" if signum == signal.SIGINT else name)
+        self.requested, self.signal_name = True, name
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+        self._previous = {}
+
+
+def _model_names(config) -> str:
+    """'<model.name> (data <data.name or data.kind>)': how a run's config names its model."""
+    model, data = config.get("model") or {}, config.get("data") or {}
+    source = data.get("name") or data.get("kind")
+    return f"{model.get('name', '?')}" + (f" (data {source})" if source else "")
+
+
+def _other_model(saved, config) -> str:
+    """What differs between the workdir's config and this one: the model names, else the
+    model settings that differ."""
+    there, here = _model_names(saved), _model_names(config)
+    if there != here:
+        return f"a run of {there} (its config.json) and this config is {here}"
+    a, b = (dict((c.get("model") or {}).items()) for c in (saved, config))
+    diff = [f"model.{k}={a.get(k)!r} there, {b.get(k)!r} here" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not (isinstance(a.get(k), (list, tuple)) and
+                                              tuple(a[k]) == tuple(b.get(k) or ()))]
+    return f"a run of {there} with other settings ({'; '.join(diff[:4]) or 'optimizer'})"
+
+
+def restore_newest(exp: Experiment, ckpt: Checkpointer, set_aside: bool):
+    """`ckpt.restore_newest_good`, with another model's checkpoint named by both configs."""
+    try:
+        return ckpt.restore_newest_good(exp.abstract_state, set_aside=set_aside)
+    except OtherModelError as e:
+        workdir = os.path.dirname(ckpt.directory)
+        try:
+            saved = load_config(workdir)
+        except UserError:
+            raise e from None
+        raise OtherModelError(f"{workdir} holds {_other_model(saved, exp.config)}: use another "
+                              f"workdir for a different model ({e})") from None
 
 
 def restore_or_init(exp: Experiment, ckpt: Checkpointer):
@@ -69,7 +111,7 @@ def restore_or_init(exp: Experiment, ckpt: Checkpointer):
     a fresh state when there is none."""
     if ckpt.latest_step() is None:
         return exp.init_state(), None
-    state, meta, step = ckpt.restore_newest_good(exp.abstract_state, set_aside=True)
+    state, meta, step = restore_newest(exp, ckpt, set_aside=True)
     logging.info("Resumed from %s/%d", ckpt.directory, step)
     return state, meta
 
@@ -96,11 +138,18 @@ def write_samples(family, settings: SamplingSettings, draw: Callable[..., np.nda
     if num == 0:  # sample.num=0: no sample files
         return []
     t0 = time.time()
-    samples = draw(num, seed=settings.seed, batch_size=settings.samples_per_call)
+    classes = settings.grid_classes(family.spec.num_classes)  # one grid column per class
+    labels = None
+    if classes:
+        labels = np.asarray(classes)[np.arange(num) % len(classes)]
+        logging.info("Sampling classes %s (sample.classes; sample.num=%d)",
+                     ",".join(map(str, classes)), num)
+    samples = draw(num, seed=settings.seed, batch_size=settings.samples_per_call, labels=labels)
     stem = os.path.join(workdir, "samples", f"step_{step:07d}")
     if tag:
         stem = _unused_stem(f"{stem}_{tag}")
-    paths = save_samples(family, samples, stem) if jax.process_index() == 0 else []
+    paths = (save_samples(family, samples, stem, columns=len(classes) or None)
+             if jax.process_index() == 0 else [])
     logging.info("Wrote %d samples in %.1fs: %s", num, time.time() - t0, paths)
     return paths
 
@@ -116,13 +165,15 @@ def _unused_stem(stem: str) -> str:
     return os.path.join(folder, out)
 
 
-def save_samples(family, samples: np.ndarray, path_stem: str) -> list[str]:
-    """The family's own sample files (`WritesSamples`), else an image grid PNG."""
+def save_samples(family, samples: np.ndarray, path_stem: str,
+                 columns: int | None = None) -> list[str]:
+    """The family's own sample files (`WritesSamples`), else an image grid PNG (`columns`:
+    one per class shown; None: a square grid)."""
     if isinstance(family, WritesSamples):
-        return family.save_samples(samples, path_stem)
+        return family.save_samples(samples, path_stem, columns)
     path = path_stem + ".png"
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_image_grid(samples, path, levels=family.spec.levels)
+    save_image_grid(samples, path, levels=family.spec.levels, ncol=columns)
     return [path]
 
 
@@ -164,7 +215,11 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
             in_flight = None
             clock = (time.perf_counter(), start)  # throughput since the last log row
             while step < num_steps:
-                batch = exp.train_batch(step)
+                try:
+                    batch = exp.train_batch(step)
+                except Exception as e:  # a damaged file, a vanished folder: keep what was done
+                    _save_before_data_error(exp, ckpt, state, step, start, e)
+                    raise
                 if in_flight is not None:  # bound async dispatch to ~2 steps, so a SIGTERM
                     in_flight.block_until_ready()  # save never waits on a long queue
                 state, metrics = exp.train_step(state, batch)
@@ -213,7 +268,7 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
                                   workdir, step)
                 if stop:
                     logging.info("Stopping at step %d (%s); run again to resume.", step,
-                                 "SIGTERM" if preempt.requested else "stop_after_steps")
+                                 preempt.signal_name or "stop_after_steps")
                     break
         preempted = preempt.requested and step < num_steps
     finally:
@@ -225,8 +280,21 @@ def train(config, workdir: str, stop_after_steps: int | None = None) -> dict:
         exp.close()  # stops the input pipeline's worker processes
         lock.release()
     if preempted:  # after the cleanup above: the checkpoint is on disk
-        raise Preempted(step, workdir)
+        raise Preempted(step, workdir, preempt.signal_name)
     return last
+
+
+def _save_before_data_error(exp, ckpt, state, step: int, start: int, error: Exception):
+    """Reading the batch of `step` failed: checkpoint the state of the `step` steps done (if
+    not saved yet and finite), so the same command resumes there once the data is fixed."""
+    if step == start or ckpt.latest_step() == step or not exp.state_is_finite(state):
+        return
+    ckpt.save(step, state, {"step": step, "data_position": step})
+    hint = (f"step {step} was saved; fix or remove the file (or set data.skip_damaged=True "
+            "where the data supports it) and run the same command to resume")
+    logging.warning("reading the batch of step %d failed: %s", step, hint)
+    if isinstance(error, UserError) and error.args:  # the launcher's one line says it too
+        error.args = (f"{error.args[0]} ({hint})", *error.args[1:])
 
 
 def restore_experiment(config, workdir: str) -> tuple[Experiment, object]:
@@ -238,7 +306,7 @@ def restore_experiment(config, workdir: str) -> tuple[Experiment, object]:
     try:
         if ckpt.latest_step() is None:
             raise CheckpointError(f"no checkpoint in {ckpt.directory}: train first (mode=train)")
-        state, _, _ = ckpt.restore_newest_good(exp.abstract_state, set_aside=False)
+        state, _, _ = restore_newest(exp, ckpt, set_aside=False)
     finally:
         ckpt.close()
     _check_writable(workdir)  # before the work, not after it

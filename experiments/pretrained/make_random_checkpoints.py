@@ -2,7 +2,7 @@
 trying `python -m argen_jax.pretrained` without downloading the real files.
 
     python experiments/pretrained/make_random_checkpoints.py --system=llamagen --size=B \
-        --out=/tmp/released      # gpt_B.npz (c2i_B_256 shapes), vq_ds16.npz (vq_ds16_c2i)
+        --out=/tmp/released      # gpt_B_256.npz (c2i_B_256 shapes), vq_ds16.npz (vq_ds16_c2i)
     python experiments/pretrained/make_random_checkpoints.py --system=var --size=d16 \
         --out=/tmp/released      # var_d16.npz, vae_ch160v4096z32.npz
 
@@ -37,7 +37,8 @@ def main(argv=None):
             depth, _, width = SIZES[a.size]
             gpt = layouts.llamagen_gpt_shapes(depth, width, ffn_dim(width))
             vq = layouts.llamagen_vq_shapes()
-        names = {f"gpt_{a.size}.npz": gpt, "vq_ds16.npz" if not tiny else "vq_tiny.npz": vq}
+        side = 16 if tiny else 256  # in the name, as the released files: convert reads it
+        names = {f"gpt_{a.size}_{side}.npz": gpt, "vq_ds16.npz" if not tiny else "vq_tiny.npz": vq}
     else:
         if tiny:
             var = layouts.var_shapes(depth=2, width=16, vocab=16, code_dim=4, classes=3,

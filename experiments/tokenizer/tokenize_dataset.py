@@ -100,14 +100,27 @@ def split_stats(tok: Tokenizer, tokens: np.ndarray) -> dict:
     return st
 
 
-def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int = 500,
-             png: str | None = None, data_path: str | None = None, full: bool = True) -> dict:
-    """full: tokenize whole splits even if the run limited them (data.*_limit)."""
-    config = load_config(workdir, CheckpointError, "a tokenizer workdir")
+def _data_config(config, data_path: str | None, full: bool, skip_damaged: bool) -> None:
+    """The tokenizer run's data section, re-pointed / widened / made tolerant in place."""
     if data_path:
         config.data.path = data_path
     if full:
         config.data.train_limit = config.data.test_limit = 0
+    if skip_damaged:
+        kind = config.data.get("kind", "image")
+        if kind != "image_folder":
+            raise ConfigError(f"--skip_damaged is for image folders; the tokenizer's data.kind "
+                              f"is {kind!r}")
+        config.data.skip_damaged = True
+
+
+def tokenize(workdir: str, out: str, splits=("train", "test"), batch_size: int = 500,
+             png: str | None = None, data_path: str | None = None, full: bool = True,
+             skip_damaged: bool = False) -> dict:
+    """full: tokenize whole splits even if the run limited them (data.*_limit);
+    skip_damaged: a damaged image is replaced by the next readable one (logged)."""
+    config = load_config(workdir, CheckpointError, "a tokenizer workdir")
+    _data_config(config, data_path, full, skip_damaged)
     tok = Tokenizer.load(workdir)
     data = build_data(config.data, config.seed)  # the splits the tokenizer was trained on
     sets = {"train": data.train_set, "test": data.test_set}
@@ -237,6 +250,15 @@ def write_token_shards(tok, data, directory: str, splits=("train", "test"),
            "complete": writer.finalize()}
     if out["complete"]:
         out["stats"] = writer.index["stats"]
+    else:  # this process is done; the store is not yet: say what it waits for
+        missing = {sp: ts.missing_shards(directory, writer.index, sp) for sp in splits}
+        owners = sorted({k % process_count for v in missing.values() for k in v})
+        out["waiting_for"] = (
+            f"this process's shards are done; the store completes when process(es) "
+            f"{', '.join(map(str, owners))} of {process_count} write their "
+            f"{sum(map(len, missing.values()))} remaining shard(s) ("
+            + "; ".join(f"{sp}: {v[:8]}{' ...' if len(v) > 8 else ''}"
+                        for sp, v in missing.items() if v) + ")")
     return out
 
 
@@ -244,7 +266,8 @@ def tokenize_to_shards(workdir: str, directory: str, splits=("train", "test"),
                        batch_size: int = 500, data_path: str | None = None, full: bool = True,
                        shard_size: int = 10000, augment: str = "none",
                        process_index: int | None = None, process_count: int | None = None,
-                       progress: bool = True, png: str | None = None) -> dict:
+                       progress: bool = True, png: str | None = None,
+                       skip_damaged: bool = False) -> dict:
     """`tokenize` writing a shard store (resumable; this process's shards only)."""
     config = load_config(workdir, CheckpointError, "a tokenizer workdir")
     if augment not in ts.AUGMENTATIONS:
@@ -253,10 +276,7 @@ def tokenize_to_shards(workdir: str, directory: str, splits=("train", "test"),
     if augment == "tencrop" and kind != "image_folder":
         raise ConfigError(f"--augment=tencrop needs an image-folder data source; the "
                           f"tokenizer's data.kind is {kind!r}")
-    if data_path:
-        config.data.path = data_path
-    if full:
-        config.data.train_limit = config.data.test_limit = 0
+    _data_config(config, data_path, full, skip_damaged)
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     tok = Tokenizer.load(workdir)
@@ -295,24 +315,30 @@ def main():
     ap.add_argument("--data_path", default="", help="override config.data.path")
     ap.add_argument("--keep_limits", action="store_true",
                     help="keep the run's data.train_limit / test_limit (default: whole splits)")
+    ap.add_argument("--skip_damaged", action="store_true",
+                    help="image folders: replace a damaged image by the next readable one "
+                    "(each logged, with a count) instead of stopping")
     a = ap.parse_args()
     if bool(a.out) == bool(a.shards):
         ap.error("give exactly one of --out=FILE.npz and --shards=DIR")
-    if a.shards:
-        try:
+    if a.augment != "none" and not a.shards:
+        ap.error("--augment needs --shards")
+    try:  # a user's mistake or a damaged file: one line, exit 2 (as the launcher)
+        if a.shards:
             out = tokenize_to_shards(
                 a.workdir, a.shards, tuple(a.splits.split(",")), a.batch_size,
                 a.data_path or None, not a.keep_limits, a.shard_size, a.augment,
-                a.process_index, a.process_count, png=a.png or None)
-        except UserError as e:
-            sys.exit(f"error: {e}")
-        print(json.dumps({"shards": a.shards, **out}))
-        return
-    if a.augment != "none":
-        ap.error("--augment needs --shards")
-    stats = tokenize(a.workdir, a.out, tuple(a.splits.split(",")), a.batch_size,
-                     a.png or None, a.data_path or None, not a.keep_limits)
-    print(json.dumps({"out": a.out, **stats}))
+                a.process_index, a.process_count, png=a.png or None,
+                skip_damaged=a.skip_damaged)
+            out = {"shards": a.shards, **out}
+        else:
+            out = {"out": a.out, **tokenize(
+                a.workdir, a.out, tuple(a.splits.split(",")), a.batch_size, a.png or None,
+                a.data_path or None, not a.keep_limits, a.skip_damaged)}
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """WaveNet on speech, paper-sized (van den Oord et al. 2016) for GPU / TPU.
 
 Arguments (comma-separated, `paper.py:tiny,nolocal`):
-  tiny      a seconds-long CPU run (4 layers, 8 channels) for tests and smoke runs
+  tiny      a seconds-long CPU run (4 layers, 8 channels) for tests and smoke runs, on
+            synthetic voices made in memory (data.path=builtin:tones: nothing to prepare)
   nolocal   no local conditioning (log-mel frames): the model babbles
   noglobal  no global conditioning (speaker id)
 
@@ -11,7 +12,7 @@ Data: a folder of WAVs, PATH/{train,test}/<speaker>/*.wav; make one offline with
 import ml_collections
 
 from argen_jax.config_lib import parse_args, section
-from argen_jax.data.audio import AudioDataSettings
+from argen_jax.data.audio import BUILTIN_TONES, AudioDataSettings
 from argen_jax.layers.causal_conv import receptive_field
 from argen_jax.models.wavenet import WaveNetSettings, stack_dilations
 from argen_jax.sampling.settings import SamplingSettings
@@ -49,7 +50,7 @@ def make_config(args: set[str], model: dict, data: dict) -> ml_collections.Confi
                       local_conditioning="nolocal" not in args)
 
     m = c.model
-    d = {"path": "/tmp/wavenet/speech", **(TINY_DATA if tiny else data)}
+    d = {"path": BUILTIN_TONES if tiny else "/tmp/wavenet/speech", **(TINY_DATA if tiny else data)}
     # Eval chunks carry this much real history (scored 0), a multiple of hop >= the RF - 1.
     rf = receptive_field(m.kernel_size, stack_dilations(m.max_dilation, m.repeats), m.in_kernel)
     c.data = section(AudioDataSettings, **d)

@@ -169,9 +169,9 @@ def var_parity(repo: str, steps: int, batch: int, seed: int) -> dict:
     import torch
 
     from argen_jax import config_lib
-    from argen_jax.convert.var_torch import convert_var_state_dict
     from argen_jax.data.pipeline import DataSpec
     from argen_jax.models.var import VARFamily, VARSettings
+    from argen_jax.pretrained.torch_var import convert_var_state_dict
     from argen_jax.train.settings import TrainSettings
     from experiments.var import imagenet as var_recipe
 
@@ -292,9 +292,9 @@ def llamagen_parity(repo: str, steps: int, batch: int, seed: int) -> dict:
     import torch
 
     from argen_jax import config_lib
-    from argen_jax.convert.llamagen_torch import convert_gpt
     from argen_jax.data.pipeline import DataSpec
     from argen_jax.models.llamagen import LlamaGenFamily, LlamaGenSettings
+    from argen_jax.pretrained.torch_llamagen import convert_gpt
     from argen_jax.train.settings import TrainSettings
     from experiments.llamagen import imagenet as llamagen_recipe
 
