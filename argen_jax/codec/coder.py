@@ -68,7 +68,10 @@ class _Programs:
             return steps(params, labels).write_fn(seq, sym.to_draw(x), t)
 
         self.symbols, self.batch, self.shape = sym, batch, shape
-        self.init, self.step, self.write = jax.jit(init), jax.jit(step), jax.jit(write)
+        # the step's cache (a family's step state: KV cache, queues, pixel caches) is donated:
+        # updated in place, not copied once per step
+        self.init, self.write = jax.jit(init), jax.jit(write)
+        self.step = jax.jit(step, donate_argnums=3)
         self.stage = jax.jit(stage, static_argnums=2)
         self._box = box
 

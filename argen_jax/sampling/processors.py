@@ -293,6 +293,9 @@ class SamplingSettings:
     #   VAR): '' the model's compute dtype; 'bfloat16' halves the cache's memory traffic
     #   (keys / values rounded to bf16, attention still in the compute dtype); 'float32'.
     #   Other families have no KV cache; the lossless codec always uses the compute dtype
+    pixel_cache: bool = True  # PixelCNN / Gated PixelCNN / PixelCNN++: cached steps (each
+    #   layer's input kept, a step computes what the new pixel changes; Ramachandran et al.
+    #   2017); False: the full pass per step, the reference (same samples, same codec files)
     speculative: int = 0  # speculative Jacobi decoding (IGPT, LlamaGen): a window of this
     #   many draft tokens verified per forward pass, accepted by the speculative criterion
     #   (same distribution, fewer sequential passes; sampling/speculative.py); 0: off
