@@ -95,14 +95,17 @@ class Codec:
         self._programs: dict = {}
 
     @classmethod
-    def load(cls, workdir: str) -> Codec:
-        """The newest checkpoint of a trained run (its Polyak average when it kept one)."""
+    def load(cls, workdir: str, pixel_cache: bool = True) -> Codec:
+        """The newest checkpoint of a trained run (its Polyak average when it kept one).
+        `pixel_cache=False`: the pixel models' full pass per step (`sample.pixel_cache`)."""
         from argen_jax import registry
         from argen_jax.errors import CheckpointError
         from argen_jax.io.checkpoint import restore_eval_params
         from argen_jax.io.run_dir import load_config, run_spec
 
         config = load_config(workdir, CheckpointError, "a trained run")
+        if not pixel_cache:
+            config.sample.pixel_cache = False
         family = registry.build_family(config, run_spec(workdir, config))
         params, step = restore_eval_params(workdir, config)
         return cls(family, params, workdir, step)
