@@ -157,16 +157,21 @@ class ImageCache:
         p, b, c = self.pad, self.buf.shape[0], self.buf.shape[-1]
         return jax.lax.dynamic_slice(self.buf, (0, i + p, j + p, 0), (b, n, m, c))
 
-    def window(self, offsets, i, j, n: int = 1, m: int = 1, stride: int = 1) -> jax.Array:
+    def window(self, offsets, i, j, n: int = 1, m: int = 1, stride: int = 1,
+               new: jax.Array | None = None) -> jax.Array:
         """The padded input patch of a layer with these taps and stride whose `valid` outputs
         are output rows i..i+n-1, columns j..j+m-1: [B, s(n-1)+top+1, s(m-1)+left+right+1, C].
-        Taps below the current row (bottom > 0) are not cached inputs."""
+        Taps below the current row (bottom > 0) are not cached inputs. `new` [B, n, m, C]
+        (stride 1): the inputs at those positions, not written yet, used in their place."""
         top, bottom, left, right = tap_pads(offsets)
         if bottom or max(top, left, right) > self.pad:
             raise ValueError(f"ImageCache(pad={self.pad}) cannot serve taps {offsets}")
         p, s, b, c = self.pad, stride, self.buf.shape[0], self.buf.shape[-1]
         size = (b, s * (n - 1) + top + 1, s * (m - 1) + left + right + 1, c)
-        return jax.lax.dynamic_slice(self.buf, (0, s * i + p - top, s * j + p - left, 0), size)
+        win = jax.lax.dynamic_slice(self.buf, (0, s * i + p - top, s * j + p - left, 0), size)
+        if new is None:
+            return win
+        return win.at[:, top:top + n, left:left + m].set(new.astype(win.dtype))
 
 
 # --------------------------------------------------------------------------- the module

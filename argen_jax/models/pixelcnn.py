@@ -172,9 +172,9 @@ class PixelCNN(_Base):
         h = h + self.cond(labels, f, "cond_in")
         for n in range(self.num_layers):
             layer = self.conv(f, offs, "B", name=f"layer_{n}")
-            if step:
+            if step:  # the window reads the cache before the write (in place, no copy)
+                r = layer(cache["layers"][n].window(offs, i, j, new=nn.relu(h)), True)
                 layers.append(cache["layers"][n].write(nn.relu(h), i, j))
-                r = layer(layers[-1].window(offs, i, j), True)
             else:
                 r = layer(nn.relu(h))
             h = h + r + self.cond(labels, f, f"cond_{n}")
@@ -246,28 +246,35 @@ class GatedPixelCNN(_Base):
         i, j, ch, xc = self._step_pixel(canvas, cache, t)
         layers = self._layers(labels)
 
-        def v_row(vc):  # the vertical stack on row i - 1 -> its input caches and output rows
-            caches, rows, r = vc["in"], [], i - 1
-            src, v_in = xc, None  # layer n > 0 reads layer n - 1's gated output v_in
+        r = jnp.maximum(i - 1, 0)
+
+        def v_row(caches):
+            """The vertical stack on row i - 1: (its gated inputs of layers 1.., its outputs).
+            Reads the caches only (written after the cond: no copy of them per step)."""
+            ins, rows, v_in = [], [], None
             for n, (v_offs, _, _, v, *_, cond) in enumerate(layers):
-                if n:
-                    src = caches[n - 1] = caches[n - 1].write(v_in, r, 0)
-                y = v(src.window(v_offs, r, 0, 1, w), True)  # [B, 1, W, 2F]
+                src = caches[n - 1] if n else xc
+                y = v(src.window(v_offs, r, 0, 1, w, new=v_in), True)  # [B, 1, W, 2F]
                 rows.append(y[:, 0])
                 v_in = gate(y + cond)
-            return {"in": caches, "rows": rows}
+                ins.append(v_in)
+            return ins[:-1], rows
 
-        vc = jax.lax.cond((j == 0) & (ch == 0) & (i > 0), v_row, lambda vc: vc,
-                          {"in": list(cache["v"]), "rows": list(cache["v_rows"])})
+        def keep(caches):  # what the caches hold already (writing it back changes nothing)
+            return [c.read(r, 0, 1, w) for c in caches], list(cache["v_rows"])
+
+        ins, rows = jax.lax.cond((j == 0) & (ch == 0) & (i > 0), v_row, keep, list(cache["v"]))
+        vc = {"in": [c.write(x, r, 0) for c, x in zip(cache["v"], ins, strict=True)],
+              "rows": rows}
         h_caches, skip, h_in = [], 0.0, None
         for n, (_, h_offs, _, _, v2h, hconv, skip_conv, res, cond) in enumerate(layers):
-            if n:
+            if n:  # the window reads the cache before the write (in place, no copy)
+                win = cache["h"][n - 1].window(h_offs, i, j, new=h_in)
                 h_caches.append(cache["h"][n - 1].write(h_in, i, j))
-                src = h_caches[-1]
             else:
-                src = xc
+                win = xc.window(h_offs, i, j)
             link = v2h(jax.lax.dynamic_slice_in_dim(vc["rows"][n], j, 1, axis=1)[:, None])
-            g = gate(hconv(src.window(h_offs, i, j), True) + link + cond)
+            g = gate(hconv(win, True) + link + cond)
             skip = skip + skip_conv(g)
             h_out = res(g)
             h_in = h_out if n == 0 else h_in + h_out
