@@ -87,6 +87,7 @@ def test_cached_step_outputs_equal_the_full_pass_at_every_step(name):
     assert float(jnp.abs(full).max()) > 0.1  # not trivially zero
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gated_grey_cond", "pixelcnnpp_rgb_3res"])
 def test_same_seed_same_samples_cached_and_uncached(name):
     fam, params = _family(name)
@@ -98,6 +99,7 @@ def test_same_seed_same_samples_cached_and_uncached(name):
     assert len(np.unique(np.asarray(a))) > 3  # real samples, not a constant canvas
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gated_grey_cond", "pixelcnnpp_grey_cond_2res"])
 def test_codec_round_trip_on_the_cached_steps_costs_what_the_full_pass_does(name):
     """Both paths decode their own files bit for bit; their code lengths agree. The bytes
