@@ -24,6 +24,12 @@ _OUT = flags.DEFINE_string("out", None, "Output folder.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Files coded in parallel (encode).")
 _LABEL = flags.DEFINE_integer("label", None, "Class / speaker id of every input, for "
                               "conditional models (encode; stored in each file).")
+_PIXEL_CACHE = flags.DEFINE_bool(
+    "pixel_cache", True, "Pixel models: the cached steps (fast). --nopixel_cache: the full pass "
+    "per step, which files written before the cached steps existed need (docs/design.md 21).")
+_PIXEL_CACHE = flags.DEFINE_bool(
+    "pixel_cache", True, "Pixel models: the cached steps (fast). --nopixel_cache: the full pass "
+    "per step, which files written before the cached steps existed need (docs/design.md 21).")
 flags.mark_flags_as_required(["workdir", "out"])
 
 MODES = ("encode", "decode")
@@ -73,7 +79,7 @@ def main(argv):
     from argen_jax.errors import UserError
 
     try:
-        codec = Codec.load(os.path.expanduser(_WORKDIR.value))
+        codec = Codec.load(os.path.expanduser(_WORKDIR.value), _PIXEL_CACHE.value)
         (encode if argv[1] == "encode" else decode)(codec, argv[2:], _OUT.value)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

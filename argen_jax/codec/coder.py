@@ -71,7 +71,10 @@ class _Programs:
             return steps(params, labels).write_fn(seq, sym.to_draw(x), t)
 
         self.symbols, self.batch, self.shape = sym, batch, shape
-        self.init, self.step, self.write = jax.jit(init), jax.jit(step), jax.jit(write)
+        # the step's cache (a family's step state: KV cache, queues, pixel caches) is donated:
+        # updated in place, not copied once per step
+        self.init, self.write = jax.jit(init), jax.jit(write)
+        self.step = jax.jit(step, donate_argnums=3)
         self.stage = jax.jit(stage, static_argnums=2)
         self._box = box
 
@@ -95,9 +98,12 @@ class Codec:
         self._programs: dict = {}
 
     @classmethod
-    def load(cls, workdir: str) -> Codec:
-        """The newest checkpoint of a trained run (its Polyak average when it kept one)."""
+    def load(cls, workdir: str, pixel_cache: bool = True) -> Codec:
+        """The newest checkpoint of a trained run (its Polyak average when it kept one).
+        `pixel_cache=False`: the pixel models' full pass per step (`sample.pixel_cache`)."""
         config = load_config(workdir, CheckpointError, "a trained run")
+        if not pixel_cache:
+            config.sample.pixel_cache = False
         run = open_run(workdir, config, mesh=create_mesh(devices=jax.local_devices()[:1]))
         return cls(run.family, run.params, workdir, run.step)
 

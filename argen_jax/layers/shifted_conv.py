@@ -11,6 +11,14 @@ For colour images the tap at (0, 0) may carry a channel mask: channel c belongs 
 `c % groups` (interleaved, so splitting a tensor in halves for gates keeps every channel's
 group), and output group g sees input groups < g (mask 'A') or <= g (mask 'B').
 
+Step form (cached generation, Ramachandran et al. 2017): a layer's *input* is kept in an
+`ImageCache` (every position of the image, zero-padded around it, an explicit pytree carried by
+the sampling loop's `cache`, as `causal_conv`'s queues are); the model writes the new inputs
+into it and calls the layer with `valid=True` on `cache.window(...)`, the padded patch whose
+outputs are the positions being computed. Same module, same parameters, same taps: a sampling
+step computes one pixel (or, for stacks that see the current row, one row once the row above
+is complete) instead of the whole image.
+
 Two implementations of the same function (same parameters):
   * 'taps': concatenate the shifted slices and do one matmul. XLA's CPU matmul is far faster
     than its convolution (see docs/design.md), so this is the default on CPU.
@@ -26,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from flax import struct
 
 from argen_jax.parallel import axes
 
@@ -116,11 +125,62 @@ def shift(x: jax.Array, dy: int = 0, dx: int = 0) -> jax.Array:
     return xp[:, y0 : y0 + h, x0 : x0 + w, :]
 
 
+# --------------------------------------------------------------------------- step form
+def tap_pads(offsets) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): how far the taps reach above, below, left and right."""
+    dys, dxs = [o[0] for o in offsets], [o[1] for o in offsets]
+    return max(0, -min(dys)), max(0, max(dys)), max(0, -min(dxs)), max(0, max(dxs))
+
+
+@struct.dataclass
+class ImageCache:
+    """The values of one layer input at every position of an H x W image (zeros where not
+    written yet), padded with `pad` zero rows above and `pad` zero columns on either side:
+    the convolutions' zero padding. The step form's state (see the module docstring)."""
+
+    buf: jax.Array  # [B, pad + H, pad + W + pad, C]
+    pad: int = struct.field(pytree_node=False)
+
+    @classmethod
+    def zeros(cls, batch: int, h: int, w: int, channels: int, pad: int,
+              dtype=jnp.float32) -> ImageCache:
+        return cls(jnp.zeros((batch, pad + h, w + 2 * pad, channels), dtype), pad)
+
+    def write(self, x: jax.Array, i, j) -> ImageCache:
+        """x [B, n, m, C]: the values at image rows i.., columns j.. (i, j may be traced)."""
+        p = self.pad
+        return self.replace(buf=jax.lax.dynamic_update_slice(
+            self.buf, x.astype(self.buf.dtype), (0, i + p, j + p, 0)))
+
+    def read(self, i, j, n: int = 1, m: int = 1) -> jax.Array:
+        """[B, n, m, C]: the values at image rows i..i+n-1, columns j..j+m-1."""
+        p, b, c = self.pad, self.buf.shape[0], self.buf.shape[-1]
+        return jax.lax.dynamic_slice(self.buf, (0, i + p, j + p, 0), (b, n, m, c))
+
+    def window(self, offsets, i, j, n: int = 1, m: int = 1, stride: int = 1,
+               new: jax.Array | None = None) -> jax.Array:
+        """The padded input patch of a layer with these taps and stride whose `valid` outputs
+        are output rows i..i+n-1, columns j..j+m-1: [B, s(n-1)+top+1, s(m-1)+left+right+1, C].
+        Taps below the current row (bottom > 0) are not cached inputs. `new` [B, n, m, C]
+        (stride 1): the inputs at those positions, not written yet, used in their place."""
+        top, bottom, left, right = tap_pads(offsets)
+        if bottom or max(top, left, right) > self.pad:
+            raise ValueError(f"ImageCache(pad={self.pad}) cannot serve taps {offsets}")
+        p, s, b, c = self.pad, stride, self.buf.shape[0], self.buf.shape[-1]
+        size = (b, s * (n - 1) + top + 1, s * (m - 1) + left + right + 1, c)
+        win = jax.lax.dynamic_slice(self.buf, (0, s * i + p - top, s * j + p - left, 0), size)
+        if new is None:
+            return win
+        return win.at[:, top:top + n, left:left + m].set(new.astype(win.dtype))
+
+
 # --------------------------------------------------------------------------- the module
 class ShiftedConv2D(nn.Module):
     """Convolution over an explicit set of taps `offsets` ((dy, dx) pairs; dy < 0 is above).
 
-    Input [B, H, W, Cin] -> output [B, ceil(H/s), ceil(W/s), features].
+    Input [B, H, W, Cin] -> output [B, ceil(H/s), ceil(W/s), features]. With `valid=True`
+    the input is an already padded patch (`ImageCache.window`) and the output has only the
+    positions whose taps all fall inside it: the step form, with the same parameters.
     """
 
     features: int
@@ -135,7 +195,7 @@ class ShiftedConv2D(nn.Module):
     kernel_init: Any = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, valid: bool = False) -> jax.Array:
         offsets = tuple((int(dy), int(dx)) for dy, dx in self.offsets)
         if len(set(offsets)) != len(offsets) or not offsets:
             raise ValueError(f"ShiftedConv2D: offsets must be distinct and non-empty: {offsets}")
@@ -160,9 +220,9 @@ class ShiftedConv2D(nn.Module):
         x = x.astype(self.dtype)
         kernel = kernel.astype(self.dtype)
         if self.impl == "taps":
-            y = self._taps(x, kernel, offsets)
+            y = self._taps(x, kernel, offsets, valid)
         elif self.impl == "conv":
-            y = self._conv(x, kernel, offsets)
+            y = self._conv(x, kernel, offsets, valid)
         else:
             raise ValueError(f"ShiftedConv2D.impl must be 'taps' or 'conv', got {self.impl!r}")
         if self.use_bias:
@@ -175,24 +235,26 @@ class ShiftedConv2D(nn.Module):
             y = y + bias.astype(self.dtype)
         return y
 
-    def _pads(self, offsets):
-        dys, dxs = [o[0] for o in offsets], [o[1] for o in offsets]
-        return max(0, -min(dys)), max(0, max(dys)), max(0, -min(dxs)), max(0, max(dxs))
-
-    def _taps(self, x, kernel, offsets):
-        _, h, w, cin = x.shape
+    def _taps(self, x, kernel, offsets, valid):
         s = self.strides
-        top, bottom, left, right = self._pads(offsets)
-        xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+        top, bottom, left, right = tap_pads(offsets)
+        if valid:  # a padded patch: n = the outputs it holds
+            xp = x
+            n = (x.shape[1] - top - bottom - 1) // s + 1
+            m = (x.shape[2] - left - right - 1) // s + 1
+        else:
+            xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+            n, m = -(-x.shape[1] // s), -(-x.shape[2] // s)
         cols = [
-            xp[:, top + dy : top + dy + h : s, left + dx : left + dx + w : s, :]
+            xp[:, top + dy : top + dy + s * (n - 1) + 1 : s,
+               left + dx : left + dx + s * (m - 1) + 1 : s, :]
             for dy, dx in offsets
         ]
         patches = jnp.concatenate(cols, axis=-1)  # [B, H', W', T*Cin]
         return patches @ kernel.reshape(-1, kernel.shape[-1])
 
-    def _conv(self, x, kernel, offsets):
-        top, bottom, left, right = self._pads(offsets)
+    def _conv(self, x, kernel, offsets, valid):
+        top, bottom, left, right = tap_pads(offsets)
         kh, kw = top + bottom + 1, left + right + 1
         dense = jnp.zeros((kh, kw) + kernel.shape[1:], kernel.dtype)
         for i, (dy, dx) in enumerate(offsets):
@@ -201,7 +263,7 @@ class ShiftedConv2D(nn.Module):
             x,
             dense,
             window_strides=(self.strides, self.strides),
-            padding=((top, bottom), (left, right)),
+            padding="VALID" if valid else ((top, bottom), (left, right)),
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
 
@@ -213,7 +275,9 @@ class ShiftedConvTranspose2D(nn.Module):
     convolution with that kernel, without writing another convolution. Phases with the same
     taps share one ShiftedConv2D call; one bias is shared by all phases.
 
-    Input [B, h, w, Cin] -> output [B, stride*h, stride*w, features].
+    Input [B, h, w, Cin] -> output [B, stride*h, stride*w, features]. With `valid=True` the
+    input is a padded patch of the low-resolution input (`ImageCache.window` with `taps`)
+    and the output the `stride`-times larger block of its valid positions (the step form).
     """
 
     features: int
@@ -225,8 +289,14 @@ class ShiftedConvTranspose2D(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
+    @property
+    def taps(self) -> Offsets:
+        """Every phase's taps together: what a step-form patch must cover."""
+        return tuple(sorted({(int(dy), int(dx)) for offs in self.phase_offsets
+                             for dy, dx in offs}))
+
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, valid: bool = False) -> jax.Array:
         s, f = self.stride, self.features
         if len(self.phase_offsets) != s * s:
             raise ValueError(f"ShiftedConvTranspose2D: need {s * s} phase tap sets, got "
@@ -235,10 +305,15 @@ class ShiftedConvTranspose2D(nn.Module):
         for ph, offs in enumerate(self.phase_offsets):
             groups.setdefault(tuple((int(dy), int(dx)) for dy, dx in offs), []).append(ph)
         outs: list[Any] = [None] * (s * s)
+        top, _, left, right = tap_pads(self.taps)
         for gi, (offs, phases) in enumerate(groups.items()):
+            xi = x
+            if valid:  # this phase's own patch inside the patch of all taps
+                t, _, lf, rt = tap_pads(offs)
+                xi = x[:, top - t:, left - lf : x.shape[2] - (right - rt)]
             y = ShiftedConv2D(f * len(phases), offs, use_bias=False, impl=self.impl,
                               dtype=self.dtype, param_dtype=self.param_dtype,
-                              kernel_init=self.kernel_init, name=f"phase_{gi}")(x)
+                              kernel_init=self.kernel_init, name=f"phase_{gi}")(xi, valid)
             for n, ph in enumerate(phases):
                 outs[ph] = y[..., n * f : (n + 1) * f]
         b, h, w, _ = outs[0].shape
@@ -253,3 +328,11 @@ class ShiftedConvTranspose2D(nn.Module):
             )
             y = y + bias.astype(self.dtype)
         return y
+
+
+def raster_pixel(x: jax.Array, p) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(i, j, x[:, i:i+1, j:j+1]) of raster position p (traced) of x [B, H, W, ...]."""
+    w = x.shape[2]
+    i, j = p // w, p % w
+    size = (x.shape[0], 1, 1) + x.shape[3:]
+    return i, j, jax.lax.dynamic_slice(x, (0, i, j) + (0,) * (x.ndim - 3), size)

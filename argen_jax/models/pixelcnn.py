@@ -25,9 +25,11 @@ from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads.categorical import categorical_nll, to_unit_range
 from argen_jax.layers.shifted_conv import (
     IMPLS,
+    ImageCache,
     ShiftedConv2D,
     horizontal_offsets,
     masked_offsets,
+    raster_pixel,
     shift,
     vertical_offsets,
 )
@@ -126,22 +128,64 @@ class _Base(nn.Module):
         # channel o = v * C + c belongs to colour group c (interleaved groups)
         return h.reshape(b, hh, ww, self.levels, c).swapaxes(-1, -2).astype(jnp.float32)
 
+    # ------------------------------------------------------------------ cached step
+    @property
+    def pad(self) -> int:
+        return max(self.in_kernel, self.kernel) // 2
+
+    def _step_pixel(self, canvas, cache, t):
+        """Step t = sub-pixel `ch` of pixel p: writes pixels p - 1 (complete) and p (its
+        channels < ch; the rest are masked) of the canvas into the input cache."""
+        c = self.channels
+        p, ch = t // c, t % c
+        xc = cache["x"]
+        for q in (jnp.maximum(p - 1, 0), p):
+            qi, qj, xq = raster_pixel(canvas, q)
+            xc = xc.write(to_unit_range(xq, self.levels).astype(self.dtype), qi, qj)
+        i, j, _ = raster_pixel(canvas, p)
+        return i, j, ch, xc
+
+    def _logit(self, logits, ch):  # [B, 1, 1, C, levels] -> [B, levels] of channel ch
+        return jax.lax.dynamic_index_in_dim(logits[:, 0, 0], ch, 1, keepdims=False)
+
 
 class PixelCNN(_Base):
     """Mask-A 7x7 conv, residual mask-B 3x3 convs, 1x1 output head."""
 
     @nn.compact
-    def __call__(self, x, labels=None, train: bool = False):
-        """x: ints [B, H, W, C] in [0, levels) -> logits [B, H, W, C, levels]."""
-        h = to_unit_range(x, self.levels).astype(self.dtype)
-        k, f = self.in_kernel, self.features
-        h = self.conv(f, masked_offsets(k, k, "A", self.channels), "A", name="in")(h)
+    def __call__(self, x, labels=None, train: bool = False, cache=None, t=None):
+        """x: ints [B, H, W, C] in [0, levels) -> logits [B, H, W, C, levels]. With `cache`
+        (`init_cache`) and the step t: the logits [B, levels] of sub-pixel t of the canvas x,
+        computed at that pixel only from the cached inputs of every layer, and the cache."""
+        k, f, c = self.in_kernel, self.features, self.channels
+        in_offs = masked_offsets(k, k, "A", c)
+        offs = masked_offsets(self.kernel, self.kernel, "B", c)
+        step = cache is not None
+        if step:
+            i, j, ch, xc = self._step_pixel(x, cache, t)
+            h = self.conv(f, in_offs, "A", name="in")(xc.window(in_offs, i, j), True)
+            layers = []
+        else:
+            h = to_unit_range(x, self.levels).astype(self.dtype)
+            h = self.conv(f, in_offs, "A", name="in")(h)
         h = h + self.cond(labels, f, "cond_in")
-        for i in range(self.num_layers):
-            r = self.conv(f, masked_offsets(self.kernel, self.kernel, "B", self.channels), "B",
-                          name=f"layer_{i}")(nn.relu(h))
-            h = h + r + self.cond(labels, f, f"cond_{i}")
+        for n in range(self.num_layers):
+            layer = self.conv(f, offs, "B", name=f"layer_{n}")
+            if step:  # the window reads the cache before the write (in place, no copy)
+                r = layer(cache["layers"][n].window(offs, i, j, new=nn.relu(h)), True)
+                layers.append(cache["layers"][n].write(nn.relu(h), i, j))
+            else:
+                r = layer(nn.relu(h))
+            h = h + r + self.cond(labels, f, f"cond_{n}")
+        if step:
+            return self._logit(self.head(h), ch), {"x": xc, "layers": layers}
         return self.head(h)
+
+    def init_cache(self, batch: int, shape) -> dict:
+        """Zero caches for canvases [batch, *shape]: the input and every layer's input."""
+        h, w, c = shape
+        zeros = lambda ch: ImageCache.zeros(batch, h, w, ch, self.pad, self.dtype)  # noqa: E731
+        return {"x": zeros(c), "layers": [zeros(self.features) for _ in range(self.num_layers)]}
 
 
 def gate(x):
@@ -155,10 +199,12 @@ class GatedPixelCNN(_Base):
     class conditioning added to every gate."""
 
     @nn.compact
-    def __call__(self, x, labels=None, train: bool = False):
+    def __call__(self, x, labels=None, train: bool = False, cache=None, t=None):
         f, c = self.features, self.channels
         if f % c:
             raise ConfigError(f"model.features={f} must be divisible by the {c} colour channels")
+        if cache is not None:
+            return self._step(x, labels, cache, t)
         x = to_unit_range(x, self.levels).astype(self.dtype)
         v_in, h_in, skip = x, x, 0.0
         for i in range(self.num_layers + 1):
@@ -175,6 +221,73 @@ class GatedPixelCNN(_Base):
             h_out = self.conv(f, CENTER, "B", name=f"res_{i}")(g)
             h_in = h_out if first else h_in + h_out
         return self.head(skip)
+
+    def _layers(self, labels):
+        """Per layer i: kernel, mask, its modules (v, v2h, h, skip, res) and its class bias."""
+        f, c = self.features, self.channels
+        out = []
+        for i in range(self.num_layers + 1):
+            k, mask = (self.in_kernel, "A") if i == 0 else (self.kernel, "B")
+            out.append((vertical_offsets(k, k), horizontal_offsets(k, mask, c), mask,
+                        self.conv(2 * f, vertical_offsets(k, k), name=f"v_{i}"),
+                        self.conv(2 * f, CENTER, name=f"v2h_{i}"),
+                        self.conv(2 * f, horizontal_offsets(k, mask, c), mask, name=f"h_{i}"),
+                        self.conv(f, CENTER, "B", name=f"skip_{i}"),
+                        self.conv(f, CENTER, "B", name=f"res_{i}"),
+                        self.cond(labels, 2 * f, f"cond_{i}")))
+        return out
+
+    def _step(self, canvas, labels, cache, t):
+        """The cached step: the vertical stack a row at a time (at the first sub-pixel of each
+        row, the row above, whose outputs the row's links read), the horizontal stack at the
+        pixel; every stack input kept in an `ImageCache`."""
+        w = canvas.shape[2]
+        i, j, ch, xc = self._step_pixel(canvas, cache, t)
+        layers = self._layers(labels)
+
+        r = jnp.maximum(i - 1, 0)
+
+        def v_row(caches):
+            """The vertical stack on row i - 1: (its gated inputs of layers 1.., its outputs).
+            Reads the caches only (written after the cond: no copy of them per step)."""
+            ins, rows, v_in = [], [], None
+            for n, (v_offs, _, _, v, *_, cond) in enumerate(layers):
+                src = caches[n - 1] if n else xc
+                y = v(src.window(v_offs, r, 0, 1, w, new=v_in), True)  # [B, 1, W, 2F]
+                rows.append(y[:, 0])
+                v_in = gate(y + cond)
+                ins.append(v_in)
+            return ins[:-1], rows
+
+        def keep(caches):  # what the caches hold already (writing it back changes nothing)
+            return [c.read(r, 0, 1, w) for c in caches], list(cache["v_rows"])
+
+        ins, rows = jax.lax.cond((j == 0) & (ch == 0) & (i > 0), v_row, keep, list(cache["v"]))
+        vc = {"in": [c.write(x, r, 0) for c, x in zip(cache["v"], ins, strict=True)],
+              "rows": rows}
+        h_caches, skip, h_in = [], 0.0, None
+        for n, (_, h_offs, _, _, v2h, hconv, skip_conv, res, cond) in enumerate(layers):
+            if n:  # the window reads the cache before the write (in place, no copy)
+                win = cache["h"][n - 1].window(h_offs, i, j, new=h_in)
+                h_caches.append(cache["h"][n - 1].write(h_in, i, j))
+            else:
+                win = xc.window(h_offs, i, j)
+            link = v2h(jax.lax.dynamic_slice_in_dim(vc["rows"][n], j, 1, axis=1)[:, None])
+            g = gate(hconv(win, True) + link + cond)
+            skip = skip + skip_conv(g)
+            h_out = res(g)
+            h_in = h_out if n == 0 else h_in + h_out
+        cache = {"x": xc, "v": vc["in"], "v_rows": vc["rows"], "h": h_caches}
+        return self._logit(self.head(skip), ch), cache
+
+    def init_cache(self, batch: int, shape) -> dict:
+        """Zero caches for canvases [batch, *shape]: the input, the vertical and horizontal
+        stacks' inputs after the first layer, and the vertical outputs of the row above."""
+        h, w, c = shape
+        f, n = self.features, self.num_layers
+        zeros = lambda ch: ImageCache.zeros(batch, h, w, ch, self.pad, self.dtype)  # noqa: E731
+        return {"x": zeros(c), "v": [zeros(f) for _ in range(n)], "h": [zeros(f) for _ in range(n)],
+                "v_rows": [jnp.zeros((batch, w, 2 * f), self.dtype) for _ in range(n + 1)]}
 
 
 MODELS = {"pixelcnn": PixelCNN, "gated_pixelcnn": GatedPixelCNN}
@@ -216,15 +329,23 @@ class PixelCNNFamily(RasterCoding, Family):
         `config.sample`'s (temperature, top_k, top_p: `SamplingSettings`)."""
         labels = labels if self.conditional else None
         steps = self.raster_steps(params, keys.shape[0], labels)
-        state, _ = steps.run(self.sampling.draw_fn(), keys)
+        state, _ = steps.run(self.raster_draw(), keys)
         return state.seq
+
+    def raster_draw(self):
+        """The draw of `raster_steps`' outputs: `config.sample`'s processors."""
+        return self.sampling.draw_fn()
 
     def raster_steps(self, params, batch: int, labels=None) -> Steps:
         """Raster order, one sub-pixel per step: step t returns the logits [B, levels] of
-        sub-pixel t of a zero canvas [B, H, W, C] being filled in."""
+        sub-pixel t of a zero canvas [B, H, W, C] being filled in. `sample.pixel_cache`: the
+        cached step (the model's `init_cache` as the loop's cache), else the full pass."""
         h, w, c = self.spec.shape
+        cached = self.sampling.pixel_cache
 
         def step_fn(canvas, cache, t):
+            if cached:
+                return self.model.apply({"params": params}, canvas, labels, cache=cache, t=t)
             logits = self.model.apply({"params": params}, canvas, labels)
             i, j, ch = t // (w * c), (t // c) % w, t % c
             return logits[:, i, j, ch], cache
@@ -234,7 +355,8 @@ class PixelCNNFamily(RasterCoding, Family):
             return canvas.at[:, i, j, ch].set(x.astype(canvas.dtype))
 
         canvas = jnp.zeros((batch, h, w, c), jnp.int32)
-        return Steps(step_fn, write_fn, canvas, None, h * w * c)
+        cache = self.model.init_cache(batch, (h, w, c)) if cached else None
+        return Steps(step_fn, write_fn, canvas, cache, h * w * c)
 
     # ---------------------------------------------------------------- lossless codec
     def coding_symbols(self) -> CodingSymbols:

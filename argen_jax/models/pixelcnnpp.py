@@ -32,12 +32,14 @@ from argen_jax.evaluation.likelihood import nll_loss_and_sums
 from argen_jax.heads import logistic_mixture as lm
 from argen_jax.layers.shifted_conv import (
     IMPLS,
+    ImageCache,
     ShiftedConv2D,
     ShiftedConvTranspose2D,
     down_right_shifted_offsets,
     down_right_shifted_up_offsets,
     down_shifted_offsets,
     down_shifted_up_offsets,
+    raster_pixel,
     shift,
 )
 from argen_jax.models.base import CodingSymbols, Family, RasterCoding
@@ -94,18 +96,32 @@ class GatedResnet(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, a=None, labels=None, train: bool = False):
+    def __call__(self, x, a=None, labels=None, train: bool = False, cache=None, at=None):
+        """Full form: x [B, H, W, F] -> [B, H, W, F]. Step form (`cache` given): x is the
+        `ImageCache` of this block's input (the new block already written), `cache` the one
+        of its inner activation, `at` = (i, j, n, m) the output block, `a` the shortcut input
+        there; returns (output block [B, n, m, F], updated inner cache)."""
         f = self.features
         conv = lambda feats, taps, name, **kw: ShiftedConv2D(  # noqa: E731
             feats, taps, impl=self.impl, dtype=self.dtype, name=name, **kw)
-        c = conv(f, self.taps, "conv_1")(concat_elu(x))
+        step = cache is not None
+        if step:
+            i, j, n, m = at
+            c = conv(f, self.taps, "conv_1")(concat_elu(x.window(self.taps, i, j, n, m)), True)
+            x = x.read(i, j, n, m)
+        else:
+            c = conv(f, self.taps, "conv_1")(concat_elu(x))
         if a is not None:
             c = c + conv(f, CENTER, "nin_a")(concat_elu(a))
-        c = concat_elu(c)
+        if step:
+            cache = cache.write(c, i, j)
+            c = concat_elu(cache.window(self.taps, i, j, n, m))
+        else:
+            c = concat_elu(c)
         c = nn.Dropout(self.dropout, deterministic=not train)(c)
         c = conv(2 * f, self.taps, "conv_2",
                  kernel_init=nn.initializers.variance_scaling(0.1, "fan_in", "truncated_normal")
-                 )(c)
+                 )(c, step)
         if self.num_classes and labels is not None:
             c = c + nn.Embed(
                 self.num_classes, 2 * f, dtype=self.dtype, name="cond",
@@ -113,7 +129,8 @@ class GatedResnet(nn.Module):
                     nn.initializers.normal(0.02), (axes.CLASSES, axes.CONV_OUT)),
             )(labels)[:, None, None, :]
         g, gate = jnp.split(c, 2, axis=-1)
-        return x + g * jax.nn.sigmoid(gate)
+        out = x + g * jax.nn.sigmoid(gate)
+        return (out, cache) if step else out
 
 
 class PixelCNNPP(nn.Module):
@@ -139,7 +156,11 @@ class PixelCNNPP(nn.Module):
                            self.dtype, name=name)
 
     @nn.compact
-    def __call__(self, x, labels=None, train: bool = False):
+    def __call__(self, x, labels=None, train: bool = False, cache=None, t=None):
+        """Full pass; with `cache` (from `init_cache`) and the raster step `t`, the cached step
+        of `_step` on the canvas x (same modules, same parameters)."""
+        if cache is not None:
+            return self._step(x, labels, cache, t)
         _, h, w, _ = x.shape
         down = 2 ** (self.num_resolutions - 1)
         if h % down or w % down:
@@ -185,6 +206,157 @@ class PixelCNNPP(nn.Module):
         out = self._conv(p, CENTER, "out")(jax.nn.elu(ul))
         return out.astype(jnp.float32)  # [B, H, W, P]
 
+    # ------------------------------------------------------------------ cached step
+    # Ramachandran et al. 2017 (fast-pixel-cnn-pp): every layer input is an `ImageCache` at
+    # its resolution. The u stream at step (i, j) only reads rows above i, so it is computed a
+    # row at a time, at the first step of a row (resolution l: rows whose full-resolution row
+    # is a multiple of 2^l); the ul stream a pixel at a time (resolution l: steps on its grid,
+    # i and j multiples of 2^l). Both under `lax.cond`, so a step pays only for what it needs.
+    def _plan(self):
+        """Per resolution l: the names of the u / ul stream values (`d{l}_{k}` down, `u{l}_{k}`
+        up; the lowest level's up input is its last down value) and the up pass's blocks."""
+        res, r = self.num_resolutions, self.num_resnet
+        n_up = [r if lv == res - 1 else r + 1 for lv in range(res)]
+        up_in = [f"d{res - 1}_{r}" if lv == res - 1 else f"u{lv}_0" for lv in range(res)]
+        return n_up, up_in
+
+    def _up_value(self, lv, k):
+        return self._plan()[1][lv] if k == 0 else f"u{lv}_{k}"
+
+    def init_cache(self, batch: int, shape) -> dict:
+        """Zero caches for canvases [batch, *shape]: the input (and its channel of ones) and,
+        per resolution, every u / ul stream value and every block's inner activation."""
+        h, w, c = shape
+        f, r, dt = self.features, self.num_resnet, self.dtype
+        n_up, _ = self._plan()
+
+        def zeros(lv, ch=f):
+            return ImageCache.zeros(batch, h >> lv, w >> lv, ch, 1, dt)
+
+        cache = {"x": zeros(0, c + 1)}
+        for stream in ("u", "ul"):
+            vals, inner = {}, {}
+            for lv in range(self.num_resolutions):
+                for k in range(r + 1):
+                    vals[f"d{lv}_{k}"] = zeros(lv)
+                for k in range(r):
+                    inner[f"d{lv}_{k}"] = zeros(lv)
+                for k in range(n_up[lv] + 1):
+                    vals.setdefault(self._up_value(lv, k), zeros(lv))
+                for k in range(n_up[lv]):
+                    inner[f"u{lv}_{k}"] = zeros(lv)
+            cache[stream], cache[stream + "_inner"] = vals, inner
+        return cache
+
+    def _step(self, canvas, labels, cache, t):
+        """canvas [B, H, W, C] ints with pixels < t written, cache -> (mixture parameters
+        [B, P] of pixel t, cache)."""
+        _, h, w, _ = canvas.shape
+        res, r, f = self.num_resolutions, self.num_resnet, self.features
+        labels = labels if self.num_classes else None
+        n_up, _ = self._plan()
+        i, j = t // w, t % w
+        # the pixel written by the last step (at t = 0 a placeholder, overwritten at t = 1)
+        pi, pj, xp = raster_pixel(canvas, jnp.maximum(t - 1, 0))
+        xp = lm.to_unit(xp, self.levels).astype(self.dtype)
+        xp = jnp.concatenate([xp, jnp.ones(xp.shape[:-1] + (1,), xp.dtype)], axis=-1)
+        cache = dict(cache, x=cache["x"].write(xp, pi, pj))
+
+        u_in = self._conv(f, down_shifted_offsets(2, 3), "u_in")
+        ul_up_in = self._conv(f, down_shifted_offsets(1, 3), "ul_in_up")
+        ul_left_in = self._conv(f, down_right_shifted_offsets(2, 1), "ul_in_left")
+        downs = {(s, lv): self._conv(f, taps, f"{s}_down_{lv}", strides=2)
+                 for lv in range(1, res) for s, taps in (("u", U_TAPS), ("ul", UL_TAPS))}
+        ups = {lv: (ShiftedConvTranspose2D(f, down_shifted_up_offsets(2, 3), 2, impl=self.impl,
+                                           dtype=self.dtype, name=f"u_up_{lv}"),
+                    ShiftedConvTranspose2D(f, down_right_shifted_up_offsets(2, 2), 2,
+                                           impl=self.impl, dtype=self.dtype, name=f"ul_up_{lv}"))
+               for lv in range(1, res)}
+        blocks = {}
+        for lv in range(res):
+            for p, n in (("d", r), ("u", n_up[lv])):
+                for k in range(n):
+                    blocks["u", f"{p}{lv}_{k}"] = self._block(U_TAPS, f"u_{p[0]}{lv}_{k}")
+                    blocks["ul", f"{p}{lv}_{k}"] = self._block(UL_TAPS, f"ul_{p[0]}{lv}_{k}")
+
+        def run_block(c, s, name, x_name, out_name, a, at):
+            out, inner = blocks[s, name](c[s][x_name], a, labels, False,
+                                         c[s + "_inner"][name], at)
+            c = dict(c, **{s: dict(c[s], **{out_name: c[s][out_name].write(out, *at[:2])}),
+                           s + "_inner": dict(c[s + "_inner"], **{name: inner})})
+            return c
+
+        def put(c, s, name, x, at):
+            return dict(c, **{s: dict(c[s], **{name: c[s][name].write(x, *at[:2])})})
+
+        def last_down(lv):  # the up pass's first block at level lv takes d{lv}_{last_down}
+            return r - 1 if lv == res - 1 else r
+
+        # ---- u stream: rows. Level lv, row ii (full-resolution row ii << lv).
+        def u_rows(c, lv):
+            ii, wl = i >> lv, w >> lv
+            at = (ii, 0, 1, wl)
+            if lv == 0:  # u0 row ii = u_in of input row ii - 1 (zero on row 0)
+                x0 = u_in(c["x"].window(u_in.offsets, ii - 1, 0, 1, wl), True)
+                x0 = jnp.where(ii > 0, x0, 0.0)
+            else:
+                x0 = downs["u", lv](c["u"][f"d{lv - 1}_{r}"].window(U_TAPS, ii, 0, 1, wl, 2),
+                                    True)
+            c = put(c, "u", f"d{lv}_0", x0, at)
+            for k in range(r):
+                c = run_block(c, "u", f"d{lv}_{k}", f"d{lv}_{k}", f"d{lv}_{k + 1}", None, at)
+            if lv + 1 < res:
+                c = jax.lax.cond(ii % 2 == 0, lambda c: u_rows(c, lv + 1), lambda c: c, c)
+                up = ups[lv + 1][0]
+                low = c["u"][self._up_value(lv + 1, n_up[lv + 1])]
+                y = up(low.window(up.taps, ii // 2, 0, 1, wl // 2), True)  # [B, 2, wl, F]
+                c = put(c, "u", f"u{lv}_0",
+                        jax.lax.dynamic_slice_in_dim(y, ii % 2, 1, axis=1), at)
+            last = last_down(lv)
+            for k in range(n_up[lv]):
+                a = c["u"][f"d{lv}_{last - k}"].read(*at)
+                c = run_block(c, "u", f"u{lv}_{k}", self._up_value(lv, k), f"u{lv}_{k + 1}",
+                              a, at)
+            return c
+
+        # ---- ul stream: pixels. Level lv, pixel (ii, jj) (full resolution (ii, jj) << lv).
+        def ul_pixel(c, lv):
+            ii, jj = i >> lv, j >> lv
+            at = (ii, jj, 1, 1)
+            if lv == 0:  # down-shift of ul_in_up, right-shift of ul_in_left
+                x0 = (jnp.where(ii > 0, ul_up_in(c["x"].window(ul_up_in.offsets, ii - 1, jj),
+                                                 True), 0.0)
+                      + jnp.where(jj > 0, ul_left_in(c["x"].window(ul_left_in.offsets, ii,
+                                                                     jj - 1), True), 0.0))
+            else:
+                x0 = downs["ul", lv](c["ul"][f"d{lv - 1}_{r}"].window(UL_TAPS, ii, jj, 1, 1, 2),
+                                     True)
+            c = put(c, "ul", f"d{lv}_0", x0, at)
+            for k in range(r):
+                a = c["u"][f"d{lv}_{k + 1}"].read(*at)
+                c = run_block(c, "ul", f"d{lv}_{k}", f"d{lv}_{k}", f"d{lv}_{k + 1}", a, at)
+            if lv + 1 < res:
+                c = jax.lax.cond((ii % 2 == 0) & (jj % 2 == 0), lambda c: ul_pixel(c, lv + 1),
+                                 lambda c: c, c)
+                up = ups[lv + 1][1]
+                low = c["ul"][self._up_value(lv + 1, n_up[lv + 1])]
+                y = up(low.window(up.taps, ii // 2, jj // 2), True)  # [B, 2, 2, F]
+                y = jax.lax.dynamic_slice(y, (0, ii % 2, jj % 2, 0), (y.shape[0], 1, 1, f))
+                c = put(c, "ul", f"u{lv}_0", y, at)
+            last = last_down(lv)
+            for k in range(n_up[lv]):
+                a = jnp.concatenate([c["u"][f"u{lv}_{k + 1}"].read(*at),
+                                     c["ul"][f"d{lv}_{last - k}"].read(*at)], axis=-1)
+                c = run_block(c, "ul", f"u{lv}_{k}", self._up_value(lv, k), f"u{lv}_{k + 1}",
+                              a, at)
+            return c
+
+        cache = jax.lax.cond(j == 0, lambda c: u_rows(c, 0), lambda c: c, cache)
+        cache = ul_pixel(cache, 0)
+        ul = cache["ul"][self._up_value(0, n_up[0])].read(i, j)
+        p = lm.num_params(self.num_mixtures, self.channels)
+        out = self._conv(p, CENTER, "out")(jax.nn.elu(ul))
+        return out[:, 0, 0].astype(jnp.float32), cache
 
 class PixelCNNPPFamily(RasterCoding, Family):
     """PixelCNN++ on image data [H, W, C]; raster sampling, one pixel (all channels) per step."""
@@ -225,16 +397,24 @@ class PixelCNNPPFamily(RasterCoding, Family):
         """Raster order, one pixel per scan step: the mixture draws its C channels jointly
         (at `sample.temperature`)."""
         labels = labels if self.conditional else None
-        draw = lm.mixture_draw(self.spec.levels, self.spec.shape[-1], self.sampling.temperature)
-        state, _ = self.raster_steps(params, keys.shape[0], labels).run(draw, keys)
+        state, _ = self.raster_steps(params, keys.shape[0], labels).run(self.raster_draw(), keys)
         return state.seq
+
+    def raster_draw(self):
+        """The draw of `raster_steps`' outputs: the mixture at `sample.temperature`."""
+        return lm.mixture_draw(self.spec.levels, self.spec.shape[-1], self.sampling.temperature)
 
     def raster_steps(self, params, batch: int, labels=None) -> Steps:
         """Raster order, one pixel per step: step t returns the mixture parameters [B, P] of
-        pixel t of a zero canvas [B, H, W, C] being filled in (the draw: [B, C] or [B])."""
+        pixel t of a zero canvas [B, H, W, C] being filled in (the draw: [B, C] or [B]).
+        `sample.pixel_cache`: the cached step (the model's `init_cache` as the loop's
+        cache), else the full pass (the reference)."""
         h, w, c = self.spec.shape
+        cached = self.sampling.pixel_cache
 
         def step_fn(canvas, cache, t):
+            if cached:
+                return self.model.apply({"params": params}, canvas, labels, cache=cache, t=t)
             out = self.model.apply({"params": params}, canvas, labels)
             return out[:, t // w, t % w], cache  # [B, P]
 
@@ -243,7 +423,8 @@ class PixelCNNPPFamily(RasterCoding, Family):
             return canvas.at[:, t // w, t % w, :].set(x)
 
         canvas = jnp.zeros((batch, h, w, c), jnp.int32)
-        return Steps(step_fn, write_fn, canvas, None, h * w)
+        cache = self.model.init_cache(batch, (h, w, c)) if cached else None
+        return Steps(step_fn, write_fn, canvas, cache, h * w)
 
     # ---------------------------------------------------------------- lossless codec
     def coding_symbols(self) -> CodingSymbols:

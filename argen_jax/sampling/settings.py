@@ -45,6 +45,9 @@ class SamplingSettings:
     #   VAR): '' the model's compute dtype; 'bfloat16' halves the cache's memory traffic
     #   (keys / values rounded to bf16, attention still in the compute dtype); 'float32'.
     #   Other families have no KV cache; the lossless codec always uses the compute dtype
+    pixel_cache: bool = True  # PixelCNN / Gated PixelCNN / PixelCNN++: cached steps (each
+    #   layer's input kept, a step computes what the new pixel changes; Ramachandran et al.
+    #   2017); False: the full pass per step, the reference (same samples)
     classes: str = ""  # class ids of the written sample grid, comma-separated ("207,360"):
     #   sample k has class classes[k % n], one grid column per class; '': every class when
     #   the model has at most MAX_GRID_CLASSES, else MANY_CLASSES_SHOWN spread over them
