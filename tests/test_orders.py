@@ -153,3 +153,28 @@ def test_rar_annealing_goes_from_random_to_raster():
     assert (early != raster).any(1).all() and (late == raster).all()
     mid = np.asarray(fam.order.train_orders(jax.random.PRNGKey(0), 400, int(0.4 * steps)))
     assert 0.4 < (mid != raster).any(1).mean() < 0.6
+
+
+def test_igpt_loss_in_an_order_is_the_nll_of_the_permuted_sequence():
+    """IGPT (pixels): the loss in zorder sums the decoder's NLL over the z-ordered pixels,
+    and its sampler returns images in image layout."""
+    from argen_jax.heads.categorical import categorical_nll
+    from argen_jax.models.transformer import IGPTFamily
+    from experiments.igpt.mnist import get_config as igpt_config
+
+    cfg = igpt_config("tiny")
+    cfg.model.width, cfg.model.mlp_dim = 16, 32
+    cfg.model.order, cfg.model.position_embed = "zorder", True
+    fam = IGPTFamily(cfg, DataSpec((4, 4, 1), 2, 10, "image"))
+    images = jax.random.bernoulli(jax.random.PRNGKey(0), 0.4, (2, 4, 4, 1)).astype(jnp.int32)
+    batch = {"image": images, "label": jnp.array([0, 1]), "mask": jnp.ones(2)}
+    ids, targets, pos = fam._inputs(batch, fam._labels(batch))
+    params = random_params(fam.model, ids, positions=pos)["params"]
+    o = orders.fixed_order("zorder", 4, 4)
+    assert np.array_equal(np.asarray(targets), np.asarray(images).reshape(2, -1)[:, o])
+    logits, _ = fam.model.apply({"params": params}, ids, positions=pos)
+    _, sums = fam.loss(params, batch, jax.random.PRNGKey(1), False)
+    np.testing.assert_allclose(float(sums["nll_sum"]),
+                               float(categorical_nll(logits, targets).sum()), rtol=1e-5)
+    samples = fam.sample(params, jax.random.split(jax.random.PRNGKey(2), 2), order="snake")
+    assert samples.shape == (2, 4, 4, 1) and set(np.unique(np.asarray(samples))) <= {0, 1}

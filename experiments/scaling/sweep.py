@@ -65,14 +65,14 @@ SWEEPS = {
         config="experiments/llamagen/fashion_mnist.py:tiny",
         common={**_cpu_common(TOKENS_SINGLE), "train.lr": 2e-3, "train.warmup_steps": 20,
                 "train.eval_every": 0, "train.ema_decay": 0.0, "model.position_embed": True},
-        sizes={"d3": {"model.depth": 3, "model.width": 48, "model.num_heads": 3}},
-        steps=400, seeds=(0, 1),
+        sizes={"d2": {"model.depth": 2, "model.width": 32, "model.num_heads": 2}},
+        steps=300, seeds=(0, 1),
         variants={"raster": {}, "snake": {"model.order": "snake"},
                   "diagonal": {"model.order": "diagonal"},
                   "hilbert": {"model.order": "hilbert"},
                   "random": {"model.order": "random"},
                   "rar": {"model.order": "random", "model.anneal_start": 0.0,
-                          "model.anneal_end": 0.5}}),
+                          "model.anneal_end": 0.6}}),
 }
 
 flags.DEFINE_string("sweep", "llamagen_fm", f"one of {sorted(SWEEPS)}")
