@@ -126,10 +126,11 @@ def compute_frontier(c, loss) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_fit(path: str, x, y, fit: PowerLawFit, samples: np.ndarray, *, xlabel: str,
              ylabel: str, title: str = "", extrapolate: float = 10.0, other=None,
-             heldout=None) -> None:
+             heldout=None, points_label: str = "runs") -> None:
     """A log-log PNG: points, the fit and its 95% bootstrap band, the extrapolation beyond
     the largest x (to extrapolate * max x) shaded; `other` = (x, y, label) extra points
-    (all evaluations behind a frontier); `heldout` = (x, y): a point left out of the fit."""
+    (all evaluations behind a frontier); `heldout` = (x, y): the prediction of a point from
+    a fit without it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,9 +148,10 @@ def plot_fit(path: str, x, y, fit: PowerLawFit, samples: np.ndarray, *, xlabel: 
     ax.plot(grid, fit(grid), "C0-", label=f"fit: E + A x^-{fit.alpha:.3f} "
             f"[{fit.interval['alpha'][0]:.3f}, {fit.interval['alpha'][1]:.3f}]")
     ax.axvspan(x.max(), hi, color="0.5", alpha=0.12, lw=0, label="extrapolation")
-    ax.scatter(x, y, c="C1", zorder=3, label="runs")
+    ax.scatter(x, y, c="C1", zorder=3, label=points_label)
     if heldout is not None:
-        ax.scatter(*heldout, marker="x", c="C3", zorder=3, label="held out")
+        ax.scatter(*heldout, marker="x", c="C3", zorder=3,
+                   label="largest, predicted from the others")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)

@@ -235,6 +235,7 @@ def fit(name: str, root: str, bootstrap: int) -> dict:
     out["holdout"] = hold
     out["span_N"] = float(n.max() / n.min())
     scaling.plot_fit(os.path.join(d, "loss_vs_params.png"), n, loss, fn, sn,
+                     heldout=(hold["x"], hold["predicted"]),
                      xlabel="non-embedding parameters N", ylabel="test bits per token",
                      title=f"{name}: alpha_N = {fn.alpha:.3f}, R^2 = {fn.r2:.3f}")
     c = np.array([e["flops"] for r in res for e in r["evals"] if e["step"] > 0], float)
@@ -247,7 +248,7 @@ def fit(name: str, root: str, bootstrap: int) -> dict:
         scaling.plot_fit(os.path.join(d, "loss_vs_compute.png"), fc_x, fc_y, fcf, scf,
                          xlabel="training FLOPs C", ylabel="test bits per token",
                          title=f"{name}: frontier alpha_C = {fcf.alpha:.3f}",
-                         other=(c, lc, "all evaluations"))
+                         other=(c, lc, "all evaluations"), points_label="frontier")
     with open(os.path.join(d, "fit.json"), "w") as f:
         json.dump(out, f, indent=1)
     return out
