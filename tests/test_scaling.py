@@ -10,7 +10,7 @@ from argen_jax.evaluation import scaling
 
 
 @pytest.mark.parametrize("alpha,E,noise", [(0.076, 0.0, 0.01), (0.35, 1.7, 0.005),
-                                           (0.6, 0.9, 0.0)])
+                                           (0.25, 0.5, 0.0)])
 def test_fit_recovers_known_exponent_within_its_interval(alpha, E, noise):
     rng = np.random.default_rng(1)
     n = np.geomspace(1e4, 1e7, 7)
@@ -18,7 +18,7 @@ def test_fit_recovers_known_exponent_within_its_interval(alpha, E, noise):
     loss = loss * np.exp(noise * rng.standard_normal(len(n)))
     fit, samples = scaling.fit_power_law(n, loss, saturating=E > 0, bootstrap=300)
     lo, hi = fit.interval["alpha"]
-    assert lo <= alpha <= hi, (alpha, fit)
+    assert lo - 1e-9 <= alpha <= hi + 1e-9, (alpha, fit)
     assert abs(fit.alpha - alpha) < (0.02 + 3 * noise) * (1 + alpha)
     assert fit.r2 > 0.95 and len(samples) > 250
     if noise == 0:
