@@ -38,9 +38,10 @@ from argen_jax.models.flops import TRAIN_MULTIPLIER, decoder_forward_flops
 from argen_jax.models.labels import LabelSettings
 from argen_jax.models.token_family import TokenImageFamily
 from argen_jax.models.transformer import (
+    ORDER_RNG,
     Decoder,
-    DecoderCoding,
     DecoderSettings,
+    OrderedDecoding,
     sample_decoder,
 )
 
@@ -116,7 +117,8 @@ class LlamaGenSettings(DecoderSettings, LabelSettings):
         return self.decoder(vocab_size, num_classes,
                             self.cls_token_num + grid[0] * grid[1] - 1, rope="2d",
                             grid=tuple(grid), num_prefix=self.cls_token_num,
-                            prefix_rope=self.prefix_rope)
+                            prefix_rope=self.prefix_rope,
+                            position_embed=grid[0] * grid[1] if self.position_embed else 0)
 
 
 def llamagen_decoder(m, vocab_size: int, num_classes: int, grid: tuple[int, int]) -> Decoder:
@@ -127,7 +129,7 @@ def llamagen_decoder(m, vocab_size: int, num_classes: int, grid: tuple[int, int]
     return m.llamagen_decoder(vocab_size, num_classes, grid)
 
 
-class LlamaGenFamily(DecoderCoding, TokenImageFamily):
+class LlamaGenFamily(OrderedDecoding, TokenImageFamily):
     Settings = LlamaGenSettings
 
     def __init__(self, config, spec, tokenizer=None):
@@ -140,6 +142,7 @@ class LlamaGenFamily(DecoderCoding, TokenImageFamily):
         self.num_tokens = spec.shape[0]
         self.model = m.llamagen_decoder(spec.levels, self.num_classes, spec.grid)
         self.token_noise = m.token_noise
+        self.init_order(m, spec.grid, config, self.sampling.speculative)
 
     # ---------------------------------------------------------------- sequences
     def prompt(self, labels: jax.Array) -> jax.Array:
@@ -158,32 +161,36 @@ class LlamaGenFamily(DecoderCoding, TokenImageFamily):
         return jnp.where(swap, jax.random.randint(r_tok, tokens.shape, 0, self.codebook_size),
                          tokens)
 
-    def logits(self, params, tokens, labels, rng=None, train: bool = False):
-        """Next-token logits [B, L, V] (float32) of every token of the maps."""
+    def logits(self, params, tokens, labels, rng=None, train: bool = False, positions=None):
+        """Next-token logits [B, L, V] (float32) of every token of the maps (tokens in
+        sequence order; positions: the decoder's, `OrderedDecoding.ordered_inputs`)."""
         ids = self.inputs(tokens, labels)
         rngs = {"dropout": rng} if rng is not None else {}
-        logits, _ = self.model.apply({"params": params}, ids, train=train, rngs=rngs)
+        logits, _ = self.model.apply({"params": params}, ids, train=train, rngs=rngs,
+                                     positions=positions)
         return logits[:, self.cls_token_num - 1:]
 
     # ---------------------------------------------------------------- Family contract
     def init(self, rng, batch):
-        tokens = jnp.asarray(batch["tokens"], jnp.int32)
-        return self.model.init(rng, self.inputs(tokens, self.labels(batch)))
+        tokens, pos = self.ordered_inputs(jnp.asarray(batch["tokens"], jnp.int32), None, False)
+        return self.model.init(rng, self.inputs(tokens, self.labels(batch)), positions=pos)
 
     def loss(self, params, batch, rng, train, step=None):
         tokens = jnp.asarray(batch["tokens"], jnp.int32)  # [B, L]
         label_rng, noise_rng, drop_rng = jax.random.split(rng, 3)
         labels = self.labels(batch, label_rng, train)
+        tokens, pos = self.ordered_inputs(tokens, jax.random.fold_in(rng, ORDER_RNG), train,
+                                          step)  # sequence order
         inputs = self._noisy(noise_rng, tokens) if train else tokens
-        logits = self.logits(params, inputs, labels, drop_rng, train)  # [B, L, V]
+        logits = self.logits(params, inputs, labels, drop_rng, train, pos)  # [B, L, V]
         nll = categorical_nll(logits, tokens).sum(-1)  # [B] nats
         return nll_loss_and_sums(nll, batch["mask"], float(self.num_tokens))
 
-    def sample(self, params, keys, labels=None):
-        """keys [B, 2] -> token maps int32 [B, L]."""
+    def sample(self, params, keys, labels=None, order=None):
+        """keys [B, 2] -> token maps int32 [B, L] (drawn in `order`: `sample_order`)."""
         labels, null = self.classes.for_sampling(labels, keys.shape[0], self.sampling.guided)
         return sample_decoder(self.model, params, keys, labels, null, self.num_tokens,
-                              self.sampling)
+                              self.sampling, order=self.sample_order(order))
 
     def train_flops_per_example(self) -> float:  # models.base.CountsFlops
         seq = self.cls_token_num + self.num_tokens - 1  # the inputs of `logits`

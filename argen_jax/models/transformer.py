@@ -37,6 +37,13 @@ from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.models.base import CodingSymbols, categorical_symbols, check_coding_shape
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
+from argen_jax.sampling.orders import (
+    GridOrder,
+    OrderSettings,
+    fixed_order,
+    permute,
+    sequence_positions,
+)
 from argen_jax.sampling.settings import SamplingSettings
 from argen_jax.sampling.speculative import speculative_token_steps, tokens_of
 from argen_jax.sampling.tokens import token_steps
@@ -59,8 +66,9 @@ def config_dtype(name: str, key: str):
 
 
 @dataclasses.dataclass(frozen=True)
-class DecoderSettings:
-    """The `Decoder` fields of a `config.model` section (IGPT, LlamaGen)."""
+class DecoderSettings(OrderSettings):
+    """The `Decoder` fields of a `config.model` section (IGPT, LlamaGen), with the generation
+    order (`OrderSettings`, sampling/orders.py: the family reads those, not the module)."""
 
     width: int = 128  # residual stream width
     depth: int = 4  # Llama blocks
@@ -81,6 +89,7 @@ class DecoderSettings:
     #   'cudnn' (jax.nn.dot_product_attention; cuDNN flash attention on GPU)
 
     def __post_init__(self):
+        OrderSettings.__post_init__(self)
         check_remat(self.remat)
         config_lib.check_choice(self, "attention_impl", ATTENTION_IMPLS)
         for key in ("width", "depth", "num_heads"):
@@ -112,7 +121,9 @@ class DecoderSettings:
         family's settings): every `DecoderSettings` field by name, the dtypes as jnp dtypes,
         0 heads / head_dim as None. A new knob is a field here and a field of `Decoder`
         defaulting to it."""
-        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(DecoderSettings)}
+        order_fields = {f.name for f in dataclasses.fields(OrderSettings)}
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(DecoderSettings)
+               if f.name not in order_fields}
         own.update(self.shape(), dtype=config_dtype(self.dtype, "dtype"),
                    param_dtype=config_dtype(self.param_dtype, "param_dtype"))
         return own
@@ -149,6 +160,9 @@ class Decoder(nn.Module):
     dtype: Any = jnp.float32  # compute
     param_dtype: Any = jnp.float32  # storage
     perturb_embeddings: bool = False  # tests: a 'perturbations' entry to differentiate by
+    position_embed: int = 0  # N > 0: learned embeddings of the image position each token
+    #   holds and of the one it predicts (ids in [0, N], N = none), fed as `positions`
+    #   (target-aware orders, sampling/orders.py)
 
     # ------------------------------------------------------------------ static tables
     @property
@@ -202,9 +216,10 @@ class Decoder(nn.Module):
 
     # ------------------------------------------------------------------ forward
     @nn.compact
-    def __call__(self, ids, cache: Cache | None = None, valid=None, train: bool = False):
+    def __call__(self, ids, cache: Cache | None = None, valid=None, train: bool = False,
+                 positions=None):
         """ids [B, T] -> (logits [B, T, V] float32, cache). valid [B, T]: key padding
-        (full pass only)."""
+        (full pass only). positions: (content, target) ids [B, T] when `position_embed`."""
         b, t = ids.shape
         if t > self.max_len:
             raise ConfigError(f"sequence of {t} tokens exceeds the model's max_len "
@@ -241,6 +256,13 @@ class Decoder(nn.Module):
         is_tok = (ids < self.vocab_size)[..., None]
         x = jnp.where(is_tok, tok(jnp.clip(ids, 0, self.vocab_size - 1)),
                       cls(jnp.clip(ids - self.vocab_size, 0, self.num_classes)))  # [B, T, E]
+        if self.position_embed:
+            if positions is None:
+                raise ConfigError("this decoder has position embeddings: pass positions")
+            for name, p in zip(("content_embed", "target_embed"), positions, strict=True):
+                x = x + nn.Embed(self.position_embed + 1, self.width, name=name, **kw,
+                                 embedding_init=nn.with_logical_partitioning(
+                                     emb_init, (None, axes.EMBED)))(p)
         x = nn.with_logical_constraint(x, axes.RESIDUAL)
         if self.perturb_embeddings:  # identity; lets tests take d logits / d embeddings
             x = self.perturb("embed", x)
@@ -275,24 +297,25 @@ class Decoder(nn.Module):
                                             (axes.BATCH, axes.LENGTH, axes.VOCAB))
         return logits, new_cache
 
-    def extend(self, ids, cache: Cache, train: bool = False):
+    def extend(self, ids, cache: Cache, train: bool = False, positions=None):
         """Feeds ids [B, n] at the cache's position: (logits [B, n, V], advanced cache).
         Prefilling a prompt and decoding one token (or one VAR block) are this call."""
-        return self(ids, cache=cache, train=train)
+        return self(ids, cache=cache, train=train, positions=positions)
 
 
 def sample_decoder(model: Decoder, params, keys: jax.Array, labels: jax.Array,
                    null_labels: jax.Array | None, num_tokens: int,
-                   sampling: SamplingSettings, with_passes: bool = False):
+                   sampling: SamplingSettings, with_passes: bool = False, order=None):
     """The KV-cache sampler of the class-prompted decoders (IGPT, LlamaGen): `num_tokens`
     tokens [B, num_tokens] after the class prompt of `labels` [B], guided by the prompt of
     `null_labels` (CFG on a doubled batch) unless it is None. With `sampling.speculative`,
     speculative Jacobi decoding (`sampling/speculative.py`). with_passes: also return the
     number of sequential forward passes after the prompt's prefill (int32 scalar:
-    num_tokens without speculative decoding)."""
+    num_tokens without speculative decoding). order: the generation order
+    (`decoder_steps`)."""
     steps = decoder_steps(model, params, labels, num_tokens, null_labels,
                           sampling.guidance(num_tokens), sampling.cache_dtype,
-                          window=sampling.speculative)
+                          window=sampling.speculative, order=order)
     state, ran = steps.run(sampling.draw_fn(), keys)
     if sampling.speculative:
         tokens, passes = tokens_of(state.seq), ran
@@ -303,17 +326,35 @@ def sample_decoder(model: Decoder, params, keys: jax.Array, labels: jax.Array,
 
 def decoder_steps(model: Decoder, params, labels: jax.Array, num_tokens: int,
                   null_labels: jax.Array | None = None, cfg_scale=1.0,
-                  cache_dtype: Any = None, window: int = 0) -> Steps:
+                  cache_dtype: Any = None, window: int = 0, order=None) -> Steps:
     """`sample_decoder`'s order (the KV cache filled by `Decoder.extend`, prompt prefilled):
     step t returns the (guided) logits [B, V] of token t. cache_dtype: the KV cache's
     storage (None: the compute dtype; `SamplingSettings.cache_dtype`). window > 0: the
-    speculative order instead (`speculative_token_steps`, a window of drafts per step)."""
+    speculative order instead (`speculative_token_steps`, a window of drafts per step).
+    order ([num_tokens] or [B, num_tokens], `sampling/orders.py`; None: raster): step t
+    draws the token at image position order[t] (the seq stays in image layout); a model with
+    `position_embed` is fed the positions of that order."""
+    if window and (order is not None or model.position_embed):
+        raise ConfigError("speculative decoding runs the raster order of a decoder without "
+                          "position embeddings only: set sample.speculative=0")
     guided = null_labels is not None
     uncond = model.class_prompt(null_labels) if guided else None
     cache = model.init_cache(2 * labels.shape[0] if guided else labels.shape[0], cache_dtype)
+    positions = None
+    if model.position_embed:
+        if order is None:
+            order = jnp.arange(num_tokens, dtype=jnp.int32)
+        rows = jnp.broadcast_to(jnp.asarray(order, jnp.int32), (labels.shape[0], num_tokens))
+        positions = sequence_positions(jnp.concatenate([rows, rows]) if guided else rows,
+                                       model.num_prefix)
 
     def logits_fn(ids, cache):
-        return model.apply({"params": params}, ids, cache, method=Decoder.extend)
+        pos = None
+        if positions is not None:
+            start, n = cache_index(cache), ids.shape[1]
+            pos = tuple(jax.lax.dynamic_slice_in_dim(p, start, n, axis=1) for p in positions)
+        return model.apply({"params": params}, ids, cache, positions=pos,
+                           method=Decoder.extend)
 
     if window:
         return speculative_token_steps(logits_fn, seek_caches, cache,
@@ -321,23 +362,71 @@ def decoder_steps(model: Decoder, params, labels: jax.Array, num_tokens: int,
                                        model.vocab_size, uncond_prompt=uncond,
                                        cfg_scale=cfg_scale)
     return token_steps(logits_fn, cache, model.class_prompt(labels), num_tokens,
-                       uncond_prompt=uncond, cfg_scale=cfg_scale)
+                       uncond_prompt=uncond, cfg_scale=cfg_scale, order=order)
 
 
 class DecoderCoding:
     """The lossless codec's view of the class-prompted decoders (IGPT, LlamaGen): the KV-cache
     sampler's order without guidance (the model's own likelihood), the label coded being a
-    class or the null class (the default, and the only one of unconditional models)."""
+    class or the null class (the default, and the only one of unconditional models). The
+    order is the family's `coding_order` (its evaluation order; None: raster)."""
+
+    coding_order = None
 
     def coding_steps(self, params, shape, labels) -> Steps:
         check_coding_shape(self.spec, shape)
         labels = labels if self.conditional else self.classes.null(labels.shape[0])
-        return decoder_steps(self.model, params, labels, self.num_tokens)
+        return decoder_steps(self.model, params, labels, self.num_tokens,
+                             order=self.coding_order)
 
     def coding_symbols(self) -> CodingSymbols:
-        return categorical_symbols(self.spec.levels, lambda x: x.reshape(x.shape[0], -1).T)
+        order = self.coding_order
+
+        def targets(x):
+            x = x.reshape(x.shape[0], -1)
+            return (x if order is None else x[:, order]).T
+
+        return categorical_symbols(self.spec.levels, targets)
 
     def coding_labels(self) -> tuple[int, int | None]:
         if not self.conditional:
             return 0, None
         return self.num_classes + 1, self.classes.null_class
+
+
+ORDER_RNG = 0x0D  # the loss rng's fold_in for training orders (other streams unchanged)
+
+
+class OrderedDecoding(DecoderCoding):
+    """The generation order of a class-prompted decoder family (`sampling/orders.py`): the
+    family calls `init_order` in its constructor, trains on `ordered_inputs` and samples
+    through `sample_order` (also the codec's order)."""
+
+    def init_order(self, settings: DecoderSettings, grid, config, speculative: int) -> None:
+        self.order = GridOrder(settings, grid, config.train.num_steps)
+        if speculative and settings.ordered:
+            raise ConfigError("speculative decoding runs the raster order only: set "
+                              "sample.speculative=0 or model.order='raster'")
+        self.coding_order = self.order.eval if settings.ordered else None
+
+    def ordered_inputs(self, tokens, rng, train: bool, step=None):
+        """tokens [B, N] (image layout) -> (tokens in this batch's order [B, N], the
+        decoder's `positions` or None)."""
+        if self.coding_order is None:
+            return tokens, None
+        orders = self.order.orders(rng, tokens.shape[0], train, step)
+        pos = (sequence_positions(orders, self.model.num_prefix)
+               if self.model.position_embed else None)
+        return permute(tokens, orders), pos
+
+    def sample_order(self, order=None):
+        """The order a sample call draws in: `order` (a fixed order's name, or a
+        permutation [N] / [B, N]; a model trained in random order samples in any) or the
+        evaluation order."""
+        if isinstance(order, str):
+            if order != self.order.settings.fixed_eval_order and not self.model.position_embed:
+                raise ConfigError(f"this model was trained in order "
+                                  f"{self.order.settings.order!r} without position embeddings"
+                                  f": it samples only in that order")
+            return fixed_order(order, *self.order.grid)
+        return self.coding_order if order is None else order

@@ -51,10 +51,14 @@ def sample_tokens(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: i
 
 def token_steps(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: int, *,
                 uncond_prompt: jax.Array | None = None,
-                cfg_scale: float | Callable = 1.0) -> Steps:
+                cfg_scale: float | Callable = 1.0, order: jax.Array | None = None) -> Steps:
     """The order of `sample_tokens` (after the prefill): step t returns the logits [B, V]
-    of new token t; seq [B, num_new] holds the new tokens."""
+    of new token t; seq [B, num_new] holds the new tokens. order ([num_new] or [B, num_new],
+    `sampling/orders.py`): step t's token goes to seq[:, order[t]] (the buffer stays in image
+    layout) and step t + 1 feeds it; None: seq[:, t]."""
     b, p = prompt.shape
+    if order is not None:
+        order = jnp.broadcast_to(jnp.asarray(order, jnp.int32), (b, num_new))
     guided = uncond_prompt is not None
     both = jnp.concatenate([prompt, uncond_prompt], axis=0) if guided else prompt  # [B', P]
     if p > 1:
@@ -62,14 +66,21 @@ def token_steps(logits_fn: LogitsFn, cache: Any, prompt: jax.Array, num_new: int
     last = both[:, -1]  # [B']: what step 0 feeds
 
     def step_fn(seq, cache, t):  # -> logits [B', V] of the (doubled) model batch
-        prev = jax.lax.dynamic_index_in_dim(seq, jnp.maximum(t - 1, 0), axis=1,
-                                            keepdims=False)  # [B]
+        if order is None:
+            prev = jax.lax.dynamic_index_in_dim(seq, jnp.maximum(t - 1, 0), axis=1,
+                                                keepdims=False)  # [B]
+        else:
+            at = jax.lax.dynamic_index_in_dim(order, jnp.maximum(t - 1, 0), axis=1)
+            prev = jnp.take_along_axis(seq, at, axis=1)[:, 0]
         prev = jnp.concatenate([prev, prev]) if guided else prev
         ids = jnp.where(t == 0, last, prev.astype(last.dtype))[:, None]  # [B', 1]
         logits, cache = logits_fn(ids, cache)
         return logits[:, 0].astype(jnp.float32), cache
 
     def write_fn(seq, x, t):
+        if order is not None:
+            at = jax.lax.dynamic_index_in_dim(order, t, axis=1, keepdims=False)
+            return seq.at[jnp.arange(b), at].set(x.astype(seq.dtype))
         return jax.lax.dynamic_update_slice_in_dim(seq, x[:, None].astype(seq.dtype), t, axis=1)
 
     step = guided_step_fn(step_fn, cfg_scale) if guided else step_fn
