@@ -51,7 +51,8 @@ def open_run(workdir: str, preset_name: str = "", **overrides):
     return exp, exp.eval_params(state), name, {k: settings[k] for k in SAMPLING_KEYS}
 
 
-def _uint8(images: np.ndarray, levels: int) -> np.ndarray:
+def to_uint8(images: np.ndarray, levels: int) -> np.ndarray:
+    """Decoded images (ints in [0, levels)) -> uint8 [0, 255]."""
     return np.round(np.asarray(images) * (255.0 / max(levels - 1, 1))).astype(np.uint8)
 
 
@@ -152,7 +153,7 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
                             batch_size=min(batch_size, hi - lo))
         t1 = time.time()
         images, levels = images_of(exp.family, tokens, size)
-        images = _uint8(images, levels)
+        images = to_uint8(images, levels)
         t_sample, t_decode = t_sample + time.time() - t0, t_decode + time.time() - t1
         if jax.process_index() == 0:
             labels = (np.arange(lo, hi) % max(exp.data.spec.num_classes, 1)).astype(np.int64)
