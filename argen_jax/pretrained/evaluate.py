@@ -31,6 +31,17 @@ SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "cfg_schedule", "
                  "kv_cache_dtype")
 
 
+def apply_preset(config, preset_name: str = "", **overrides) -> str:
+    """Sets a run config's `sample` section to a sampling preset (default: the converted
+    run's own, else 'run') with `overrides` (None: not overridden) on top. Returns its name."""
+    converted = config.get("converted")
+    name = preset_name or (converted.get("preset") if converted is not None else "") or "run"
+    fields = {**preset(name), **{k: v for k, v in overrides.items() if v is not None}}
+    for k, v in fields.items():
+        config.sample[k] = type(config.sample[k])(v) if k in config.sample else v
+    return name
+
+
 def open_run(workdir: str, preset_name: str = "", **overrides):
     """(experiment, eval params, preset name, sampling settings dict) of the run in `workdir`
     with a sampling preset (default: the converted run's own, else 'run') and overrides."""
@@ -38,11 +49,7 @@ def open_run(workdir: str, preset_name: str = "", **overrides):
     from argen_jax.train.loop import _restored
 
     config = load_run_config(workdir)
-    converted = config.get("converted")
-    name = preset_name or (converted.get("preset") if converted is not None else "") or "run"
-    fields = {**preset(name), **{k: v for k, v in overrides.items() if v is not None}}
-    for k, v in fields.items():
-        config.sample[k] = type(config.sample[k])(v) if k in config.sample else v
+    name = apply_preset(config, preset_name, **overrides)
     exp, state = _restored(config, workdir)
     if exp.data.spec.kind != "tokens":
         raise ConfigError(f"{workdir!r} is a {exp.data.spec.kind} run: these tools sample "

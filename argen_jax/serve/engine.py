@@ -201,6 +201,7 @@ class Engine:
         self.tokens_total = 0
         self.images_total = 0
         self.steps_total = 0
+        self.cancelled_slots = 0  # slots freed by a cancelled request mid-image
         self.busy_slot_steps = 0  # sum over steps of busy slots: occupancy = / (steps * S)
         self._recent: collections.deque = collections.deque()  # (time, tokens) of last steps
         self._image_seconds = 1.0  # running mean of an image's time in a slot (Retry-After)
@@ -394,6 +395,7 @@ class Engine:
         for s, job in enumerate(self._slot_job):
             if job is not None and job[0].cancelled:
                 self._slot_job[s] = None
+                self.cancelled_slots += 1
         new = []
         for s in range(self.num_slots):
             while self._slot_job[s] is None and self._pending:
@@ -422,7 +424,7 @@ class Engine:
                 state = self._insert_fn(params, state, s, req.label, req.seed, k,
                                         st.cfg_scale, st.temperature, st.top_k, st.top_p)
                 started[s] = time.monotonic()
-            state = self._step_fn(params, state)
+            state = self.state = self._step_fn(params, state)
             self.steps_total += 1
             self.busy_slot_steps += len(busy)
             finished = []
