@@ -22,11 +22,13 @@ from argen_jax.sampling.processors import (
     top_p_filter,
 )
 
-# The reference: the filters before #22. experiments/benchmarks/topk_filter.py, which times
-# them against the new ones, keeps the one copy.
-from experiments.benchmarks.topk_filter import reference_process_logits as ref_process_logits
-from experiments.benchmarks.topk_filter import reference_top_k_filter as ref_top_k_filter
-from experiments.benchmarks.topk_filter import reference_top_p_filter as ref_top_p_filter
+# The reference: the filters before #22. experiments/benchmarks/reference_filters.py keeps the
+# one copy (speed/topk_filter.py times them against the new ones).
+from experiments.benchmarks.reference_filters import (
+    reference_process_logits as ref_process_logits,
+)
+from experiments.benchmarks.reference_filters import reference_top_k_filter as ref_top_k_filter
+from experiments.benchmarks.reference_filters import reference_top_p_filter as ref_top_p_filter
 
 
 def ref_before(sorted_logits):

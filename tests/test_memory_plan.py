@@ -1,21 +1,24 @@
-"""experiments/benchmarks/memory_plan.py: the train step of a config compiled ahead of time
+"""experiments/benchmarks/memory/memory_plan.py: the train step of a config compiled ahead of time
 for fake devices (no token file, no tokenizer, nothing allocated), per-device bytes."""
 import json
 import subprocess
 import sys
 
-from experiments.benchmarks import memory_plan
+from experiments.benchmarks import common, shape_only
 
-TINY = ["--config=experiments/llamagen/imagenet.py:tiny", "--batch=8", "--vocab=256",
-        "--grid=4"]
+SPEC = "experiments/llamagen/imagenet.py:tiny"
+
+
+def tiny_plan(mesh: str, **model) -> dict:
+    return shape_only.plan_memory(common.load_config(SPEC), SPEC, devices=4, mesh=mesh, grid=4,
+                            vocab=256, batch=8, **model)
 
 
 def test_fsdp_splits_the_state_over_devices():
     """Same model and batch on 4 devices: FSDP shards the state (parameters, average and
     moments along the width) so each device holds less of it than under data parallelism."""
-    dp = memory_plan.plan(memory_plan.parse_args([*TINY, "--devices=4", "--mesh=data=4"]))
-    fsdp = memory_plan.plan(memory_plan.parse_args([*TINY, "--devices=4", "--mesh=fsdp=4",
-                                                    "--scan", "--remat=full"]))
+    dp = tiny_plan("data=4")
+    fsdp = tiny_plan("fsdp=4", scan=True, remat="full")
     assert dp["mesh"] == {"data": 4, "fsdp": 1, "model": 1}
     assert fsdp["mesh"] == {"data": 1, "fsdp": 4, "model": 1}
     assert fsdp["scan_layers"] and fsdp["remat"] == "full"
@@ -31,7 +34,7 @@ def test_fsdp_splits_the_state_over_devices():
 
 def test_command_line_prints_one_json_line_for_var():
     out = subprocess.run(
-        [sys.executable, "experiments/benchmarks/memory_plan.py",
+        [sys.executable, "-m", "experiments.benchmarks.memory.memory_plan",
          "--config=experiments/var/imagenet.py:tiny", "--devices=2", "--mesh=fsdp=2",
          "--batch=2", "--vocab=64"],
         capture_output=True, text=True, check=True, timeout=300)

@@ -6,7 +6,7 @@
 #       against $PEAK_TFLOPS (dense bf16 peak of the GPU; from nvidia-smi's name if unset);
 #       XLA's count includes rematerialised recomputation, so the remat rows' MFU is hardware
 #       FLOP utilisation (the analytic model-FLOP MFU of train/metrics.py is lower there)
-#   sample_llamagen_B   cached sampling of LlamaGen-B, batch 64, CFG 2.0 (llamagen_sampling.py:
+#   sample_llamagen_B   cached sampling of LlamaGen-B, batch 64, CFG 2.0 (speed/llamagen_sampling:
 #       also its cache-less sampler, for the ratio)
 #   sample_var_d16      VAR-d16 scale-by-scale sampling, batch 64, CFG 3.0 (top-k 900, top-p 0.96)
 #   pixelcnnpp_paper    the PixelCNN++ paper-size (CIFAR) train step against PyTorch on the GPU
@@ -17,7 +17,6 @@ set -u
 cd "$(dirname "$0")/../.."
 OUT=${1:-accelerator_suite.json}
 PY=${PYTHON:-python}
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 TRAIN_BATCH=${TRAIN_BATCH:-64}
 ATTN=${ATTN:-cudnn}  # model.attention_impl of the training rows (xla: XLA's own kernel)
 if [ -z "${PEAK_TFLOPS:-}" ]; then
@@ -32,11 +31,11 @@ fi
 TMP=$(mktemp -d)
 START=$(date +%s)
 
-run() {  # run NAME SECONDS ARGS...: the last stdout line of the command -> $TMP/NAME.json
+run() {  # run NAME SECONDS MODULE ARGS...: the JSON line of `python -m MODULE ARGS` -> NAME.json
   local name=$1 limit=$2
   shift 2
   echo "[$(( $(date +%s) - START ))s] $name" >&2
-  if timeout "$limit" "$PY" "$@" > "$TMP/$name.out" 2> "$TMP/$name.err"; then
+  if timeout "$limit" "$PY" -m "$@" > "$TMP/$name.out" 2> "$TMP/$name.err"; then
     tail -n1 "$TMP/$name.out" > "$TMP/$name.json"
   else
     local rc=$?
@@ -49,21 +48,21 @@ PYEOF
   fi
 }
 
-TT=experiments/benchmarks/train_throughput.py
+TT=experiments.benchmarks.speed.train_throughput
 CFG=experiments/llamagen/imagenet.py
 for size in B L; do
   run "train_$size" 75 $TT --config=$CFG --size=$size --batch="$TRAIN_BATCH" \
-    --dtype=bfloat16 --attention_impl="$ATTN" --steps=10 --peak_tflops="$PEAK_TFLOPS"
+    --dtype=bfloat16 --attention_impl="$ATTN" --repeats=10 --peak_tflops="$PEAK_TFLOPS"
   run "train_${size}_remat" 75 $TT --config=$CFG --size=$size --batch="$TRAIN_BATCH" \
-    --dtype=bfloat16 --attention_impl="$ATTN" --remat=full --steps=10 \
+    --dtype=bfloat16 --attention_impl="$ATTN" --remat=full --repeats=10 \
     --peak_tflops="$PEAK_TFLOPS"
 done
-run sample_llamagen_B 70 experiments/benchmarks/llamagen_sampling.py --config=$CFG:B \
+run sample_llamagen_B 70 experiments.benchmarks.speed.llamagen_sampling --config=$CFG:B \
   --batch=64 --cfg_scale=2.0 --grid=16 --vocab=16384 --repeats=2
-run sample_var_d16 70 experiments/benchmarks/sample_throughput.py \
+run sample_var_d16 70 experiments.benchmarks.speed.sample_throughput \
   --config=experiments/var/imagenet.py:d16 --batch=64 --cfg_scale=3.0 --repeats=2
-run pixelcnnpp_paper 80 experiments/benchmarks/pixelcnnpp_speed.py --setting=cifar \
-  --torch_device=cuda --reps=5
+run pixelcnnpp_paper 80 experiments.benchmarks.speed.pixelcnnpp_speed --setting=cifar \
+  --torch_device=cuda --repeats=5
 
 "$PY" - "$TMP" "$OUT" "$PEAK_TFLOPS" "$(( $(date +%s) - START ))" <<'PYEOF'
 import glob, json, os, sys

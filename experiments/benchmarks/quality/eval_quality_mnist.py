@@ -9,33 +9,27 @@ binarized with the data pipeline's fixed seed):
     noise      a trivially bad generator: independent Bernoulli pixels with the training
                set's per-pixel means: the ceiling
 
-    python experiments/evaluation/train_feature_net.py --data=DATA --steps=300 \
+    python -m experiments.evaluation.train_feature_net --data=DATA --steps=300 \
         --out=/tmp/featnet/mnist_binarized.npz
     python launch/main.py --config=experiments/pixelcnn/mnist.py:idx --config.data.path=DATA \
         --workdir=W --mode=eval --config.eval.sample_metrics=True \
         --config.eval.feature_net=/tmp/featnet/mnist_binarized.npz --config.eval.num_samples=100
-    python experiments/benchmarks/eval_quality_mnist.py --data=DATA \
+    python -m experiments.benchmarks.quality.eval_quality_mnist --data=DATA \
         --feature_net=/tmp/featnet/mnist_binarized.npz --samples=W/samples/eval_<step>.npz
 
 Metrics are FD / precision / recall in the small feature net's space (`*_smallnet`), not FID.
+Prints one JSON line (a row of metrics per generator).
 """
-import os
-import sys
+import numpy as np
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
-
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from argen_jax.data.images import load_idx_folder  # noqa: E402
-from argen_jax.data.pipeline import binarize_fixed  # noqa: E402
-from argen_jax.evaluation import reference_stats  # noqa: E402
-from argen_jax.evaluation.extract import extract_features  # noqa: E402
-from argen_jax.evaluation.feature_net import SmallNetExtractor  # noqa: E402
-from argen_jax.evaluation.sample_eval import feature_metrics  # noqa: E402
+from argen_jax.data.images import load_idx_folder
+from argen_jax.data.pipeline import binarize_fixed
+from argen_jax.evaluation import reference_stats
+from argen_jax.evaluation.extract import extract_features
+from argen_jax.evaluation.feature_net import SmallNetExtractor
+from argen_jax.evaluation.sample_eval import feature_metrics
+from experiments.benchmarks import common
 
 _DATA = flags.DEFINE_string("data", "../shared/data/mnist", "MNIST idx folder.")
 _NET = flags.DEFINE_string("feature_net", "/tmp/featnet/mnist_binarized.npz", "Feature net.")
@@ -64,15 +58,17 @@ def main(argv):
         _CACHE.value, f"mnist-test-binarized-1234-{ext.key}",
         lambda: extract_features(ext, binarize_fixed(test.images, 1234), 2,
                                  desc="test-set features"))
-    print(f"\nreference: {len(test)} binarized MNIST test images; {n} images per row; "
-          f"feature net test accuracy {ext.meta.get('test_accuracy', float('nan')):.4f}")
-    print(f"{'row':28s} {'FD_smallnet':>12s} {'precision':>10s} {'recall':>8s}")
+    out = {"benchmark": "eval_quality_mnist", "reference_images": len(test),
+           "images_per_row": n,
+           "feature_net_test_accuracy": ext.meta.get("test_accuracy", float("nan")),
+           "rows": {}}
     for name, images in rows.items():
         feats = extract_features(ext, images, 2, desc=name, quiet=True)
         m = feature_metrics(ref, feats, ext.suffix)
-        print(f"{name:28s} {m['fd_smallnet']:12.3f} {m['precision_smallnet']:10.3f} "
-              f"{m['recall_smallnet']:8.3f}")
+        out["rows"][name] = {k: round(float(m[k]), 4) for k in
+                             ("fd_smallnet", "precision_smallnet", "recall_smallnet")}
+    common.emit(out)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -1,8 +1,8 @@
 """Peak memory of the image-folder loader, for folders of different sizes (flat in the size).
 
-    python experiments/data/make_image_folder.py --out=/tmp/in2k --classes=10 --per_class=200
-    python experiments/data/make_image_folder.py --out=/tmp/in20k --classes=100 --per_class=200
-    python experiments/benchmarks/image_loader_memory.py --folders=/tmp/in2k,/tmp/in20k \
+    python -m experiments.data.make_image_folder --out=/tmp/in2k --classes=10 --per_class=200
+    python -m experiments.data.make_image_folder --out=/tmp/in20k --classes=100 --per_class=200
+    python -m experiments.benchmarks.memory.image_loader_memory --folders=/tmp/in2k,/tmp/in20k \
         [--workers=2] [--batches=40] [--batch_size=32] [--resolution=256]
 
 For each folder, in a fresh subprocess: indexes its train/ split and builds the training
@@ -14,15 +14,21 @@ RSS after the imports and after indexing the folder, and the peak RSS of each wo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+from absl import flags
+
+from experiments.benchmarks import common
+
+_FOLDERS = flags.DEFINE_list("folders", None, "Image folders.", required=True)
+_WORKERS = flags.DEFINE_integer("workers", 2, "Loader worker processes.")
+_BATCHES = flags.DEFINE_integer("batches", 40, "Batches read (>= 2).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch.")
+_RESOLUTION = flags.DEFINE_integer("resolution", 256, "Output side.")
+_ONE = flags.DEFINE_string("one", "", "Internal: measure this one folder (the subprocess).")
 
 
 def _status(pid: str = "self") -> dict:
@@ -60,52 +66,47 @@ def measure(folder: str, workers: int, batches: int, batch_size: int, resolution
     from argen_jax.data.image_folder import ImageFolderSource, ImageTransform
 
     after_imports = _status()["VmRSS"]
-    t0 = time.perf_counter()
-    source = ImageFolderSource(folder, "train")
-    index_s = time.perf_counter() - t0
+    with common.Stopwatch() as indexing:
+        source = ImageFolderSource(folder, "train")
     after_index = _status()["VmRSS"]
     loader = GrainLoader(source, ImageTransform(resolution, "random_crop", flip=True),
                          batch_size, seed=0, worker_count=workers, prefetch=2)
-    for step in range(batches):
-        if step == 1:  # after the workers' start-up
-            t0 = time.perf_counter()
-        batch = loader(step)
+    steps = iter(range(batches))
+
+    def read():
+        batch = loader(next(steps))
         assert batch["image"].shape == (batch_size, resolution, resolution, 3)
-    read_s = time.perf_counter() - t0
+
+    # the first batch waits for the workers' start-up: untimed
+    read_s = sum(common.times(read, repeats=batches - 1, warmup=1))
     workers_hwm = sorted(_status(p).get("VmHWM", 0.0) for p in _children(os.getpid()))
     loader.close()
-    return {"folder": folder, "images": len(source), "index_s": round(index_s, 2),
+    return {"folder": folder, "images": len(source), "index_s": round(indexing.seconds, 2),
             "rss_after_imports_mb": after_imports, "rss_after_index_mb": after_index,
             "main_peak_rss_mb": _status()["VmHWM"], "worker_peak_rss_mb": workers_hwm,
             "images_per_s_after_first_batch": round((batches - 1) * batch_size / read_s, 1)}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--folders", required=True, help="comma-separated image folders")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--batches", type=int, default=40, help=">= 2")
-    ap.add_argument("--batch_size", type=int, default=32)
-    ap.add_argument("--resolution", type=int, default=256)
-    ap.add_argument("--_one", default="", help=argparse.SUPPRESS)
-    a = ap.parse_args()
-    if a._one:  # the measuring subprocess
-        print(json.dumps(measure(a._one, a.workers, a.batches, a.batch_size, a.resolution)))
+def main(argv):
+    del argv
+    workers, batches, batch_size = _WORKERS.value, _BATCHES.value, _BATCH_SIZE.value
+    resolution = _RESOLUTION.value
+    if _ONE.value:  # the measuring subprocess
+        print(json.dumps(measure(_ONE.value, workers, batches, batch_size, resolution)))
         return
     rows = []
-    for folder in a.folders.split(","):
+    for folder in _FOLDERS.value:
         out = subprocess.run(
-            [sys.executable, __file__, f"--folders={folder}", f"--_one={folder}",
-             f"--workers={a.workers}", f"--batches={a.batches}", f"--batch_size={a.batch_size}",
-             f"--resolution={a.resolution}"], capture_output=True, text=True, check=False)
+            [sys.executable, "-m", __spec__.name, f"--folders={folder}", f"--one={folder}",
+             f"--workers={workers}", f"--batches={batches}", f"--batch_size={batch_size}",
+             f"--resolution={resolution}"], capture_output=True, text=True, check=False)
         if out.returncode:
             raise SystemExit(f"measuring {folder} failed:\n{out.stderr[-3000:]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr)
-    print(json.dumps({"benchmark": "image_loader_memory", "workers": a.workers,
-                      "batches": a.batches, "batch_size": a.batch_size,
-                      "resolution": a.resolution, "folders": rows}))
+    common.emit({"benchmark": "image_loader_memory", "workers": workers, "batches": batches,
+                 "batch_size": batch_size, "resolution": resolution, "folders": rows})
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -7,7 +7,7 @@ images. Pillow, best compression: PNG `optimize=True, compress_level=9`; WebP
   per_image  every test image its own file (headers included: what storing them costs)
   mosaic     all test images tiled into one image (headers amortised: the codec's best case)
 
-    python experiments/benchmarks/pixelcnnpp_codecs.py \
+    python -m experiments.benchmarks.quality.pixelcnnpp_codecs \
         --config=experiments/pixelcnnpp/fashion_mnist.py:cpu \
         --config.data.path=/work/shared/data/fashion_mnist --workdir=/tmp/ppp/fmnist
 
@@ -17,20 +17,15 @@ Prints one JSON line; with --workdir, the model's latest `eval/bpd` from its met
 import json
 import math
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import numpy as np
+from absl import flags
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
+from argen_jax import registry
+from experiments.benchmarks import common
+from experiments.benchmarks.classic_codecs import encoded_bytes
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from experiments.benchmarks.classic_codecs import encoded_bytes  # noqa: E402
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "PixelCNN++ experiment config.")
+_CONFIG = common.config_flag(None, "PixelCNN++ experiment config.")
 _WORKDIR = flags.DEFINE_string("workdir", "", "Trained run whose eval/bpd to show (optional).")
 flags.mark_flags_as_required(["config"])
 
@@ -71,8 +66,6 @@ def model_bpd(workdir: str):
 
 def main(argv):
     del argv
-    from argen_jax import registry
-
     config = _CONFIG.value
     data = registry.build_data(config)
     if data.spec.levels != 256:
@@ -82,8 +75,8 @@ def main(argv):
     m = model_bpd(_WORKDIR.value)
     if m:
         out.update(m)
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}))
+    common.emit({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()})
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -4,23 +4,17 @@ Train: real MNIST (idx folder), dynamically binarized (a fresh Bernoulli(x/255) 
 step). Test: the 10,000 MNIST test images binarized once with a fixed seed
 (data.binarize_seed). Anchors (nats): PixelCNN 81.30, Gated PixelCNN re-implemented 81.50.
 
-    python experiments/benchmarks/pixelcnn_binarized_mnist.py --steps=2000 \
+    python -m experiments.benchmarks.quality.pixelcnn_binarized_mnist --steps=2000 \
         --workdir=runs/gpcnn_bmnist [--data=../shared/data/mnist] [--model=pixelcnn]
 
 Prints one JSON line. Re-running with the same workdir and more --steps continues training
 (a longer cosine schedule is a different run: use a fresh workdir to compare fairly).
 """
-import json
-import os
-import sys
-import time
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
-
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-from absl import app, flags  # noqa: E402
+from argen_jax.train.loop import train
+from experiments.benchmarks import common
+from experiments.pixelcnn.mnist import get_config
 
 flags.DEFINE_integer("steps", 2000, "Training steps.")
 flags.DEFINE_string("workdir", "runs/gpcnn_bmnist", "Workdir (resumes if it has checkpoints).")
@@ -32,10 +26,8 @@ flags.DEFINE_integer("layers", 10, "Hidden layers.")
 FLAGS = flags.FLAGS
 
 
-def main(_):
-    from argen_jax.train.loop import train
-    from experiments.pixelcnn.mnist import get_config
-
+def main(argv):
+    del argv
     c = get_config("idx" + (",pixelcnn" if FLAGS.model == "pixelcnn" else ""))
     c.data.path = FLAGS.data
     c.data.batch_size = FLAGS.batch_size
@@ -45,16 +37,16 @@ def main(_):
     c.train.num_steps = FLAGS.steps
     c.train.eval_every = 0  # only at the end (a full 10k-image pass is not free on CPU)
     c.train.save_every = 250
-    t0 = time.time()
-    last = train(c, FLAGS.workdir)
-    print(json.dumps({
+    with common.Stopwatch() as training:
+        last = train(c, FLAGS.workdir)
+    common.emit({
         "benchmark": "binarized_mnist_nll", "model": FLAGS.model, "steps": FLAGS.steps,
         "batch_size": FLAGS.batch_size, "features": FLAGS.features, "layers": FLAGS.layers,
         "test_nll_nats": round(last["eval/nll"], 3), "test_bpd": round(last["eval/bpd"], 5),
-        "wall_time_s": round(time.time() - t0, 1),
+        "wall_time_s": round(training.seconds, 1),
         "anchors_nats": {"PixelCNN": 81.30, "Gated PixelCNN (re-impl.)": 81.50},
-    }))
+    })
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -5,8 +5,9 @@ A draw is what the sampling loop's `draw_fn` does to one step's logits [B, V]: t
 (top-k, top-p, or both), then a categorical draw per row. Three implementations:
 
     reference  the filters as they were before #22 (`lax.top_k` for the k-th value, a full
-               argsort for the nucleus; kept here, and used by tests/test_logit_filters.py
-               as the reference the new filters must equal bit for bit), then the same
+               argsort for the nucleus; kept in reference_filters.py, which
+               tests/test_logit_filters.py uses as the reference the new filters must
+               equal bit for bit), then the same
                `jax.random.categorical` draw as `processors.categorical_draw`
     new        `processors.categorical_draw` (k-th value by bit-wise counting; top-p after
                top-k sorts only the candidates)
@@ -14,69 +15,36 @@ A draw is what the sampling loop's `draw_fn` does to one step's logits [B, V]: t
                top-p a sort + softmax + cumsum + scatter (`top_k_top_p_filtering`), then
                softmax + multinomial (skipped with a note when torch is not installed)
 
-Every variant is compiled and warmed up first; then the variants run interleaved (one call
-of each per round, `--rounds` rounds) and each reports its median milliseconds per draw.
+Every variant is compiled and warmed up first (`--warmup` rounds); then the variants run
+interleaved (one call of each per round, `--repeats` rounds) and each reports its median
+milliseconds per draw.
 The JAX draws of `reference` and `new` are checked to be the same tokens. Run it on an idle
 machine (other work skews the ratios):
 
-    python experiments/benchmarks/topk_filter.py [--vocab 16384] [--batches 1,8,64]
-        [--top_k 2000] [--top_p 0.9] [--rounds 50] [--torch_threads 0]
+    python -m experiments.benchmarks.speed.topk_filter [--vocab 16384] [--batches 1,8,64]
+        [--top_k 2000] [--top_p 0.9] [--repeats 50] [--torch_threads 0]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
 
-from argen_jax import xla_env  # noqa: E402
-from argen_jax.sampling.processors import NEG_INF, apply_temperature, categorical_draw  # noqa: E402
+from argen_jax.sampling.processors import categorical_draw
+from experiments.benchmarks import common
+from experiments.benchmarks.reference_filters import reference_draw
 
-
-# ----------------------------------------------------------------------------- reference
-def reference_top_k_filter(logits, k):
-    """top_k_filter before #22."""
-    if k <= 0 or k >= logits.shape[-1]:
-        return logits
-    kth = jax.lax.top_k(logits, k)[0][..., -1:]
-    return jnp.where(logits < kth, NEG_INF, logits)
-
-
-def reference_top_p_filter(logits, p):
-    """top_p_filter before #22."""
-    if p >= 1.0:
-        return logits
-    order = jnp.argsort(-logits, axis=-1)
-    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
-    probs = jax.nn.softmax(sorted_logits.astype(jnp.float32), axis=-1)
-    before = jnp.cumsum(probs, axis=-1) - probs
-    keep_sorted = before < p
-    keep = jnp.zeros_like(keep_sorted).at[
-        tuple(jnp.indices(order.shape)[:-1]) + (order,)
-    ].set(keep_sorted)
-    return jnp.where(keep, logits, NEG_INF)
-
-
-def reference_process_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
-    """process_logits before #22."""
-    logits = apply_temperature(logits.astype(jnp.float32), temperature)
-    return reference_top_p_filter(reference_top_k_filter(logits, top_k), top_p)
-
-
-def reference_draw(top_k, top_p):
-    def draw(keys, logits, t):
-        del t
-        logits = reference_process_logits(logits, 1.0, top_k, top_p)
-        return jax.vmap(lambda k, lg: jax.random.categorical(k, lg, axis=-1))(keys, logits)
-
-    return draw
+_VOCAB = flags.DEFINE_integer("vocab", 16384, "Vocabulary.")
+_BATCHES = flags.DEFINE_list("batches", ["1", "8", "64"], "Batch sizes.")
+_TOP_K = flags.DEFINE_integer("top_k", 2000, "Top-k (LlamaGen's default).")
+_TOP_P = flags.DEFINE_float("top_p", 0.9, "Top-p.")
+_SCALE = flags.DEFINE_float("scale", 3.0, "Std of the random logits.")
+_TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "0: torch's default.")
+common.timing_flags(repeats=50, warmup=3)  # rounds of one call of each variant
 
 
 # ----------------------------------------------------------------------------- torch
@@ -107,31 +75,22 @@ def _jax_call(draw, keys, logits):
     return lambda: jax.block_until_ready(fn(keys, logits))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--vocab", type=int, default=16384)
-    ap.add_argument("--batches", default="1,8,64")
-    ap.add_argument("--top_k", type=int, default=2000)  # LlamaGen's default
-    ap.add_argument("--top_p", type=float, default=0.9)
-    ap.add_argument("--scale", type=float, default=3.0)  # std of the random logits
-    ap.add_argument("--rounds", type=int, default=50)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--torch_threads", type=int, default=0)  # 0: torch's default
-    args = ap.parse_args(argv)
-    xla_env.apply()  # before the first JAX computation
+def main(argv):
+    del argv
+    top_k, top_p, vocab, rounds = _TOP_K.value, _TOP_P.value, _VOCAB.value, flags.FLAGS.repeats
 
     try:
         import torch
     except ImportError:
         torch = None
-    if torch is not None and args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    if torch is not None and _TORCH_THREADS.value:
+        torch.set_num_threads(_TORCH_THREADS.value)
 
-    settings = {f"top_k={args.top_k}": (args.top_k, 1.0), f"top_p={args.top_p}": (0, args.top_p),
-                f"top_k={args.top_k},top_p={args.top_p}": (args.top_k, args.top_p)}
+    settings = {f"top_k={top_k}": (top_k, 1.0), f"top_p={top_p}": (0, top_p),
+                f"top_k={top_k},top_p={top_p}": (top_k, top_p)}
     calls, same = {}, {}
-    for b in [int(x) for x in args.batches.split(",")]:
-        logits_np = np.random.default_rng(b).normal(0.0, args.scale, (b, args.vocab))
+    for b in [int(x) for x in _BATCHES.value]:
+        logits_np = np.random.default_rng(b).normal(0.0, _SCALE.value, (b, vocab))
         logits = jnp.asarray(logits_np, jnp.float32)
         keys = jax.random.split(jax.random.PRNGKey(0), b)
         for name, (k, p) in settings.items():
@@ -149,14 +108,12 @@ def main(argv=None):
     ctx = torch.inference_mode() if torch is not None else None
     if ctx is not None:
         ctx.__enter__()
-    for _ in range(args.warmup):
+    for _ in range(flags.FLAGS.warmup):
         for call in calls.values():
             call()
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for key, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            times[key].append(time.perf_counter() - t0)
+            times[key] += common.times(call, repeats=1, warmup=0)
     if ctx is not None:
         ctx.__exit__(None, None, None)
 
@@ -170,7 +127,7 @@ def main(argv=None):
             if "torch_ms" in r:
                 r["new_vs_torch"] = round(r["torch_ms"] / r["new_ms"], 2)
     out = dict(
-        benchmark="topk_filter", vocab=args.vocab, rounds=args.rounds, scale=args.scale,
+        benchmark="topk_filter", vocab=vocab, rounds=rounds, scale=_SCALE.value,
         jax=jax.__version__, backend=jax.default_backend(),
         torch=None if torch is None else torch.__version__,
         torch_threads=None if torch is None else torch.get_num_threads(),
@@ -181,8 +138,8 @@ def main(argv=None):
                                          "; torch not installed: torch columns skipped")))
     if not all(same.values()):
         out["different_draws"] = [k for k, v in same.items() if not v]
-    print(json.dumps(out))
+    common.emit(out)
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -1,9 +1,10 @@
 """Real files written by a trained model (argen_jax/codec) against PNG, WebP, JPEG XL and FLAC.
 
-One JSON line per data set. Images: the first `--limit` test images of each `--image_run`
-(Fashion-MNIST, the held-out photo patches, ...), each coded to its own file by the model and
-by every classical codec at best-effort settings (experiments/benchmarks/classic_codecs.py);
-bits/dim = 8 * total bytes / (images * H * W * C), headers included on every side:
+One JSON line, a row per data set (each also on stderr as it is done). Images: the first
+`--limit` test images of each `--image_run` (Fashion-MNIST, the held-out photo patches, ...),
+each coded to its own file by the model and by every classical codec at best-effort settings
+(experiments/benchmarks/classic_codecs.py); bits/dim = 8 * total bytes / (images * H * W * C),
+headers included on every side:
 
     codec_file_bpd    the model's real .ajc files (header + range-coder stream)
     codec_stream_bpd  the streams alone (what the header costs is the difference)
@@ -23,29 +24,24 @@ the original 16-bit samples (resampled to the model's rate, the signal mu-law wa
 is `flac_16bit_bits`, for reference only: the model does not code those 8 extra bits. All in
 bits per sample; `realtime_encode` / `realtime_decode` are audio seconds per second.
 
-    python experiments/benchmarks/codec_vs_classic.py --image_run=runs/ppp_fmnist \
+    python -m experiments.benchmarks.quality.codec_vs_classic --image_run=runs/ppp_fmnist \
         --image_run=runs/ppp_patches --speech_run=runs/wavenet_nolocal --limit=200
 """
 import json
 import os
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from experiments.benchmarks.classic_codecs import (  # noqa: E402
-    IMAGE_CODECS,
-    encoded_bytes,
-    flac_bytes,
-)
+from argen_jax import registry
+from argen_jax.codec import Codec
+from argen_jax.data import audio
+from argen_jax.errors import UserError
+from experiments.benchmarks import common
+from experiments.benchmarks.classic_codecs import IMAGE_CODECS, encoded_bytes, flac_bytes
 
 _IMAGE_RUNS = flags.DEFINE_multi_string("image_run", [], "Trained image-model workdirs.")
 _SPEECH_RUN = flags.DEFINE_string("speech_run", "", "A WaveNet workdir (no local conditioning).")
@@ -67,19 +63,16 @@ def _timed_round_trip(codec, data, labels) -> dict:
     """Encode + decode (after a warm-up batch that compiles); checks every file."""
     b = min(_BATCH.value, len(data))
     codec.decode([e.data for e in codec.encode(data[:b], labels and labels[:b], b)])
-    t0 = time.perf_counter()
-    enc = codec.encode(data, labels, b, progress=True)
-    t1 = time.perf_counter()
-    dec = codec.decode([e.data for e in enc], progress=True)
-    t2 = time.perf_counter()
+    with common.Stopwatch() as encoding:
+        enc = codec.encode(data, labels, b, progress=True)
+    with common.Stopwatch() as decoding:
+        dec = codec.decode([e.data for e in enc], progress=True)
     exact = all(np.array_equal(x, y) for x, (y, _) in zip(data, dec, strict=True))
-    return {"files": enc, "encode_s": t1 - t0, "decode_s": t2 - t1, "decoded_exact": exact}
+    return {"files": enc, "encode_s": encoding.seconds, "decode_s": decoding.seconds,
+            "decoded_exact": exact}
 
 
 def image_line(workdir: str) -> dict:
-    from argen_jax import registry
-    from argen_jax.codec import Codec
-
     codec = Codec.load(workdir)
     data = registry.build_data(codec.family.config)
     images, labels = [], []
@@ -112,10 +105,6 @@ def image_line(workdir: str) -> dict:
 
 
 def speech_line(workdir: str) -> dict:
-    from argen_jax import registry
-    from argen_jax.codec import Codec
-    from argen_jax.data import audio
-
     try:
         import soundfile  # noqa: F401
     except ImportError:
@@ -162,17 +151,18 @@ def speech_line(workdir: str) -> dict:
 
 def main(argv):
     del argv
-    from argen_jax.errors import UserError
-
+    rows = []
     try:
         for run in _IMAGE_RUNS.value:
-            print(json.dumps(_round(image_line(run))), flush=True)
+            rows.append(_round(image_line(run)))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress
         if _SPEECH_RUN.value:
-            print(json.dumps(speech_line(_SPEECH_RUN.value)), flush=True)
+            rows.append(speech_line(_SPEECH_RUN.value))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    common.emit({"benchmark": "codec_vs_classic", "rows": rows})
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

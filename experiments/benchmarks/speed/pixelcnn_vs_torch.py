@@ -9,18 +9,22 @@ Measured side by side in one run, after warm-up, interleaving rounds so machine 
 both; reports per-step medians and the ratio ours / torch (< 1: we are faster).
 
     pip install torch==2.13.0   # the local CPU wheel; never unpinned
-    python experiments/benchmarks/pixelcnn_vs_torch.py [--batch=32 --features=64 --layers=8]
+    python -m experiments.benchmarks.speed.pixelcnn_vs_torch [--batch=32 --features=64 --layers=8]
 """
-import argparse
-import json
 import os
-import sys
-import time
+import statistics
+import types
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+from absl import flags
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
+from experiments.benchmarks import common
+
+_BATCH = flags.DEFINE_integer("batch", 32, "Images per step.")
+_FEATURES = flags.DEFINE_integer("features", 64, "Channels.")
+_LAYERS = flags.DEFINE_integer("layers", 8, "Gated layers after the first.")
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Rounds; each times every side in turn.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Steps per side per round (their mean).")
+_THREADS = flags.DEFINE_integer("threads", os.cpu_count(), "torch threads.")
 
 
 def build_jax(args, impl):
@@ -122,25 +126,13 @@ def build_torch(args):
     return run, sum(p.numel() for p in net.parameters())
 
 
-def timeit(fn, n):
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t) / n
-
-
-def main():
+def main(argv):
+    del argv
     import numpy as np
-
-    p = argparse.ArgumentParser()
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--features", type=int, default=64)
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=os.cpu_count())
-    args = p.parse_args()
     import torch
+
+    args = types.SimpleNamespace(batch=_BATCH.value, features=_FEATURES.value,
+                                 layers=_LAYERS.value, threads=_THREADS.value)
 
     torch.set_num_threads(args.threads)
     rs = np.random.RandomState(0)
@@ -149,14 +141,13 @@ def main():
     fns = {"jax_taps": build_jax(args, "taps"), "jax_conv": build_jax(args, "conv"),
            "torch": build_torch(args)}
     for fn, _ in fns.values():  # compile + warm-up
-        fn()
-        fn()
+        common.times(fn, repeats=0, warmup=2)
     times = {k: [] for k in fns}
-    for _ in range(args.rounds):
+    for _ in range(_ROUNDS.value):
         for k, (fn, _) in fns.items():
-            times[k].append(timeit(fn, args.steps))
+            times[k].append(statistics.mean(common.times(fn, repeats=_STEPS.value, warmup=0)))
     med = {k: float(np.median(v)) for k, v in times.items()}
-    print(json.dumps({
+    common.emit({
         "benchmark": "gated_pixelcnn_train_step_vs_torch",
         "batch": args.batch, "features": args.features, "layers": args.layers + 1,
         "threads": args.threads,
@@ -164,8 +155,8 @@ def main():
         "step_ms": {k: round(v * 1e3, 1) for k, v in med.items()},
         "ratio_jax_taps_over_torch": round(med["jax_taps"] / med["torch"], 3),
         "ratio_jax_conv_over_torch": round(med["jax_conv"] / med["torch"], 3),
-    }))
+    })
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -11,7 +11,7 @@ not depend on t, the shape is static) and its total is extrapolated as L x per-s
 `max_len` cache slots every step (`decode_chunk=0`) against the default, which reads only the
 filled prefix (`layers.attention.prefix_attention`). Prints one JSON line.
 
-    python experiments/benchmarks/kv_cache_speed.py [--lengths 256,1024,4096] [--width 256]
+    python -m experiments.benchmarks.speed.kv_cache_speed [--lengths 256,1024,4096] [--width 256]
         [--kv_heads 2]
 
 Per generated token the cached sampler reads every weight once and the K/V of the t tokens
@@ -20,35 +20,42 @@ before it, so its cost is a + b*t: it is flat in length only while the weights t
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+from argen_jax.models.transformer import Decoder
+from argen_jax.sampling.loop import LoopState, autoregressive_scan, sample_keys
+from argen_jax.sampling.processors import categorical_draw
+from argen_jax.sampling.tokens import sample_tokens
+from experiments.benchmarks import common
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
+_LENGTHS = flags.DEFINE_list("lengths", ["256", "1024", "4096"], "Sequence lengths.")
+_BATCH = flags.DEFINE_integer("batch", 1, "Sequences sampled at once.")
+_VOCAB = flags.DEFINE_integer("vocab", 1024, "Vocabulary.")
+_WIDTH = flags.DEFINE_integer("width", 256, "Model width.")
+_DEPTH = flags.DEFINE_integer("depth", 4, "Blocks.")
+_HEADS = flags.DEFINE_integer("heads", 8, "Attention heads.")
+_MLP = flags.DEFINE_integer("mlp", 768, "MLP width.")
+_KV_HEADS = flags.DEFINE_integer("kv_heads", 0, "Grouped-query attention: K/V heads "
+                                 "(0 = heads, plain multi-head).")
+_CHUNK = flags.DEFINE_integer("chunk", 256, "Decoder.decode_chunk: cached decoding reads "
+                              "filled slots in chunks.")
+_NAIVE_TOKENS = flags.DEFINE_integer("naive_tokens", 32768, "Naive steps timed per length: "
+                                     "max(2, this / length).")
+common.timing_flags(repeats=3)  # best of N timed cached runs (the naive sampler: one)
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
-from argen_jax.models.transformer import Decoder  # noqa: E402
-from argen_jax.sampling.loop import LoopState, autoregressive_scan, sample_keys  # noqa: E402
-from argen_jax.sampling.processors import categorical_draw  # noqa: E402
-from argen_jax.sampling.tokens import sample_tokens  # noqa: E402
-from experiments.benchmarks.timing import best_time  # noqa: E402
-
-
-def bench(length, args):
-    model = Decoder(vocab_size=args.vocab, num_classes=1, max_len=length, width=args.width,
-                    depth=args.depth, num_heads=args.heads, mlp_dim=args.mlp, rope="1d",
-                    num_kv_heads=args.kv_heads or None,
-                    decode_chunk=args.chunk)
+def bench(length: int) -> dict:
+    vocab = _VOCAB.value
+    model = Decoder(vocab_size=vocab, num_classes=1, max_len=length, width=_WIDTH.value,
+                    depth=_DEPTH.value, num_heads=_HEADS.value, mlp_dim=_MLP.value,
+                    rope="1d", num_kv_heads=_KV_HEADS.value or None,
+                    decode_chunk=_CHUNK.value)
     dense = model.clone(decode_chunk=0)  # attends over all max_len cache slots every step
-    b = args.batch
-    prompt = jnp.full((b, 1), args.vocab, jnp.int32)  # the class / start token
+    b = _BATCH.value
+    prompt = jnp.full((b, 1), vocab, jnp.int32)  # the class / start token
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))
     keys = sample_keys(jax.random.PRNGKey(1), 0, b)
     n_new = length - 1
@@ -62,7 +69,7 @@ def bench(length, args):
 
     cached, cached_dense = cached_with(model), cached_with(dense)
 
-    k = min(args.naive_steps(length), n_new)
+    k = min(max(2, _NAIVE_TOKENS.value // length), n_new)
 
     @jax.jit
     def naive(variables, keys):
@@ -82,9 +89,9 @@ def bench(length, args):
                                np.asarray(naive(variables, keys))))
     same_dense = bool(np.array_equal(np.asarray(cached(variables, keys)),
                                      np.asarray(cached_dense(variables, keys))))
-    t_cached = best_time(cached, variables, keys, repeats=args.repeats)
-    t_dense = best_time(cached_dense, variables, keys, repeats=args.repeats)
-    t_naive_k = best_time(naive, variables, keys)
+    t_cached = common.best_time(cached, variables, keys)
+    t_dense = common.best_time(cached_dense, variables, keys)
+    t_naive_k = common.best_time(naive, variables, keys, repeats=1)
     per_cached = t_cached / n_new
     per_naive = t_naive_k / k
     return {"length": length, "cached_total_s": round(t_cached, 3),
@@ -96,36 +103,20 @@ def bench(length, args):
             "speedup": round(per_naive / per_cached, 1), "same_tokens": same}
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--lengths", default="256,1024,4096")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--vocab", type=int, default=1024)
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--mlp", type=int, default=768)
-    p.add_argument("--kv_heads", type=int, default=0,
-                   help="grouped-query attention: K/V heads (0 = heads, plain multi-head)")
-    p.add_argument("--repeats", type=int, default=3, help="best of N timed cached runs")
-    p.add_argument("--chunk", type=int, default=256,
-                   help="Decoder.decode_chunk: cached decoding reads filled slots in chunks")
-    p.add_argument("--naive_tokens", type=int, default=32768,
-                   help="naive steps timed per length: max(2, this / length)")
-    args = p.parse_args()
-    args.naive_steps = lambda n: max(2, args.naive_tokens // n)
-    rows = [bench(int(n), args) for n in args.lengths.split(",")]
+def main(argv):
+    del argv
+    rows = [bench(int(n)) for n in _LENGTHS.value]
     base = rows[0]["cached_ms_per_token"]
     for r in rows:
         r["cached_per_token_vs_shortest"] = round(r["cached_ms_per_token"] / base, 2)
         r["all_slots_per_token_vs_shortest"] = round(
             r["cached_all_slots_ms_per_token"] / rows[0]["cached_all_slots_ms_per_token"], 2)
-    print(json.dumps({"benchmark": "kv_cache_speed", "device": jax.devices()[0].platform,
-                      "model": {"width": args.width, "depth": args.depth, "heads": args.heads,
-                                "kv_heads": args.kv_heads or args.heads, "mlp": args.mlp,
-                                "vocab": args.vocab, "batch": args.batch},
-                      "results": rows}))
+    common.emit({"benchmark": "kv_cache_speed", "device": jax.devices()[0].platform,
+                 "model": {"width": _WIDTH.value, "depth": _DEPTH.value,
+                           "heads": _HEADS.value, "kv_heads": _KV_HEADS.value or _HEADS.value,
+                           "mlp": _MLP.value, "vocab": _VOCAB.value, "batch": _BATCH.value},
+                 "results": rows})
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -11,24 +11,32 @@ to the main process). Each side first reads `--warmup` batches (worker start-up,
 then `--batches` timed batches; the sides alternate (taking turns to go first) for `--rounds`
 rounds; the median and best images/s of each are reported. Prints one JSON line.
 
-    python experiments/data/make_image_folder.py --out=/tmp/in20k --classes=100 --per_class=200
-    python experiments/benchmarks/input_pipeline.py --folder=/tmp/in20k --workers=2
+    python -m experiments.data.make_image_folder --out=/tmp/in20k --classes=100 --per_class=200
+    python -m experiments.benchmarks.speed.input_pipeline --folder=/tmp/in20k --workers=2
 (needs torchvision: in a venv of its own, pip install -e '.[bench-vision]')
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax.data.grain_loader import GrainLoader  # noqa: E402
-from argen_jax.data.image_folder import ImageFolderSource, ImageTransform  # noqa: E402
+from argen_jax.data.grain_loader import GrainLoader
+from argen_jax.data.image_folder import ImageFolderSource, ImageTransform
+from experiments.benchmarks import common
+
+_FOLDER = flags.DEFINE_string("folder", None, "ImageNet-layout folder (train/CLASS/*.jpeg).",
+                              required=True)
+_RESOLUTION = flags.DEFINE_integer("resolution", 256, "Output side.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch.")
+_WORKERS = flags.DEFINE_integer("workers", 2, "Worker processes (both sides).")
+_BATCHES = flags.DEFINE_integer("batches", 20, "Timed batches per side per round.")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed batches first (worker start-up).")
+_ROUNDS = flags.DEFINE_integer("rounds", 4, "Rounds (the sides take turns to go first).")
 
 
 class TorchTransform:
@@ -47,12 +55,9 @@ class TorchTransform:
 
 
 def time_loader(next_batch, batches: int, warmup: int, batch_size: int) -> float:
-    for _ in range(warmup):
-        next_batch()
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        next_batch()
-    return batches * batch_size / (time.perf_counter() - t0)
+    """Images/s over `batches` batches after `warmup` untimed ones."""
+    common.times(next_batch, repeats=0, warmup=warmup)
+    return batches * batch_size / sum(common.times(next_batch, repeats=batches, warmup=0))
 
 
 def ours(folder, res, batch_size, workers, batches, warmup):
@@ -80,41 +85,36 @@ def torch_side(folder, res, batch_size, workers, batches, warmup):
     return time_loader(lambda: next(it), batches, warmup, batch_size)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--folder", required=True)
-    ap.add_argument("--resolution", type=int, default=256)
-    ap.add_argument("--batch_size", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--batches", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=4)
-    a = ap.parse_args()
+def main(argv):
+    del argv
     import torch
     import torchvision
 
     torch.set_num_threads(1)
-    n = len(ImageFolderSource(a.folder, "train"))
+    n = len(ImageFolderSource(_FOLDER.value, "train"))
     res = {"ours": [], "torch": []}
-    args = (a.folder, a.resolution, a.batch_size, a.workers, a.batches, a.warmup)
+    batch_size = _BATCH_SIZE.value
+    args = (_FOLDER.value, _RESOLUTION.value, batch_size, _WORKERS.value, _BATCHES.value,
+            _WARMUP.value)
     sides = {"ours": ours, "torch": torch_side}
-    for r in range(a.rounds):  # alternate which side goes first
+    for r in range(_ROUNDS.value):  # alternate which side goes first
         for name in (("ours", "torch") if r % 2 == 0 else ("torch", "ours")):
             res[name].append(sides[name](*args))
         print(json.dumps({k: round(v[-1], 1) for k, v in res.items()}), file=sys.stderr)
     best = {k: max(v) for k, v in res.items()}
     median = {k: float(np.median(v)) for k, v in res.items()}
-    print(json.dumps({
-        "benchmark": "input_pipeline", "images_in_folder": n, "resolution": a.resolution,
-        "batch_size": a.batch_size, "workers": a.workers, "timed_images": a.batches * a.batch_size,
+    common.emit({
+        "benchmark": "input_pipeline", "images_in_folder": n, "resolution": _RESOLUTION.value,
+        "batch_size": batch_size, "workers": _WORKERS.value,
+        "timed_images": _BATCHES.value * batch_size,
         "transform": "LlamaGen random_crop_arr + flip (the same ImageTransform both sides)",
         "ours_median_images_per_s": round(median["ours"], 1),
         "torch_median_images_per_s": round(median["torch"], 1),
         "median_ours_over_torch": round(median["ours"] / median["torch"], 3),
         "best_ours_over_torch": round(best["ours"] / best["torch"], 3),
         "all_rounds": {k: [round(x, 1) for x in v] for k, v in res.items()},
-        "torch": torch.__version__, "torchvision": torchvision.__version__}))
+        "torch": torch.__version__, "torchvision": torchvision.__version__})
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

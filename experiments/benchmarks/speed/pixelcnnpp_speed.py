@@ -7,33 +7,25 @@ loss, Adam, fp32, the same batch; parameter counts are checked equal. Both run o
 threads after warm-up (JAX: compiled, `block_until_ready`); steps alternate between the two so
 that load from other processes hits both alike; medians are reported.
 
-    python experiments/benchmarks/pixelcnnpp_speed.py [--setting=fmnist|patches|both|cifar]
-        [--impl=conv|taps] [--torch_device=cuda]
+    python -m experiments.benchmarks.speed.pixelcnnpp_speed \
+        [--setting=fmnist|patches|both|cifar] [--impl=conv|taps] [--torch_device=cuda]
 
 On a GPU machine JAX runs on the GPU; `--torch_device=cuda` puts PyTorch there too (cuDNN
 autotuning on; each side's default float32 precision). `--setting=cifar` is the paper's model.
 
 ARGEN_XLA_CPU_FLAGS=0 times XLA's default CPU flags instead of argen_jax/xla_env.py's.
 
-Prints one JSON line per setting.
+Prints one JSON line: the setting's row (`--setting=both`: {"rows": [fmnist, patches]}).
 """
-import argparse
-import json
 import os
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import flags
 
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-import argen_jax  # noqa: E402,F401  (sets the CPU XLA flags before JAX starts: xla_env.py)
+from experiments.benchmarks import common
 
 # (H, W, C, features, num_resnet, num_mixtures, batch): the :cpu configs' models
 SETTINGS = {
@@ -42,6 +34,14 @@ SETTINGS = {
     # the paper's CIFAR-10 model (160 filters, 5 blocks per resolution), its per-GPU batch
     "cifar": (32, 32, 3, 160, 5, 10, 16),
 }
+
+
+_SETTING = flags.DEFINE_enum("setting", "both", ["both", *SETTINGS], "Model and batch "
+                             "(both: fmnist and patches).")
+_THREADS = flags.DEFINE_integer("threads", os.cpu_count(), "torch threads.")
+_IMPL = flags.DEFINE_enum("impl", "conv", ["conv", "taps"], "Our shifted convs' impl.")
+_TORCH_DEVICE = flags.DEFINE_enum("torch_device", "cpu", ["cpu", "cuda"], "PyTorch's device.")
+common.timing_flags(repeats=10, warmup=2)  # steps timed (alternating) / after the compile
 
 
 # --------------------------------------------------------------------------- PyTorch model
@@ -217,7 +217,7 @@ def jax_step(channels, features, num_resnet, num_mixtures, batch_size, h, w, imp
     return step, params, opt, n
 
 
-def run_setting(name, reps, impl, torch_device="cpu"):
+def run_setting(name, impl, torch_device="cpu"):
     import torch
 
     h, w, c, f, r, k, bs = SETTINGS[name]
@@ -247,21 +247,16 @@ def run_setting(name, reps, impl, torch_device="cpu"):
         jax.block_until_ready(loss)
         return loss
 
-    t0 = time.perf_counter()
-    jl = jstep()  # compile
-    compile_s = time.perf_counter() - t0
+    with common.Stopwatch() as compiling:
+        jl = jstep()
     tl = torch_step()
-    for _ in range(2):  # warm-up
-        jstep()
-        torch_step()
+    common.times(jstep, repeats=0)  # --warmup steps each
+    common.times(torch_step, repeats=0)
+    reps = flags.FLAGS.repeats
     tj, tt = [], []
     for _ in range(reps):  # alternate, so background load hits both alike
-        t0 = time.perf_counter()
-        jstep()
-        tj.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        torch_step()
-        tt.append(time.perf_counter() - t0)
+        tj += common.times(jstep, repeats=1, warmup=0)
+        tt += common.times(torch_step, repeats=1, warmup=0)
     mj, mt = float(np.median(tj)), float(np.median(tt))
     return {"setting": name, "image": [h, w, c], "batch": bs, "features": f, "num_resnet": r,
             "num_mixtures": k, "params": n_jax, "impl": impl,
@@ -269,27 +264,21 @@ def run_setting(name, reps, impl, torch_device="cpu"):
             "torch_step_ms": round(1000 * mt, 1), "torch_over_jax": round(mt / mj, 3),
             "jax_first_loss_per_dim": round(float(jl) / x.size, 4),
             "torch_first_loss_per_dim": round(float(tl) / x.size, 4),
-            "jax_compile_s": round(compile_s, 1), "reps": reps,
+            "jax_compile_s": round(compiling.seconds, 1), "reps": reps,
             "jax_device": str(jax.devices()[0]), "torch_device": torch_device,
             "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--setting", default="both", choices=["both", *SETTINGS])
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--impl", default="conv", choices=["conv", "taps"])
-    ap.add_argument("--torch_device", default="cpu", choices=["cpu", "cuda"])
-    args = ap.parse_args()
+def main(argv):
+    del argv
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(_THREADS.value)
     torch.backends.cudnn.benchmark = True
-    names = ["fmnist", "patches"] if args.setting == "both" else [args.setting]
-    for name in names:
-        print(json.dumps(run_setting(name, args.reps, args.impl, args.torch_device)), flush=True)
+    names = ["fmnist", "patches"] if _SETTING.value == "both" else [_SETTING.value]
+    rows = [run_setting(name, _IMPL.value, _TORCH_DEVICE.value) for name in names]
+    common.emit(rows[0] if len(rows) == 1 else {"benchmark": "pixelcnnpp_speed", "rows": rows})
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -18,35 +18,38 @@ plus the same metrics for a second plain set with another seed (`plain_reseeded`
 two sample sets of this size show, against which the plain / speculative gap is judged.
 Prints one JSON line.
 
-    python experiments/benchmarks/speculative_quality.py --workdir=runs/llamagen --num=2000 \
-        --speculative=8 [--feature_net=/tmp/featnet/fashion_mnist.npz]
+    python -m experiments.benchmarks.quality.speculative_quality --workdir=runs/llamagen \
+        --num=2000 --speculative=8 [--feature_net=/tmp/featnet/fashion_mnist.npz]
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import time
+import jax
+import numpy as np
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from argen_jax import xla_env  # noqa: E402
-
-xla_env.apply()  # the CPU XLA flags the launcher applies (argen_jax/xla_env.py)
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from argen_jax.errors import ConfigError  # noqa: E402
-from argen_jax.evaluation.sample_eval import build_extractor  # noqa: E402
-from argen_jax.io.run_dir import load_config  # noqa: E402
-from argen_jax.models.base import images_of  # noqa: E402
-from argen_jax.models.transformer import sample_decoder  # noqa: E402
-from argen_jax.sampling.loop import sample_keys  # noqa: E402
-from argen_jax.train.loop import _restored  # noqa: E402
-from argen_jax.train.sample_metrics import reference_features, score_images  # noqa: E402
+from argen_jax.errors import ConfigError
+from argen_jax.evaluation.sample_eval import build_extractor
+from argen_jax.io.run_dir import load_config
+from argen_jax.models.base import images_of
+from argen_jax.models.transformer import sample_decoder
+from argen_jax.sampling.loop import sample_keys
+from argen_jax.train.loop import _restored
+from argen_jax.train.sample_metrics import reference_features, score_images
+from experiments.benchmarks import common
 
 FAMILIES = ("llamagen", "igpt")  # the families `sample_decoder` samples
+
+flags.DEFINE_string("workdir", None, "A trained llamagen / igpt run.", required=True)
+flags.DEFINE_integer("num", 2000, "Samples each way (quality).")
+flags.DEFINE_integer("speculative", 8, "Window of drafts W.")
+flags.DEFINE_integer("batch", 8, "Samples drawn at once.")
+flags.DEFINE_integer("timing_batches", 16, "Batch-1 images timed.")
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_string("feature_net", "", "Overrides config.eval.feature_net.")
+flags.DEFINE_float("cfg_scale", None, "Overrides config.sample.cfg_scale.")
+flags.DEFINE_float("temperature", None, "Overrides config.sample.temperature.")
+flags.DEFINE_integer("top_k", None, "Overrides config.sample.top_k.")
+flags.DEFINE_float("top_p", None, "Overrides config.sample.top_p.")
 
 
 def sampler(fam, settings):
@@ -73,12 +76,16 @@ def draw(fn, params, num: int, batch: int, seed: int, num_classes: int):
 
     jax.block_until_ready(call(0))  # compile
     out, passes = [], []
-    t0 = time.perf_counter()
-    for s in range(0, num, batch):
-        tokens, p = jax.block_until_ready(call(s))
+    starts = range(0, num, batch)
+    next_start = iter(starts)
+
+    def one_batch():
+        tokens, p = call(next(next_start))
         out.append(np.asarray(tokens))
         passes.append(int(p))
-    return np.concatenate(out)[:num], passes, time.perf_counter() - t0
+
+    seconds = sum(common.times(one_batch, repeats=len(starts), warmup=0))
+    return np.concatenate(out)[:num], passes, seconds
 
 
 def speed(passes, seconds: float, num: int, tokens: int) -> dict:
@@ -88,20 +95,9 @@ def speed(passes, seconds: float, num: int, tokens: int) -> dict:
             "s_per_image": round(seconds / num, 5)}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workdir", required=True, help="a trained llamagen / igpt run")
-    ap.add_argument("--num", type=int, default=2000, help="samples each way (quality)")
-    ap.add_argument("--speculative", type=int, default=8, help="window of drafts W")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--timing_batches", type=int, default=16, help="batch-1 images timed")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--feature_net", default="", help="overrides config.eval.feature_net")
-    ap.add_argument("--cfg_scale", type=float, default=None)
-    ap.add_argument("--temperature", type=float, default=None)
-    ap.add_argument("--top_k", type=int, default=None)
-    ap.add_argument("--top_p", type=float, default=None)
-    a = ap.parse_args()
+def main(argv):
+    del argv
+    a = flags.FLAGS
     if a.speculative < 1 or a.num < 1 or a.batch < 1:
         raise ConfigError("--speculative, --num and --batch must be >= 1")
     config = load_config(a.workdir, what="a LlamaGen run directory")
@@ -141,8 +137,8 @@ def main():
         out.update({k: round(float(v), 5) for k, v in score_images(
             exp, extractor, ref, images, levels).items()})
         row[name] = out
-    print(json.dumps(row))
+    common.emit(row)
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -1,12 +1,12 @@
 """Kill a training run mid-way (SIGKILL, as a crashed or preempted job), run the same
 command again, and compare its final metrics with an uninterrupted run of the same seed.
 
-    python experiments/benchmarks/resume_check.py [--config=experiments/pixelcnn/mnist.py:tiny]
+    python -m experiments.benchmarks.checks.resume_check \
+        [--config=experiments/pixelcnn/mnist.py:tiny]
 
 Prints one JSON line: the step the kill landed after, the checkpoint it resumed from, and
 both runs' final metrics (they must be identical).
 """
-import argparse
 import json
 import os
 import signal
@@ -15,7 +15,16 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
+
+from experiments.benchmarks import common
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), *[os.pardir] * 3))
+
+_CONFIG = flags.DEFINE_string("config", "experiments/pixelcnn/mnist.py:tiny",
+                              "Experiment config file:arg, passed to launch/main.py as is.")
+_KILL_AFTER = flags.DEFINE_integer("kill_after_checkpoint", 50,
+                                   "SIGKILL once this step's checkpoint is committed.")
 
 
 def launch(config, workdir, extra):
@@ -31,21 +40,19 @@ def final_metrics(workdir):
     for r in rows:
         if r["step"] == last_step:
             out.update(r)
-    out.pop("train/steps_per_sec", None)  # wall-clock throughput: differs between runs
-    return out
+    # wall-clock throughput (steps, examples, tokens, TFLOP/s, MFU): differs between runs
+    return {k: v for k, v in out.items() if not (k.endswith("_per_sec") or k == "train/mfu")}
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--config", default="experiments/pixelcnn/mnist.py:tiny")
-    p.add_argument("--kill_after_checkpoint", type=int, default=50)
-    args = p.parse_args()
+def main(argv):
+    del argv
+    config = _CONFIG.value
     extra = ["--config.train.sample_at_end=False"]
     tmp = tempfile.mkdtemp(prefix="resume_check_")
     a, b = os.path.join(tmp, "straight"), os.path.join(tmp, "killed")
-    ref = launch(args.config, a, extra)
-    run = launch(args.config, b, extra)
-    ckdir = os.path.join(b, "checkpoints", str(args.kill_after_checkpoint))
+    ref = launch(config, a, extra)
+    run = launch(config, b, extra)
+    ckdir = os.path.join(b, "checkpoints", str(_KILL_AFTER.value))
     while not os.path.exists(os.path.join(ckdir, "state", "commit_success.txt")):
         if run.poll() is not None:
             sys.exit("run finished before it could be killed: raise the step count")
@@ -54,18 +61,18 @@ def main():
     run.wait()
     killed_at = max(int(d) for d in os.listdir(os.path.join(b, "checkpoints")) if d.isdigit())
     logged = max(r["step"] for r in map(json.loads, open(os.path.join(b, "metrics.jsonl"))))
-    again = launch(args.config, b, extra)
+    again = launch(config, b, extra)
     again.wait()
     ref.wait()
     fa, fb = final_metrics(a), final_metrics(b)
-    print(json.dumps({
+    common.emit({
         "check": "resume_after_sigkill", "newest_checkpoint_at_kill": killed_at,
         "last_logged_step_at_kill": logged,
         "identical_final_metrics": fa == fb, "uninterrupted": fa, "resumed": fb,
         "workdirs": [a, b],
-    }))
+    })
     sys.exit(0 if fa == fb else 1)
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

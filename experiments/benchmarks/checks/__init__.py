@@ -1,0 +1,1 @@
+"""Correctness checks run end to end (not timed): resume after a kill, ..."""

@@ -1,0 +1,1 @@
+"""Memory benchmarks: compiled memory plans and peak RSS."""

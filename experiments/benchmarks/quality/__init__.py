@@ -1,0 +1,1 @@
+"""Quality benchmarks: likelihoods, sample metrics, compressed sizes."""

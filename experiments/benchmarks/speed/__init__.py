@@ -1,0 +1,1 @@
+"""Speed benchmarks: times and ratios measured side by side in one run."""
