@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import io
 import itertools
+import logging
 import math
 import threading
 import time
@@ -115,7 +116,10 @@ class Request:
 
     def emit(self, kind: str, data: Any = None) -> None:
         if self.on_event is not None:
-            self.on_event(kind, data)
+            try:
+                self.on_event(kind, data)
+            except Exception:  # a listener gone (its event loop closed) stops no engine
+                logging.exception("serve: request %d's event listener failed", self.id)
 
     def cancel(self) -> None:
         """Stop this request: its queued images are dropped and its slots freed before the
@@ -194,6 +198,7 @@ class Engine:
         self._slot_step = [0] * slots
         self._stopping = False
         self._serve_done = False
+        self.failed = ""  # an engine thread's error (the server reports it)
         self._decode_q: collections.deque = collections.deque()
         self._decode_cv = threading.Condition()
         self._inflight_decode = 0
@@ -367,7 +372,8 @@ class Engine:
     # ---------------------------------------------------------------- threads
     def start(self) -> Engine:
         for fn in (self._decode_loop, self._serve_loop):
-            th = threading.Thread(target=fn, name=f"serve-{fn.__name__}", daemon=True)
+            th = threading.Thread(target=self._guarded, args=(fn,), name=f"serve{fn.__name__}",
+                                  daemon=True)
             th.start()
             self._threads.append(th)
         return self
@@ -388,6 +394,26 @@ class Engine:
             self._decode_cv.notify_all()
         for th in self._threads:
             th.join(timeout)
+
+    def _guarded(self, fn) -> None:
+        """Runs an engine thread; if it fails, the error is kept (`failed`, /healthz) and
+        every request is cancelled instead of waiting forever."""
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 (reported, then every waiter released)
+            logging.exception("serve: the engine's %s thread failed", fn.__name__)
+            with self._lock:
+                self.failed = f"{type(e).__name__}: {e}"
+                self._stopping = True
+                for req, _ in list(self._pending):
+                    req.cancel()
+                self._pending.clear()
+                for job in self._slot_job:
+                    if job is not None:
+                        job[0].cancel()
+            with self._decode_cv:
+                self._serve_done = True
+                self._decode_cv.notify_all()
 
     def _admit(self) -> list[tuple[int, Request, int]]:
         """Under the lock: frees slots of cancelled requests, fills free slots from the

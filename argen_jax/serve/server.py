@@ -160,17 +160,25 @@ def create_app(engine: Engine, title: str = "argen_jax") -> Starlette:
             return StreamingResponse(stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store"})
         try:
-            while not job.done:
+            checked = time.monotonic()
+            while True:
                 try:
                     kind, data = await asyncio.wait_for(events.get(), 0.25)
                 except TimeoutError:
+                    kind = data = None
+                if time.monotonic() - checked >= 0.25:  # the client still there?
+                    checked = time.monotonic()
                     if await request.is_disconnected():
                         job.cancel()
                         return Response(status_code=499)
+                if kind is None:
                     continue
                 observe(kind, data)
+                if kind == "done":
+                    break
                 if kind == "cancelled":
-                    return error(503, "request cancelled (the server is stopping)")
+                    return error(503, "request cancelled: " + (engine.failed or
+                                                               "the server is stopping"))
         finally:
             if not job.done:
                 job.cancel()
@@ -190,9 +198,11 @@ def create_app(engine: Engine, title: str = "argen_jax") -> Starlette:
                           top_p=d.top_p)))
 
     async def healthz(request):
-        body = dict(status="draining" if state["draining"] else "ok",
-                    busy_slots=engine.busy_slots, queue_depth=engine.queue_depth)
-        return JSONResponse(body, 503 if state["draining"] else 200)
+        status = ("failed: " + engine.failed if engine.failed else
+                  "draining" if state["draining"] else "ok")
+        body = dict(status=status, busy_slots=engine.busy_slots,
+                    queue_depth=engine.queue_depth)
+        return JSONResponse(body, 200 if status == "ok" else 503)
 
     async def metrics(request):
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
