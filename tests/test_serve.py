@@ -130,7 +130,7 @@ def test_cancelling_frees_the_slots_and_drops_the_queue(opened):
         while engine.busy_slots == 0:
             time.sleep(0.001)
         big.cancel()
-        assert not big.wait(0) and events[-1] == "cancelled"
+        assert not big.wait(0) and "cancelled" in events
         after = engine.generate(1, 1, seed=2, timeout=120)  # served: the slots came back
         assert after.done and engine.queue_depth == 0 and engine.busy_slots == 0
         assert any(x is None for x in big.images)

@@ -460,7 +460,7 @@ class Engine:
                 done = self._slot_step[s]
                 if done == n:
                     finished.append(s)
-                elif done % self.progress_every == 0:
+                elif done % self.progress_every == 0 and not req.cancelled:
                     req.emit("progress", (k, done, n))
             if finished:
                 tokens = np.asarray(state.tokens)  # waits for this step
