@@ -6,6 +6,7 @@ Exit status 0 after a SIGTERM / Ctrl-C drain, 2 on a user error (one line on std
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from absl import app, flags
@@ -43,8 +44,13 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     title = f.title or os.path.basename(os.path.abspath(f.workdir))
+    # uvicorn drains on SIGTERM / SIGINT, then re-raises the signal to the handler that was
+    # there before it: a no-op one here, so a drained server exits with status 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(create_app(engine, title), host=f.host, port=f.port, log_level="warning",
                 timeout_graceful_shutdown=None)
+    print("serve: drained, exiting", file=sys.stderr)
     return 0
 
 
