@@ -66,7 +66,7 @@ def test_the_page_generates_a_grid_in_chromium(opened, tmp_path):  # noqa: F811
                                     args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 900, "height": 600})
         page.goto(srv.url)
-        page.wait_for_selector("#class option")
+        page.wait_for_function("document.querySelectorAll('#class option').length > 0")
         assert page.locator("#class option").count() == 3  # the run's classes
         page.select_option("#class", "2")
         page.fill("#cfg", "3")
