@@ -107,6 +107,9 @@ def load(engine, family, params):
     classes = rng.integers(0, engine.num_classes, n_req)
     bodies = [{"class": int(c), "seed": i} for i, c in enumerate(classes)]
 
+    from argen_jax.models.base import images_of
+    from argen_jax.pretrained.evaluate import to_uint8
+
     sample = jax.jit(family.sample)
 
     def offline(labels, seed0):  # the offline sampler + decode, one batch
@@ -114,7 +117,7 @@ def load(engine, family, params):
 
         keys = sample_keys(jax.random.PRNGKey(seed0), 0, len(labels))
         tokens = np.asarray(sample(params, keys, jnp.asarray(labels, jnp.int32)))
-        return engine.decode(tokens.reshape(len(labels), -1))
+        return to_uint8(*images_of(family, tokens))  # decoded at this batch, not padded
 
     srv = Server(engine)
     try:
@@ -185,6 +188,12 @@ def soak(engine):
             codes[key] = codes.get(key, 0) + 1
 
     def one(i):
+        try:
+            request(i)
+        except Exception as e:  # noqa: BLE001 (a client-side failure is counted, not fatal)
+            count(f"client_{type(e).__name__}")
+
+    def request(i):
         kind = rng.random()
         if kind < 0.15:
             r = requests.post(f"{srv.url}/v1/images", data=rng.choice(BAD_BODIES), timeout=60)
