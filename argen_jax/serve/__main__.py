@@ -43,6 +43,7 @@ def main(argv):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    engine.warmup()
     title = f.title or os.path.basename(os.path.abspath(f.workdir))
     # uvicorn drains on SIGTERM / SIGINT, then re-raises the signal to the handler that was
     # there before it: a no-op one here, so a drained server exits with status 0

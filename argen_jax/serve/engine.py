@@ -500,10 +500,22 @@ class Engine:
                 req._deliver(k, tok, img, png_bytes(img))
                 self.images_total += 1
 
+    def decode_sizes(self) -> list[int]:
+        """The batch sizes `decode` runs the decoder at: powers of two below decode_batch."""
+        return sorted({min(2 ** i, self.decode_batch)
+                       for i in range(self.decode_batch.bit_length() + 1)})
+
+    def warmup(self) -> None:
+        """Compiles the decoder at every size of `decode_sizes` (before serving: a lone
+        finished image then pays no compilation)."""
+        for m in self.decode_sizes():
+            self.decode(np.zeros((m, self.num_tokens), np.int32))
+
     def decode(self, tokens: np.ndarray) -> np.ndarray:
-        """Token maps [B, N] -> uint8 images [B, H, W, C], decoded `decode_batch` at a time
-        (padded: one compiled decoder)."""
-        b, m = len(tokens), self.decode_batch
+        """Token maps [B, N] -> uint8 images [B, H, W, C], decoded at most `decode_batch` at
+        a time, padded to the next of `decode_sizes` (a few compiled shapes)."""
+        b = len(tokens)
+        m = next(x for x in self.decode_sizes() if x >= min(b, self.decode_batch))
         pad = np.zeros((-b % m, tokens.shape[1]), tokens.dtype)
         samples = np.concatenate([tokens, pad]).reshape(-1, *self.family.spec.shape)
         out = []

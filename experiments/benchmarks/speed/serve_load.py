@@ -122,6 +122,7 @@ def load(engine, family, params):
     srv = Server(engine)
     try:
         t0 = time.monotonic()
+        engine.warmup()
         _arrivals(srv.url, bodies[:s], [0.0] * s)  # compiles the engine's programs
         offline(classes[:1], 0)
         offline(classes[:s], 0)
