@@ -39,13 +39,19 @@ SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "cfg_schedule", "
                  "kv_cache_dtype")
 
 
-def open_preset(workdir: str, preset_name: str = "", **overrides) -> tuple[Run, str, dict]:
-    """(the run in `workdir` opened for inference, preset name, sampling settings dict) with
-    a sampling preset (default: the converted run's own, else 'run') and overrides."""
-    config = load_run_config(workdir)
+def preset_fields(config, preset_name: str = "", **overrides) -> tuple[str, dict]:
+    """(name, `config.sample` fields) of a sampling preset (default: the converted run's own,
+    else 'run') with `overrides` (None: not overridden) on top."""
     converted = config.get("converted")
     name = preset_name or (converted.get("preset") if converted is not None else "") or "run"
-    fields = {**preset(name), **{k: v for k, v in overrides.items() if v is not None}}
+    return name, {**preset(name), **{k: v for k, v in overrides.items() if v is not None}}
+
+
+def open_preset(workdir: str, preset_name: str = "", **overrides) -> tuple[Run, str, dict]:
+    """(the run in `workdir` opened for inference, preset name, sampling settings dict) with
+    a sampling preset (`preset_fields`) and overrides."""
+    config = load_run_config(workdir)
+    name, fields = preset_fields(config, preset_name, **overrides)
     run = open_run(workdir, config, sample=fields)
     if run.spec.kind != "tokens":
         raise ConfigError(f"{workdir!r} is a {run.spec.kind} run: these tools sample "
@@ -54,7 +60,8 @@ def open_preset(workdir: str, preset_name: str = "", **overrides) -> tuple[Run, 
     return run, name, {k: settings[k] for k in SAMPLING_KEYS}
 
 
-def _uint8(images: np.ndarray, levels: int) -> np.ndarray:
+def to_uint8(images: np.ndarray, levels: int) -> np.ndarray:
+    """Decoded images (ints in [0, levels)) -> uint8 [0, 255]."""
     return np.round(np.asarray(images) * (255.0 / max(levels - 1, 1))).astype(np.uint8)
 
 
@@ -151,7 +158,7 @@ def evaluate(workdir: str, num: int, out: str, ref: str = "", inception="",
         tokens = run.sample(hi - lo, seed, start_index=lo, batch_size=min(batch_size, hi - lo))
         t1 = time.time()
         images, levels = images_of(run.family, tokens, size)
-        images = _uint8(images, levels)
+        images = to_uint8(images, levels)
         t_sample, t_decode = t_sample + time.time() - t0, t_decode + time.time() - t1
         if jax.process_index() == 0:
             labels = (np.arange(lo, hi) % max(run.spec.num_classes, 1)).astype(np.int64)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 NEG_INF = -1e30  # finite: keeps softmax NaN-free even if a whole row were masked
 CFG_SCHEDULES = ("constant", "linear", "cosine")  # cfg_scale_schedule kinds
@@ -35,7 +36,7 @@ def _float_of_ordered_bits(u: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(b, jnp.float32)
 
 
-def kth_largest(logits: jax.Array, k: int) -> jax.Array:
+def kth_largest(logits: jax.Array, k: int | jax.Array) -> jax.Array:
     """The k-th largest value of each row (counting repeats), [..., V] -> [..., 1] float32,
     for 1 <= k <= V and float32 or narrower logits (NaN not supported).
 
@@ -56,11 +57,29 @@ def kth_largest(logits: jax.Array, k: int) -> jax.Array:
     return _float_of_ordered_bits(t)
 
 
-def top_k_filter(logits: jax.Array, k: int) -> jax.Array:
-    """Keep the k largest logits per row (ties at the k-th value are kept too)."""
-    if k <= 0 or k >= logits.shape[-1]:
-        return logits
-    return jnp.where(logits.astype(jnp.float32) < kth_largest(logits, k), NEG_INF, logits)
+def per_row(x) -> bool:
+    """Whether a processor parameter is per row (an array [N]: a serving engine's slots, each
+    with its own settings) rather than one Python number for the whole batch."""
+    return isinstance(x, (jax.Array, np.ndarray))
+
+
+def _rows(x, logits: jax.Array) -> jax.Array:
+    """A per-row parameter [N] -> [N, 1, ...], broadcasting against logits [N, ..., V]."""
+    x = jnp.asarray(x)
+    return x.reshape(x.shape + (1,) * (logits.ndim - x.ndim))
+
+
+def top_k_filter(logits: jax.Array, k: int | jax.Array) -> jax.Array:
+    """Keep the k largest logits per row (ties at the k-th value are kept too). k: one int,
+    or one per row [N] (rows with k <= 0 or k >= V unfiltered)."""
+    v = logits.shape[-1]
+    if not per_row(k):
+        if k <= 0 or k >= v:
+            return logits
+        return jnp.where(logits.astype(jnp.float32) < kth_largest(logits, k), NEG_INF, logits)
+    k = _rows(jnp.asarray(k, jnp.int32), logits)
+    kth = kth_largest(logits, jnp.clip(k, 1, v))
+    return jnp.where((k > 0) & (k < v) & (logits.astype(jnp.float32) < kth), NEG_INF, logits)
 
 
 def _nucleus_sorted(sorted_logits: jax.Array, p: float) -> jax.Array:
@@ -70,12 +89,20 @@ def _nucleus_sorted(sorted_logits: jax.Array, p: float) -> jax.Array:
     return before < p  # the first entry is always kept (p > 0)
 
 
-def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
+def top_p_filter(logits: jax.Array, p: float | jax.Array) -> jax.Array:
     """Nucleus: keep the smallest set of most likely entries whose probability reaches p.
     Sorts the whole row (after a top-k filter, `top_k_top_p_filter` sorts only the kept
-    candidates)."""
+    candidates). p: one float, or one per row [N] (rows with p >= 1 unfiltered)."""
+    if per_row(p):
+        p = _rows(p, logits)
+        return jnp.where(p >= 1.0, logits, _nucleus(logits, p))
     if p >= 1.0:
         return logits
+    return _nucleus(logits, p)
+
+
+def _nucleus(logits: jax.Array, p) -> jax.Array:
+    """`top_p_filter`'s full sort, for p < 1 (a float or [N, 1, ...] per row)."""
     order = jnp.argsort(-logits, axis=-1)  # stable: ties in index order
     keep_sorted = _nucleus_sorted(jnp.take_along_axis(logits, order, axis=-1), p)
     keep = jnp.zeros_like(keep_sorted).at[
@@ -118,12 +145,21 @@ def _nucleus_of_candidates(logits: jax.Array, keep_k: jax.Array, p: float,
     return jnp.where(keep, logits, NEG_INF)
 
 
-def top_k_top_p_filter(logits: jax.Array, k: int, p: float) -> jax.Array:
+def top_k_top_p_filter(logits: jax.Array, k: int | jax.Array,
+                       p: float | jax.Array) -> jax.Array:
     """`top_p_filter(top_k_filter(logits, k), p)`, the same output bit for bit, sorting only
-    the top-k candidates (`candidate_capacity` slots per row). Rows with more tied
+    the top-k candidates (`candidate_capacity` slots per row). With k or p per row (arrays
+    [N]) it is that composition itself (a full sort where a row asks for top-p), skipped by a
+    `lax.cond` when no row filters. Rows with more tied
     candidates than that, or a k-th value <= NEG_INF, take the full sort (a `lax.cond` over
     the batch: under `vmap` both branches run)."""
     v = logits.shape[-1]
+    if per_row(k) or per_row(p):  # a serving engine's slots: one setting per row
+        k = k if per_row(k) else np.full(logits.shape[:1], k, np.int32)
+        p = p if per_row(p) else np.full(logits.shape[:1], p, np.float32)
+        off = jnp.all(((k <= 0) | (k >= v)) & (p >= 1.0))  # no row filters: skip the work
+        return jax.lax.cond(off, lambda: logits,
+                            lambda: top_p_filter(top_k_filter(logits, k), p))
     if k <= 0 or k >= v:
         return top_p_filter(logits, p)
     if p >= 1.0:
@@ -142,7 +178,12 @@ def top_k_top_p_filter(logits: jax.Array, k: int, p: float) -> jax.Array:
 
 
 def process_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
-    logits = apply_temperature(logits.astype(jnp.float32), temperature)
+    """Temperature, then top-k / top-p. Each setting is one Python number for the batch or
+    an array [N] with one value per row (logits [N, ..., V])."""
+    logits = logits.astype(jnp.float32)
+    if per_row(temperature):
+        temperature = _rows(temperature, logits)
+    logits = apply_temperature(logits, temperature)
     return top_k_top_p_filter(logits, top_k, top_p)
 
 
@@ -199,3 +240,13 @@ def cfg_scale_schedule(scale: float, num_steps: int, kind: str = "constant") -> 
         return 1.0 + (scale - 1.0) * r
 
     return at
+
+
+def guidance(scale, num_steps: int, kind: str = "constant", interval: int = -1) -> Callable:
+    """The CFG scale as a function of the step t: the schedule over `num_steps`, cut to 1
+    (the conditional logits) after t = interval + 1 when interval >= 0. `scale` and t may be
+    arrays [N] (a serving engine's slots, each at its own step with its own scale)."""
+    base = cfg_scale_schedule(scale, num_steps, kind)
+    if interval < 0:
+        return base
+    return lambda t: jnp.where(t <= interval + 1, base(t), 1.0)

@@ -15,7 +15,7 @@ from argen_jax.sampling.processors import (
     CFG_SCHEDULES,
     KV_CACHE_DTYPES,
     categorical_draw,
-    cfg_scale_schedule,
+    guidance,
     guided_step_fn,
 )
 from argen_jax.sampling.speculative import speculative_draw
@@ -147,12 +147,8 @@ class SamplingSettings:
         return categorical_draw(self.temperature, self.top_k, self.top_p)
 
     def guidance(self, num_steps: int) -> Callable:
-        """The CFG scale as a function of the step t: the schedule over `num_steps`, cut to 1
-        (the conditional logits) after t = cfg_interval + 1 when cfg_interval >= 0."""
-        base = cfg_scale_schedule(self.cfg_scale, num_steps, self.cfg_schedule)
-        if self.cfg_interval < 0:
-            return base
-        return lambda t: jnp.where(t <= self.cfg_interval + 1, base(t), 1.0)
+        """The CFG scale as a function of the step t (`processors.guidance`)."""
+        return guidance(self.cfg_scale, num_steps, self.cfg_schedule, self.cfg_interval)
 
     def guide(self, step_fn: Callable, num_steps: int) -> Callable:
         """`guided_step_fn(step_fn, self.guidance(num_steps))`: step_fn runs on the doubled
