@@ -79,15 +79,18 @@ def seek_caches(caches: Any, index: jax.Array | int) -> Any:
         if isinstance(c, KVCache) else c, caches, is_leaf=lambda c: isinstance(c, KVCache))
 
 
-def dot_product_attention(q, k, v, mask, dtype=jnp.float32, scale: float | None = None):
+def dot_product_attention(q, k, v, mask, dtype=jnp.float32, scale: float | None = None,
+                          bias=None):
     """q [B, T, H, D], k / v [B, S, Hkv, D] with H = G * Hkv, mask bool [B, 1, T, S].
-    Logits are scaled by `scale` (None: D ** -0.5). Softmax in float32. Returns [B, T, H, D]
-    in `dtype`."""
+    Logits are scaled by `scale` (None: D ** -0.5), then `bias` [B|1, H, T, S] is added (T5's
+    relative position bias). Softmax in float32. Returns [B, T, H, D] in `dtype`."""
     b, t, h, d = q.shape
     hkv = k.shape[2]
     q = q.reshape(b, t, hkv, h // hkv, d)  # [B, T, Hkv, G, D]
     logits = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
     logits = logits * (d ** -0.5 if scale is None else scale)
+    if bias is not None:
+        logits = logits + bias.astype(jnp.float32).reshape(bias.shape[0], hkv, h // hkv, t, -1)
     logits = jnp.where(mask[:, :, None], logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1).astype(dtype)  # [B, Hkv, G, T, S]
     out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(dtype))

@@ -35,6 +35,7 @@ from argen_jax.layers.masks import attention_mask, block_ids_from_sizes, causal_
 from argen_jax.layers.repeat import check_remat, repeated_block
 from argen_jax.layers.rope import coords_1d, coords_2d, rotary_angles
 from argen_jax.models.base import CodingSymbols, categorical_symbols, check_coding_shape
+from argen_jax.models.captions import key_valid
 from argen_jax.parallel import axes
 from argen_jax.sampling.loop import Steps
 from argen_jax.sampling.orders import (
@@ -152,6 +153,8 @@ class Decoder(nn.Module):
     prefix_rope: str = "identity"  # '2d' class tokens: 'identity' (no rotation) | 'zero'
     #   (LlamaGen: rotation factors cos = sin = 0, so their queries and keys are zero)
     norm_eps: float = DecoderSettings.norm_eps  # RMSNorm epsilon (LlamaGen: 1e-5)
+    caption_dim: int = 0  # > 0: the num_prefix positions are a caption (LlamaGen t2i): their
+    #   embeddings are CaptionEmbedder(caption [B, num_prefix, caption_dim]), whatever the ids
     block_sizes: tuple[int, ...] | None = None  # None: causal; else block-causal
     decode_chunk: int = 256  # cached decoding reads the filled KV slots this many at a time
     remat: str = DecoderSettings.remat  # per-block rematerialisation (layers/repeat.py)
@@ -217,9 +220,13 @@ class Decoder(nn.Module):
     # ------------------------------------------------------------------ forward
     @nn.compact
     def __call__(self, ids, cache: Cache | None = None, valid=None, train: bool = False,
-                 positions=None):
-        """ids [B, T] -> (logits [B, T, V] float32, cache). valid [B, T]: key padding
-        (full pass only). positions: (content, target) ids [B, T] when `position_embed`."""
+                 positions=None, caption=None, caption_drop=None):
+        """ids [B, T] -> (logits [B, T, V] float32, cache). valid: key padding, [B, T] in a
+        full pass, [B, max_len] over the cache's slots with a cache (a left-padded caption's
+        mask, then ones). positions: (content, target) ids [B, T] when `position_embed`.
+        caption [B, num_prefix, caption_dim] (caption_dim > 0) gives the embeddings of
+        positions < num_prefix; caption_drop [B] bool replaces it by the learned null caption
+        (CFG's unconditional branch; caption dropout)."""
         b, t = ids.shape
         if t > self.max_len:
             raise ConfigError(f"sequence of {t} tokens exceeds the model's max_len "
@@ -232,8 +239,9 @@ class Decoder(nn.Module):
             start = cache_index(cache)
             pos = start + jnp.arange(t, dtype=jnp.int32)
             slots = jnp.arange(self.max_len, dtype=jnp.int32)
+            written = slots < start + t
             mask = attention_mask(blk[jnp.minimum(pos, self.max_len - 1)], blk,
-                                  slots < start + t)  # [1, 1, T, L]
+                                  written if valid is None else written & valid)  # [B|1,1,T,L]
         coords = self._coords()
         angles = None
         if coords is not None:
@@ -263,6 +271,13 @@ class Decoder(nn.Module):
                 x = x + nn.Embed(self.position_embed + 1, self.width, name=name, **kw,
                                  embedding_init=nn.with_logical_partitioning(
                                      emb_init, (None, axes.EMBED)))(p)
+        if self.caption_dim:
+            if caption is None:
+                raise ConfigError("a caption model (caption_dim > 0) needs caption=")
+            at = jnp.clip(pos, 0, self.num_prefix - 1)
+            cap = CaptionEmbedder(self.num_prefix, self.caption_dim, self.width,
+                                  name="caption_embed", **kw)(caption, at, caption_drop)
+            x = jnp.where((pos < self.num_prefix)[None, :, None], cap, x)
         x = nn.with_logical_constraint(x, axes.RESIDUAL)
         if self.perturb_embeddings:  # identity; lets tests take d logits / d embeddings
             x = self.perturb("embed", x)
@@ -297,10 +312,42 @@ class Decoder(nn.Module):
                                             (axes.BATCH, axes.LENGTH, axes.VOCAB))
         return logits, new_cache
 
-    def extend(self, ids, cache: Cache, train: bool = False, positions=None):
+    def extend(self, ids, cache: Cache, train: bool = False, positions=None, valid=None,
+               caption=None, caption_drop=None):
         """Feeds ids [B, n] at the cache's position: (logits [B, n, V], advanced cache).
         Prefilling a prompt and decoding one token (or one VAR block) are this call."""
-        return self(ids, cache=cache, train=train, positions=positions)
+        return self(ids, cache=cache, valid=valid, train=train, positions=positions,
+                    caption=caption, caption_drop=caption_drop)
+
+
+class CaptionEmbedder(nn.Module):
+    """LlamaGen t2i's caption projection: caption features [B, N, C] -> [B, N, E] through an
+    MLP (Linear, tanh-GELU, Linear, with biases), and a learned null caption [N, C] (init
+    normal / sqrt(C)) that replaces the caption of rows with `drop` (caption dropout in
+    training, the unconditional branch of CFG). `at` [T] picks the caption rows to embed
+    (the positions a call feeds), so decoding one token projects one row."""
+
+    length: int
+    caption_dim: int
+    width: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, caption, at, drop=None):  # caption [B, N, C], at [T] -> [B, T, E]
+        c = self.caption_dim
+        null = self.param("null_caption", nn.with_logical_partitioning(
+            nn.initializers.normal(c ** -0.5), (axes.LENGTH, axes.CODE_DIM)),
+            (self.length, c), self.param_dtype)
+        rows = jnp.take(caption, at, axis=1)  # [B, T, C]
+        if drop is not None:
+            rows = jnp.where(drop[:, None, None], jnp.take(null, at, axis=0)[None], rows)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        h = nn.Dense(self.width, name="fc1", **kw, kernel_init=nn.with_logical_partitioning(
+            nn.initializers.lecun_normal(), (axes.CODE_DIM, axes.EMBED)))(rows)
+        h = nn.gelu(h, approximate=True)
+        return nn.Dense(self.width, name="fc2", **kw, kernel_init=nn.with_logical_partitioning(
+            nn.initializers.lecun_normal(), (axes.MLP, axes.EMBED)))(h)
 
 
 def sample_decoder(model: Decoder, params, keys: jax.Array, labels: jax.Array,
@@ -356,13 +403,45 @@ def decoder_steps(model: Decoder, params, labels: jax.Array, num_tokens: int,
         return model.apply({"params": params}, ids, cache, positions=pos,
                            method=Decoder.extend)
 
+    return _prompted_steps(model, logits_fn, cache, model.class_prompt(labels), uncond,
+                           num_tokens, cfg_scale, window, order)
+
+
+def _prompted_steps(model: Decoder, logits_fn, cache, prompt, uncond, num_tokens: int,
+                    cfg_scale, window: int, order=None) -> Steps:
+    """The token sampler's (window > 0: the speculative sampler's) callbacks after `prompt`
+    [B, P] (and the unconditional `uncond` [B, P] of CFG, or None)."""
     if window:
-        return speculative_token_steps(logits_fn, seek_caches, cache,
-                                       model.class_prompt(labels), num_tokens, window,
-                                       model.vocab_size, uncond_prompt=uncond,
+        return speculative_token_steps(logits_fn, seek_caches, cache, prompt, num_tokens,
+                                       window, model.vocab_size, uncond_prompt=uncond,
                                        cfg_scale=cfg_scale)
-    return token_steps(logits_fn, cache, model.class_prompt(labels), num_tokens,
-                       uncond_prompt=uncond, cfg_scale=cfg_scale, order=order)
+    return token_steps(logits_fn, cache, prompt, num_tokens, uncond_prompt=uncond,
+                       cfg_scale=cfg_scale, order=order)
+
+
+def caption_steps(model: Decoder, params, caption: jax.Array, caption_mask: jax.Array,
+                  num_tokens: int, guided: bool = False, cfg_scale=1.0,
+                  cache_dtype: Any = None, window: int = 0) -> Steps:
+    """The sampler of a caption decoder (LlamaGen t2i, `caption_dim` > 0), as LlamaGen's
+    `generate`: caption [B, P, C] left-padded with its mask [B, P] (`models/captions.py`)
+    prefilled into the KV cache, whose caption slots stay masked by it at every step; with
+    `guided`, CFG's unconditional rows are the learned null caption under the same mask
+    (LlamaGen's uncond_embedding, emb_masks repeated). Token ids at the caption positions
+    are placeholders (0): the caption gives their embeddings."""
+    b, p = caption_mask.shape
+    rows = 2 * b if guided else b
+    both = jnp.concatenate([caption, caption]) if guided else caption  # [B', P, C]
+    mask = jnp.concatenate([caption_mask, caption_mask]) if guided else caption_mask
+    drop = jnp.arange(rows) >= b  # [B']: the second half is the null caption
+    slots = key_valid(mask, model.max_len)  # [B', max_len]: validity of every cache slot
+
+    def logits_fn(ids, cache):
+        return model.apply({"params": params}, ids, cache, valid=slots, caption=both,
+                           caption_drop=drop, method=Decoder.extend)
+
+    prompt = jnp.zeros((b, p), jnp.int32)
+    return _prompted_steps(model, logits_fn, model.init_cache(rows, cache_dtype), prompt,
+                           prompt if guided else None, num_tokens, cfg_scale, window)
 
 
 class DecoderCoding:
