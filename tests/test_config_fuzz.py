@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from argen_jax.errors import UserError
+from argen_jax.parallel import mesh as meshlib
 from argen_jax.run import run
 from argen_jax.train.experiment import Experiment
 
@@ -147,7 +148,7 @@ def _check(config, workdir):
         assert not os.path.exists(workdir) or not os.listdir(workdir), os.listdir(workdir)
         return "refused"
     batch = exp.device_batch(exp._example)  # the step traces for this model and batch
-    jax.eval_shape(exp._in_rules(exp._train_step), exp.abstract_state, batch)
+    jax.eval_shape(meshlib.under_rules(exp.rules, exp._train_step), exp.abstract_state, batch)
     return "built"
 
 

@@ -16,7 +16,7 @@ import requests
 from PIL import Image
 
 from argen_jax.data.pipeline import DataSpec
-from argen_jax.models.transformer import IGPTFamily
+from argen_jax.models.igpt import IGPTFamily
 from argen_jax.pretrained import layouts
 from argen_jax.pretrained.__main__ import main as pretrained_main
 from argen_jax.sampling.loop import sample_keys

@@ -9,8 +9,8 @@ import pytest
 from argen_jax.models import captions
 from argen_jax.models.transformer import Decoder, caption_steps
 from argen_jax.sampling.loop import sample_keys
-from argen_jax.sampling.processors import categorical_draw, cfg_combine, speculative_draw
-from argen_jax.sampling.speculative import tokens_of
+from argen_jax.sampling.processors import categorical_draw, cfg_combine
+from argen_jax.sampling.speculative import speculative_draw, tokens_of
 
 P, C, V, GRID = 5, 6, 11, (3, 3)
 L = GRID[0] * GRID[1]

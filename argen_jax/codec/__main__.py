@@ -27,9 +27,6 @@ _LABEL = flags.DEFINE_integer("label", None, "Class / speaker id of every input,
 _PIXEL_CACHE = flags.DEFINE_bool(
     "pixel_cache", True, "Pixel models: the cached steps (fast). --nopixel_cache: the full pass "
     "per step, which files written before the cached steps existed need (docs/design.md 21).")
-_PIXEL_CACHE = flags.DEFINE_bool(
-    "pixel_cache", True, "Pixel models: the cached steps (fast). --nopixel_cache: the full pass "
-    "per step, which files written before the cached steps existed need (docs/design.md 21).")
 flags.mark_flags_as_required(["workdir", "out"])
 
 MODES = ("encode", "decode")

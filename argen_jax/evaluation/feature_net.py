@@ -110,7 +110,7 @@ def load(path: str):
     if not os.path.exists(path):
         raise CheckpointError(
             f"feature net file not found: {path!r}. Train one with "
-            "`python experiments/evaluation/train_feature_net.py --out=PATH`.")
+            "`python -m experiments.evaluation.train_feature_net --out=PATH`.")
     with np.load(path) as f:
         if "__meta__" not in f.files:
             raise CheckpointError(f"{path!r} is not a SmallFeatureNet file (no __meta__)")

@@ -21,7 +21,7 @@ computes when it feeds uint8 images into the graph; `resize='pytorch'` is pytorc
 Weights: pytorch-fid publishes the graph's weights as a PyTorch state dict,
 `pt_inception-2015-12-05-6726825d.pth` (github.com/mseitzer/pytorch-fid, release
 `fid_weights`). Convert it once with
-    python experiments/evaluation/convert_pt_inception.py pt_inception-2015-12-05-6726825d.pth \
+    python -m experiments.evaluation.convert_pt_inception pt_inception-2015-12-05-6726825d.pth \
         inception_fid.npz
 and load the .npz with `load_params` (no PyTorch needed afterwards). The .npz keeps the state
 dict's names and layouts (e.g. `Mixed_6d.branch1x1.conv.weight` [O, I, kh, kw]).

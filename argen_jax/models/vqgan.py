@@ -78,6 +78,9 @@ class VQGANSettings:
                 raise ConfigError(f"model.{k} must be positive, got {getattr(self, k)}")
         if not self.ch_mult:
             raise ConfigError("model.ch_mult must list at least one level")
+        if min(self.ch_mult) <= 0:
+            raise ConfigError(f"model.ch_mult={tuple(self.ch_mult)}: every channel multiplier "
+                              "must be positive")
         config_lib.check_choice(self, "dtype", config_lib.COMPUTE_DTYPES)
         check_remat(self.remat)
         if self.quantizer not in ("single", "multiscale"):

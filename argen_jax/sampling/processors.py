@@ -44,7 +44,7 @@ def kth_largest(logits: jax.Array, k: int | jax.Array) -> jax.Array:
     order-preserving uint32 image of the float32 bits (`_ordered_bits`): a bit is set iff at
     least k entries are >= the prefix with it set: 32 vectorized count passes over V, no
     sort and no gather, whatever k (`lax.top_k` with k = 2000 of 16384 is slow on XLA:CPU;
-    experiments/benchmarks/topk_filter.py compares them)."""
+    experiments/benchmarks/speed/topk_filter.py compares them)."""
     keys = _ordered_bits(logits)
 
     def set_bit(i, t):  # bit 31 - i

@@ -25,7 +25,7 @@ from flax import linen as nn
 from argen_jax.errors import CheckpointError
 from argen_jax.layers import masks
 from argen_jax.layers.attention import dot_product_attention
-from argen_jax.layers.transformer import RMSNorm
+from argen_jax.layers.llama_block import RMSNorm
 from argen_jax.parallel import axes
 
 BUCKETS = "relpos_buckets"  # rows of the relative position bias table (never sharded)

@@ -139,7 +139,7 @@ class Experiment:
     def lower_train_step(self):
         """The train step lowered for the abstract state and batch (shapes and shardings
         only: nothing is allocated): `.compile()` it for `memory_analysis()` (per-device
-        bytes) and `cost_analysis()` (FLOPs), e.g. experiments/benchmarks/memory_plan.py."""
+        bytes) and `cost_analysis()` (FLOPs), e.g. experiments/benchmarks/memory/memory_plan.py."""
         with jax.set_mesh(self.mesh):
             return self.train_step.jitted.lower(self.abstract_state, self.abstract_batch())
 

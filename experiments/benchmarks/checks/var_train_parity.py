@@ -32,14 +32,13 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
-import json
 import os
 import sys
 import types
 
 from absl import app, flags
 
-from argen_jax import xla_env
+from experiments.benchmarks import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("var_repo", "", "a checkout of FoundationVision/VAR")
@@ -351,7 +350,6 @@ def llamagen_parity(repo: str, steps: int, batch: int, seed: int) -> dict:
 
 def main(argv):
     del argv
-    xla_env.apply()
     if not FLAGS.var_repo:
         raise app.UsageError("--var_repo: a checkout of FoundationVision/VAR")
     import torch
@@ -362,8 +360,8 @@ def main(argv):
     if FLAGS.llamagen_repo:
         result["llamagen"] = llamagen_parity(FLAGS.llamagen_repo, FLAGS.steps, FLAGS.batch,
                                              FLAGS.seed)
-    print(json.dumps(result))
+    common.emit(result)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -12,8 +12,6 @@ classifier's mean confidence (max softmax probability) and how often it names th
 was asked for (the label, for test digits). A model whose samples read as digits comes close
 to the test digits' figures; noise scores ~0.1 agreement. One JSON line.
 """
-import time
-
 import jax
 import numpy as np
 from absl import flags
@@ -21,8 +19,7 @@ from absl import flags
 from argen_jax.data.images import load_idx_folder
 from argen_jax.data.pipeline import binarize_fixed
 from argen_jax.evaluation.feature_net import SmallNetExtractor
-from argen_jax.io.run_dir import load_run_config
-from argen_jax.train import loop
+from argen_jax.inference import open_run
 from experiments.benchmarks import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run of experiments/pixelcnn/mnist.py.",
@@ -47,23 +44,21 @@ def classify(ext: SmallNetExtractor, images: np.ndarray, labels: np.ndarray) -> 
 def main(argv):
     del argv
     ext = SmallNetExtractor(_NET.value)
-    config = load_run_config(_WORKDIR.value)
-    exp, state = loop.restore_experiment(config, _WORKDIR.value)
+    run = open_run(_WORKDIR.value)
     n = 10 * _PER_CLASS.value
     labels = np.arange(n) % 10
-    t0 = time.perf_counter()
-    samples = exp.sample(exp.eval_params(state), n, seed=_SEED.value, labels=labels)
-    seconds = time.perf_counter() - t0
-    ext.check(samples.shape[1:], exp.data.spec.levels)
+    with common.Stopwatch() as sw:
+        samples = run.sample(n, seed=_SEED.value, labels=labels)
+    ext.check(samples.shape[1:], run.spec.levels)
     test = load_idx_folder(_DATA.value, "test")
     pick = np.concatenate([np.flatnonzero(test.labels == d)[:_PER_CLASS.value]
                            for d in range(10)])
     real = binarize_fixed(test.images[pick], 1234)
     common.emit({"benchmark": "main_job_digits", "workdir": _WORKDIR.value,
-                 "step": int(jax.device_get(state.step)), "num": n,
+                 "step": int(run.step), "num": n,
                  "samples": classify(ext, samples, labels),
                  "test_digits": classify(ext, real, test.labels[pick]),
-                 "sampling_seconds": round(seconds, 1),
+                 "sampling_seconds": round(sw.seconds, 1),
                  "feature_net_test_accuracy": ext.meta.get("test_accuracy")})
 
 
