@@ -21,7 +21,6 @@ whether every file decodes to its image.
         --config=experiments/pixelcnnpp/fashion_mnist.py:cpu --shape=28,28,1 --codec_images=4
 """
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
@@ -51,13 +50,13 @@ def _codec_times(family, params, images, labels) -> dict:
     codec = Codec(family, params, "bench", 0)
     n = len(images)
     codec.decode([e.data for e in codec.encode(images, labels, n)])  # compile
-    t0 = time.perf_counter()
-    enc = codec.encode(images, labels, n)
-    t1 = time.perf_counter()
-    dec = codec.decode([e.data for e in enc])
-    t2 = time.perf_counter()
+    with common.Stopwatch() as enc_sw:
+        enc = codec.encode(images, labels, n)
+    with common.Stopwatch() as dec_sw:
+        dec = codec.decode([e.data for e in enc])
     exact = all(np.array_equal(x, y) for x, (y, _) in zip(images, dec, strict=True))
-    return {"encode": n / (t1 - t0), "decode": n / (t2 - t1), "files": [e.data for e in enc],
+    return {"encode": n / enc_sw.seconds, "decode": n / dec_sw.seconds,
+            "files": [e.data for e in enc],
             "exact": exact}
 
 
