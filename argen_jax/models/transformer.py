@@ -482,7 +482,10 @@ class OrderedDecoding(DecoderCoding):
     through `sample_order` (also the codec's order)."""
 
     def init_order(self, settings: DecoderSettings, grid, config, speculative: int) -> None:
-        self.order = GridOrder(settings, grid, config.train.num_steps)
+        # train.num_steps only times RAR's annealing; a config built only to sample or to
+        # check parity may have no train section (then no annealing schedule is needed)
+        num_steps = config.train.num_steps if "train" in config else 0
+        self.order = GridOrder(settings, grid, num_steps)
         if speculative and settings.ordered:
             raise ConfigError("speculative decoding runs the raster order only: set "
                               "sample.speculative=0 or model.order='raster'")
