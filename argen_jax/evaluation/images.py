@@ -7,14 +7,20 @@ import numpy as np
 from PIL import Image
 
 
+def to_uint8(images, levels: int) -> np.ndarray:
+    """Images of ints in [0, levels) -> uint8 [0, 255] (the one conversion: grids, evaluation
+    shards, served PNGs)."""
+    x = np.asarray(images).astype(np.float64) * (255.0 / max(levels - 1, 1))
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
 def make_grid(images: np.ndarray, levels: int = 256, ncol: int | None = None,
               pad: int = 1) -> np.ndarray:
     """[N, H, W, C] ints in [0, levels) -> one uint8 [H', W', C] grid (C in {1, 3})."""
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[..., None]
-    x = np.clip(np.round(x.astype(np.float64) * (255.0 / max(levels - 1, 1))), 0, 255)
-    x = x.astype(np.uint8)
+    x = to_uint8(x, levels)
     n, h, w, c = x.shape
     ncol = ncol or int(math.ceil(math.sqrt(n)))
     nrow = int(math.ceil(n / ncol))

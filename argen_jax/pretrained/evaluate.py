@@ -26,7 +26,7 @@ import numpy as np
 from argen_jax.errors import ConfigError
 from argen_jax.evaluation import reference_stats
 from argen_jax.evaluation.extract import extract_features
-from argen_jax.evaluation.images import save_image_grid
+from argen_jax.evaluation.images import save_image_grid, to_uint8
 from argen_jax.evaluation.inception import InceptionExtractor
 from argen_jax.evaluation.sample_eval import feature_metrics
 from argen_jax.inference import Run, open_run
@@ -58,11 +58,6 @@ def open_preset(workdir: str, preset_name: str = "", **overrides) -> tuple[Run, 
                           "class-conditional token-image runs (LlamaGen, VAR)")
     settings = dataclasses.asdict(run.sample_settings)
     return run, name, {k: settings[k] for k in SAMPLING_KEYS}
-
-
-def to_uint8(images: np.ndarray, levels: int) -> np.ndarray:
-    """Decoded images (ints in [0, levels)) -> uint8 [0, 255]."""
-    return np.round(np.asarray(images) * (255.0 / max(levels - 1, 1))).astype(np.uint8)
 
 
 def sample_grid(workdir: str, classes, per_class: int = 4, cfg: float | None = None,

@@ -37,10 +37,10 @@ import numpy as np
 from flax import struct
 
 from argen_jax.errors import ConfigError, UserError
+from argen_jax.evaluation.images import to_uint8
 from argen_jax.layers.attention import KVCache
 from argen_jax.models.base import images_of
 from argen_jax.models.transformer import Decoder
-from argen_jax.pretrained.evaluate import to_uint8
 from argen_jax.sampling.processors import categorical_draw, cfg_combine, guidance
 
 MAX_SEED = 2 ** 31 - 1

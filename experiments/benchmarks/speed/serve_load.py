@@ -107,8 +107,8 @@ def load(engine, family, params):
     classes = rng.integers(0, engine.num_classes, n_req)
     bodies = [{"class": int(c), "seed": i} for i, c in enumerate(classes)]
 
+    from argen_jax.evaluation.images import to_uint8
     from argen_jax.models.base import images_of
-    from argen_jax.pretrained.evaluate import to_uint8
 
     sample = jax.jit(family.sample)
 
